@@ -1,0 +1,3 @@
+"""Quagga: a co-design simulator for low-bit graph neural network accelerators."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,73 @@
+"""The ``quagga`` command line: a thin dispatcher over ``quagga.commands.<name>``.
+
+Subcommand modules are imported only when used, so ``quagga --help`` stays fast and
+``quagga estimate`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from quant.errors import QuantError
+
+#: name -> one-line help.  The module ``quagga.commands.<name>`` implements it.
+SUBCOMMANDS: dict[str, str] = {
+    "train": "train a quantized GNN (QAT), evaluate fake-quant and integer accuracy, export",
+    "simulate": "bit-exact functional simulation of an exported model",
+    "golden": "write golden-vector files for the aggregation unit",
+    "rtl": "export, synthesize and verify (cocotb) the aggregation unit RTL",
+    "estimate": "cycles, time and energy of the accelerator at FP32/INT8/INT4/INT2",
+    "sweep": "sweep design points x bit widths x datasets (Dask), CSV + Pareto plot",
+    "bench": "measure low-bit CPU kernels against FP32 baselines in one run",
+    "report": "render tables and plots of a run directory",
+    "run": "the whole flow on one dataset: train, export, simulate, RTL, estimate, bench, report",
+}
+
+
+class CLIError(Exception):
+    """A user error in the command line; printed without a traceback, exit code 2."""
+
+
+def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quagga",
+        description="Quagga: co-design simulator for low-bit GNN accelerators "
+                    "(QAT trainer, bit-exact simulator, Amaranth RTL, cycle/energy model).")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if names is not None and name in names:
+            mod = importlib.import_module(f"quagga.commands.{name}")
+            mod.configure(p)
+            p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    wanted = [a for a in argv if a in SUBCOMMANDS][:1]
+    parser = build_parser(wanted)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if not hasattr(args, "_run"):
+        parser.error(f"subcommand {args.command!r} is not available")
+    try:
+        return int(args._run(args) or 0)
+    except (CLIError, QuantError, FileNotFoundError) as exc:
+        print(f"quagga {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"quagga {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

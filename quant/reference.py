@@ -1,0 +1,369 @@
+"""The integer reference: plain numpy, bit-exact definition of every integer operation.
+
+Every other implementation (torch integer mode, numba simulator, Amaranth RTL, cocotb
+models) is tested against these functions with exact equality.  See ``docs/numerics.md``.
+
+Conventions
+-----------
+* Codes are held in ``np.int64`` arrays while computing and returned as ``np.int32``.
+* Float -> code conversion is done in IEEE float32 (the trainer's dtype):
+  ``q = clamp(R(x / s + z), qmin, qmax)`` with ``R`` the spec's rounding mode.
+* The requantizer is ``clamp(round_shift(v * M, n) + z, qmin, qmax)``; ``round_shift``
+  rounds half up (add ``2**(n-1)``, arithmetic shift right by ``n``); a negative ``n``
+  is an exact left shift.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from quant.errors import QuantError, invalid
+from quant.spec import QuantSpec, Rounding
+
+#: Largest right shift a requantizer may use (keeps ``v * M`` and the rounding term in int64).
+MAX_SHIFT = 62
+#: Widest multiplier :func:`derive_multiplier` accepts.
+MAX_MULT_BITS = 31
+#: ``|v * M|`` must stay below this so that the product and rounding term fit in int64.
+PRODUCT_LIMIT = 1 << 62
+
+
+# ---------------------------------------------------------------------------------------
+# validation helpers
+# ---------------------------------------------------------------------------------------
+
+def check_scale(scale: float, field: str = "scale") -> np.float32:
+    """Return ``scale`` as float32 after checking it is finite and > 0."""
+    try:
+        s = np.float32(scale)
+    except (TypeError, ValueError):
+        raise invalid(field, scale, "a positive finite number") from None
+    if not np.isfinite(s) or s <= 0:
+        raise invalid(field, float(scale), "a positive finite number")
+    return s
+
+
+def check_finite(x: np.ndarray, field: str = "x") -> None:
+    """Raise if ``x`` holds NaN or infinity, naming the first bad index and value."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise QuantError(f"{field} must be finite, not {x[idx]!r} at index {idx}")
+
+
+def _check_int_array(v: np.ndarray, field: str) -> np.ndarray:
+    v = np.asarray(v)
+    if v.dtype.kind not in "iu":
+        raise invalid(f"{field}.dtype", str(v.dtype), "an integer dtype")
+    return v.astype(np.int64)
+
+
+def _check_shift(n: int, field: str = "shift") -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise invalid(field, n, "an int")
+    n = int(n)
+    if not -MAX_SHIFT <= n <= MAX_SHIFT:
+        raise invalid(field, n, f"in -{MAX_SHIFT}..{MAX_SHIFT}")
+    return n
+
+
+def _check_multiplier(m: int, field: str = "multiplier") -> int:
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)):
+        raise invalid(field, m, "an int")
+    m = int(m)
+    if not 0 <= m < (1 << MAX_MULT_BITS):
+        raise invalid(field, m, f"in 0..2**{MAX_MULT_BITS}-1")
+    return m
+
+
+# ---------------------------------------------------------------------------------------
+# float <-> code
+# ---------------------------------------------------------------------------------------
+
+def round_float(v: np.ndarray, rounding: Rounding) -> np.ndarray:
+    """Round float32 values to integral float32 values with the given mode."""
+    rounding = Rounding.parse(rounding)
+    if rounding is Rounding.HALF_EVEN:
+        return np.rint(v)
+    if rounding is Rounding.HALF_UP:
+        return np.floor(v + np.float32(0.5))
+    return np.floor(v)
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, spec: QuantSpec) -> np.ndarray:
+    """Float -> integer codes: ``clamp(R(x / s + z), qmin, qmax)`` in float32.
+
+    Parameters
+    ----------
+    x : array_like, any shape
+        Real values (converted to float32).
+    scale : float
+        Step size ``s > 0``.
+    zero_point : int
+        Code of real zero, inside ``[qmin, qmax]``.
+    spec : QuantSpec
+
+    Returns
+    -------
+    np.ndarray of int32, same shape as ``x``
+    """
+    x = np.asarray(x, dtype=np.float32)
+    check_finite(x)
+    s = check_scale(scale)
+    z = spec.check_zero_point(zero_point)
+    v = round_float(x / s + np.float32(z), spec.rounding)
+    return np.clip(v, spec.qmin, spec.qmax).astype(np.int32)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Codes -> float32 values ``(q - z) * s``.
+
+    Shapes: ``q`` any shape; returns float32 of the same shape.
+    """
+    q = _check_int_array(q, "q")
+    s = check_scale(scale)
+    return (q - int(zero_point)).astype(np.float32) * s
+
+
+def saturate(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Clamp integers to ``[lo, hi]`` (int64 in, int64 out)."""
+    return np.clip(_check_int_array(v, "v"), lo, hi)
+
+
+def qparams_from_range(lo: float, hi: float, spec: QuantSpec) -> tuple[np.float32, int]:
+    """Scale and zero point covering ``[min(lo, 0), max(hi, 0)]`` (float32 arithmetic).
+
+    Unsigned: ``s = (hi - lo) / (levels - 1)``, ``z = clamp(R(-lo / s), qmin, qmax)``.
+    Signed (symmetric): ``s = max(|lo|, |hi|) / qmax``, ``z = 0``.
+    A degenerate range gives ``s = 1``.  ``s`` is at least float32 eps.
+    """
+    lo32 = np.minimum(np.float32(lo), np.float32(0))
+    hi32 = np.maximum(np.float32(hi), np.float32(0))
+    if not (np.isfinite(lo32) and np.isfinite(hi32)):
+        raise invalid("range", (float(lo), float(hi)), "finite")
+    eps = np.finfo(np.float32).eps
+    if spec.signed:
+        amax = np.maximum(-lo32, hi32)
+        if amax == 0:
+            return np.float32(1.0), 0
+        return np.maximum(amax / np.float32(spec.qmax), eps), 0
+    if hi32 == lo32:
+        return np.float32(1.0), 0
+    s = np.maximum((hi32 - lo32) / np.float32(spec.levels - 1), eps)
+    z = int(np.clip(round_float(-lo32 / s, spec.rounding), spec.qmin, spec.qmax))
+    return np.float32(s), z
+
+
+# ---------------------------------------------------------------------------------------
+# integer requantization
+# ---------------------------------------------------------------------------------------
+
+def round_shift(v: np.ndarray, n: int) -> np.ndarray:
+    """Divide by ``2**n`` rounding half up (toward +inf on ties), exactly.
+
+    ``n > 0``: ``(v + 2**(n-1)) >> n`` (arithmetic shift); ``n == 0``: ``v``;
+    ``n < 0``: ``v << -n``.
+
+    >>> round_shift(np.array([-3, -2, -1, 1, 2, 3]), 1).tolist()
+    [-1, -1, 0, 1, 1, 2]
+    """
+    v = _check_int_array(v, "v")
+    n = _check_shift(n)
+    if n > 0:
+        return (v + (1 << (n - 1))) >> n
+    if n < 0:
+        return v << (-n)
+    return v
+
+
+def requantize(v: np.ndarray, multiplier: int, shift: int, zero_point: int,
+               spec: QuantSpec) -> np.ndarray:
+    """Integer-only rescale: ``clamp(round_shift(v * M, n) + z, qmin, qmax)``.
+
+    Parameters
+    ----------
+    v : integer array, any shape
+        Centred values (already minus their zero points) at the input scale.
+    multiplier, shift : int
+        ``(M, n)`` from :func:`derive_multiplier`; the rescale factor is ``M * 2**-n``.
+    zero_point : int
+        Output zero point.
+    spec : QuantSpec
+        Output code range.
+
+    Returns
+    -------
+    np.ndarray of int32, same shape as ``v``
+
+    Raises
+    ------
+    QuantError
+        If ``|v * M|`` (or the left-shifted value) could leave int64's safe range.
+    """
+    v = _check_int_array(v, "v")
+    m = _check_multiplier(multiplier)
+    n = _check_shift(shift)
+    z = spec.check_zero_point(zero_point)
+    if v.size:
+        vmax = int(np.abs(v).max())
+        if vmax * m * (1 << max(0, -n)) >= PRODUCT_LIMIT:
+            raise invalid("v * multiplier", vmax * m, f"below 2**62 (multiplier={m}, shift={n})")
+    out = round_shift(v * m, n) + z
+    return np.clip(out, spec.qmin, spec.qmax).astype(np.int32)
+
+
+def derive_multiplier(ratio: float, mult_bits: int = 16) -> tuple[int, int]:
+    """Fixed-point ``(M, n)`` with ``M * 2**-n ~ ratio`` and ``M < 2**mult_bits``.
+
+    ``M`` is normalised to ``[2**(mult_bits-1), 2**mult_bits - 1]`` whenever the shift
+    range allows, so the relative error ``|M 2**-n - ratio| / ratio`` is at most
+    ``2**-mult_bits`` (the bound ``tests/quant`` checks).  Ratios of ``2**mult_bits``
+    or more give a negative shift (an exact left shift).  ``M`` is rounded half up.
+
+    Raises
+    ------
+    QuantError
+        For a non-positive or non-finite ratio, or ``mult_bits`` outside 1..31.
+    """
+    if isinstance(mult_bits, bool) or not isinstance(mult_bits, (int, np.integer)) \
+            or not 1 <= int(mult_bits) <= MAX_MULT_BITS:
+        raise invalid("mult_bits", mult_bits, f"an int in 1..{MAX_MULT_BITS}")
+    mult_bits = int(mult_bits)
+    try:
+        r = float(ratio)
+    except (TypeError, ValueError):
+        raise invalid("ratio", ratio, "a positive finite number") from None
+    if not math.isfinite(r) or r <= 0:
+        raise invalid("ratio", ratio, "a positive finite number")
+    frac, exp = math.frexp(r)  # r = frac * 2**exp, frac in [0.5, 1)
+    n = mult_bits - exp
+    m = math.floor(math.ldexp(frac, mult_bits) + 0.5)
+    if m == (1 << mult_bits):
+        m >>= 1
+        n -= 1
+    if n > MAX_SHIFT:
+        # ratio below 2**(mult_bits-1-MAX_SHIFT): keep the largest shift, lose precision
+        m = math.floor(math.ldexp(r, MAX_SHIFT) + 0.5)
+        n = MAX_SHIFT
+        if m == 0:
+            raise invalid("ratio", ratio, f"at least 2**-{MAX_SHIFT + 1} to be representable")
+    if n < -MAX_SHIFT:
+        raise invalid("ratio", ratio, "small enough to be representable")
+    return int(m), int(n)
+
+
+def multiplier_value(multiplier: int, shift: int) -> float:
+    """The real factor ``M * 2**-n`` a ``(M, n)`` pair stands for."""
+    return math.ldexp(float(multiplier), -int(shift))
+
+
+def derive_shared_multipliers(ratios: tuple[float, ...], mult_bits: int = 16
+                              ) -> tuple[tuple[int, ...], int]:
+    """Multipliers ``M_i`` with one common shift ``n`` for several inputs of one sum.
+
+    The largest ratio sets ``n`` (normalised as in :func:`derive_multiplier`); the others
+    are rounded half up at that shift (so small ratios lose relative precision).
+    """
+    if not ratios:
+        raise invalid("ratios", ratios, "non-empty")
+    _, n = derive_multiplier(max(float(r) for r in ratios), mult_bits)
+    ms = []
+    for r in ratios:
+        derive_multiplier(r, mult_bits)  # validates
+        ms.append(int(math.floor(math.ldexp(float(r), n) + 0.5)))
+    return tuple(ms), n
+
+
+# ---------------------------------------------------------------------------------------
+# accumulators
+# ---------------------------------------------------------------------------------------
+
+def signed_bits_for(max_abs: int) -> int:
+    """Two's complement width that holds every value in ``[-max_abs, max_abs]``.
+
+    >>> signed_bits_for(127), signed_bits_for(128)
+    (8, 9)
+    """
+    if max_abs < 0:
+        raise invalid("max_abs", max_abs, ">= 0")
+    return int(max_abs).bit_length() + 1
+
+
+def acc_bits_required(code_bits: int, mult_bits: int, max_degree: int) -> int:
+    """Accumulator width that cannot overflow: ``code_bits + mult_bits + ceil(log2 D) + 1``.
+
+    Holds a sum of ``D = max_degree`` products of a centred ``code_bits`` operand
+    (``|x - z| <= 2**code_bits - 1``) and a centred ``mult_bits`` operand, with its sign bit.
+
+    >>> acc_bits_required(2, 8, 168)
+    19
+    """
+    for name, val in (("code_bits", code_bits), ("mult_bits", mult_bits)):
+        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
+            raise invalid(name, val, "a positive int")
+    if isinstance(max_degree, bool) or not isinstance(max_degree, (int, np.integer)) or max_degree < 1:
+        raise invalid("max_degree", max_degree, "a positive int")
+    return int(code_bits) + int(mult_bits) + math.ceil(math.log2(int(max_degree))) + 1
+
+
+def acc_range(acc_bits: int) -> tuple[int, int]:
+    """``(lo, hi)`` of a two's complement accumulator of ``acc_bits`` bits."""
+    if isinstance(acc_bits, bool) or not isinstance(acc_bits, (int, np.integer)) or not 2 <= acc_bits <= 63:
+        raise invalid("acc_bits", acc_bits, "an int in 2..63")
+    return -(1 << (int(acc_bits) - 1)), (1 << (int(acc_bits) - 1)) - 1
+
+
+# ---------------------------------------------------------------------------------------
+# layer-level integer operations
+# ---------------------------------------------------------------------------------------
+
+def relu_codes(q: np.ndarray, zero_point: int) -> np.ndarray:
+    """ReLU on codes: ``max(q, z)`` (the code of real zero)."""
+    return np.maximum(_check_int_array(q, "q"), int(zero_point)).astype(np.int32)
+
+
+def quantize_bias(bias: np.ndarray, scale_x: float, scale_w: float) -> np.ndarray:
+    """Bias as int32 at scale ``s_x * s_w`` (float64, half to even); done once at export."""
+    b = np.asarray(bias, dtype=np.float64)
+    check_finite(b, "bias")
+    s = float(check_scale(scale_x, "scale_x")) * float(check_scale(scale_w, "scale_w"))
+    q = np.rint(b / s)
+    lim = (1 << 31) - 1
+    if q.size and np.abs(q).max() > lim:
+        raise invalid("bias / (s_x * s_w)", float(np.abs(q).max()), "within int32")
+    return q.astype(np.int32)
+
+
+def linear_accumulate(x_q: np.ndarray, x_zero: int, w_q: np.ndarray, w_zero: int,
+                      bias_q: np.ndarray | None = None) -> np.ndarray:
+    """Integer GEMM ``(x - z_x) @ (w - z_w).T + b`` exactly in int64.
+
+    Shapes: ``x_q`` (N, K), ``w_q`` (C, K), ``bias_q`` (C,); returns (N, C) int64.
+    """
+    x = _check_int_array(x_q, "x_q") - int(x_zero)
+    w = _check_int_array(w_q, "w_q") - int(w_zero)
+    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
+        raise invalid("shapes", (x.shape, w.shape), "(N, K) and (C, K)")
+    acc = x @ w.T
+    if bias_q is not None:
+        acc = acc + _check_int_array(bias_q, "bias_q")[None, :]
+    return acc
+
+
+def add_requantize(a: np.ndarray, a_zero: int, a_mult: int, b: np.ndarray, b_zero: int,
+                   b_mult: int, shift: int, zero_point: int, spec: QuantSpec) -> np.ndarray:
+    """Integer ``y = clamp(round_shift((a-za)*Ma + (b-zb)*Mb, n) + z)``: a weighted sum of two
+    quantized tensors at one output scale (APPNP / SMP combination steps).
+
+    ``(Ma, Mb), n`` come from :func:`derive_shared_multipliers`.
+    """
+    av = _check_int_array(a, "a") - int(a_zero)
+    bv = _check_int_array(b, "b") - int(b_zero)
+    ma, mb = _check_multiplier(a_mult, "a_mult"), _check_multiplier(b_mult, "b_mult")
+    n = _check_shift(shift)
+    z = spec.check_zero_point(zero_point)
+    s = av * ma + bv * mb
+    out = round_shift(s, n) + z
+    return np.clip(out, spec.qmin, spec.qmax).astype(np.int32)
