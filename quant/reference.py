@@ -69,12 +69,13 @@ def _check_shift(n: int, field: str = "shift") -> int:
     return n
 
 
-def _check_multiplier(m: int, field: str = "multiplier") -> int:
+def _check_multiplier(m: int, field: str = "multiplier", signed: bool = False) -> int:
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)):
         raise invalid(field, m, "an int")
     m = int(m)
-    if not 0 <= m < (1 << MAX_MULT_BITS):
-        raise invalid(field, m, f"in 0..2**{MAX_MULT_BITS}-1")
+    lo = -(1 << MAX_MULT_BITS) + 1 if signed else 0
+    if not lo <= m < (1 << MAX_MULT_BITS):
+        raise invalid(field, m, f"in {lo}..2**{MAX_MULT_BITS}-1")
     return m
 
 
@@ -261,18 +262,30 @@ def multiplier_value(multiplier: int, shift: int) -> float:
 
 def derive_shared_multipliers(ratios: tuple[float, ...], mult_bits: int = 16
                               ) -> tuple[tuple[int, ...], int]:
-    """Multipliers ``M_i`` with one common shift ``n`` for several inputs of one sum.
+    """Signed multipliers ``M_i`` with one common shift ``n`` for the terms of one sum.
 
-    The largest ratio sets ``n`` (normalised as in :func:`derive_multiplier`); the others
-    are rounded half up at that shift (so small ratios lose relative precision).
+    The largest ``|ratio|`` sets ``n`` (normalised as in :func:`derive_multiplier`); every
+    ratio is then rounded half up at that shift, keeping its sign (so small ratios lose
+    relative precision).  A ratio of exactly 0 gives ``M = 0``.
     """
     if not ratios:
         raise invalid("ratios", ratios, "non-empty")
-    _, n = derive_multiplier(max(float(r) for r in ratios), mult_bits)
+    mags = []
+    for r in ratios:
+        try:
+            rf = float(r)
+        except (TypeError, ValueError):
+            raise invalid("ratio", r, "a finite number") from None
+        if not math.isfinite(rf):
+            raise invalid("ratio", r, "a finite number")
+        mags.append(abs(rf))
+    if max(mags) == 0:
+        raise invalid("ratios", tuple(ratios), "not all zero")
+    _, n = derive_multiplier(max(mags), mult_bits)
     ms = []
     for r in ratios:
-        derive_multiplier(r, mult_bits)  # validates
-        ms.append(int(math.floor(math.ldexp(float(r), n) + 0.5)))
+        m = int(math.floor(math.ldexp(abs(float(r)), n) + 0.5))
+        ms.append(m if float(r) >= 0 else -m)
     return tuple(ms), n
 
 
@@ -354,14 +367,16 @@ def linear_accumulate(x_q: np.ndarray, x_zero: int, w_q: np.ndarray, w_zero: int
 
 def add_requantize(a: np.ndarray, a_zero: int, a_mult: int, b: np.ndarray, b_zero: int,
                    b_mult: int, shift: int, zero_point: int, spec: QuantSpec) -> np.ndarray:
-    """Integer ``y = clamp(round_shift((a-za)*Ma + (b-zb)*Mb, n) + z)``: a weighted sum of two
-    quantized tensors at one output scale (APPNP / SMP combination steps).
+    """Integer ``y = clamp(round_shift((a-za)*Ma + (b-zb)*Mb, n) + z)``: a weighted sum (or
+    difference: multipliers are signed) of two quantized tensors at one output scale, as in the
+    APPNP / SMP combination steps.  ``(Ma, Mb), n`` come from :func:`derive_shared_multipliers`.
 
-    ``(Ma, Mb), n`` come from :func:`derive_shared_multipliers`.
+    Shapes: ``a`` and ``b`` broadcast together; returns int32 of the broadcast shape.
     """
     av = _check_int_array(a, "a") - int(a_zero)
     bv = _check_int_array(b, "b") - int(b_zero)
-    ma, mb = _check_multiplier(a_mult, "a_mult"), _check_multiplier(b_mult, "b_mult")
+    ma = _check_multiplier(a_mult, "a_mult", signed=True)
+    mb = _check_multiplier(b_mult, "b_mult", signed=True)
     n = _check_shift(shift)
     z = spec.check_zero_point(zero_point)
     s = av * ma + bv * mb
