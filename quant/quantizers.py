@@ -1,0 +1,545 @@
+"""Torch fake-quant modules for quantization-aware training, exact against the reference.
+
+Every module quantizes one tensor (per tensor, one ``(scale, zero_point)``) and exposes
+
+* ``forward(x)``: fake quantization ``x_hat = (q - z) * s`` in float32, differentiable;
+* ``qparams() -> (scale: np.float32, zero_point: int, spec: QuantSpec)``, valid after one
+  call; computed by :func:`quant.reference.qparams_from_range` from the module's range;
+* ``to_int(x) -> torch.int32`` codes, equal to
+  ``quant.reference.quantize(x.numpy(), *qparams())`` (for BT / BT*: equal to
+  ``quant.truncation.quantize_bt(x.numpy(), scale, zero_point, skew)``), and the codes that
+  ``forward`` dequantizes, so ``forward(x) == dequantize(to_int(x), scale, zero_point)``
+  exactly once the range is fixed (eval mode);
+* ``enabled``: ``False`` when ``bits`` is ``None`` or 32 (FP32 passthrough).
+
+Variants
+--------
+:class:`QLRQuantizer`
+    The paper's quantizer with learnable ranges: asymmetric unsigned codes on
+    ``[min(0, a*min x), max(0, a*max x)]`` with a learnable range multiplier ``a`` (alpha),
+    initialised by grid search at the first call.  ``bt_mode="BT"`` / ``"BT*"`` give the
+    paper's INT2 bitwise truncation (8-bit grid, four levels).  ``paper_code=True``
+    reproduces the published code's backward pass (labelled compatibility mode).
+:class:`SymmetricQuantizer`
+    Signed symmetric codes (zero point 0), learnable alpha, hardware friendly.
+:class:`MinMaxObserverQuantizer`
+    Asymmetric or symmetric codes from an exponential moving average of min / max; no
+    learnable parameter.
+
+Range tracking (all variants): in training mode the min / max of the current tensor
+(detached) or, with ``momentum=m``, their moving average ``r <- (1 - m) r + m r_now``; in
+eval mode the values stored at the last training forward.  A module that has never run in
+training mode takes the range of its first input.
+
+All state (alpha, range, skewness, counters) lives in parameters and buffers, so it is in
+``state_dict`` and moves with ``.to(device)``.  See ``docs/numerics.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch import nn
+
+from quant import torch_ops
+from quant.errors import QuantError, invalid
+from quant.reference import qparams_from_range
+from quant.spec import MAX_BITS, MIN_BITS, QuantSpec, Rounding
+from quant.truncation import BT_SPEC, BT_STEP, check_skew, rounded_skew
+
+__all__ = ["BT_MODES", "FakeQuantizer", "MinMaxObserverQuantizer", "QLRQuantizer",
+           "SymmetricQuantizer", "alpha_grid", "make_quantizer"]
+
+log = logging.getLogger(__name__)
+
+#: Bitwise-truncation modes of :class:`QLRQuantizer` (``"BT*"`` is the code's ``"SBT"``).
+BT_MODES = (None, "BT", "BT*")
+_EPS32 = float(np.finfo(np.float32).eps)
+
+
+def alpha_grid(bits: int) -> np.ndarray:
+    """Candidate alphas of the initial grid search (float32, ascending).
+
+    ``bits <= 2``: 0.1, 0.2, ..., 1.0; otherwise 0.02, 0.04, ..., 1.0 (the paper's INT2 and
+    INT4 / INT8 grids; other widths use the nearest of the two).  Candidate ``k`` is
+    ``float32(k * step)`` with ``k * step`` evaluated in float64, as the published code does.
+
+    >>> [round(float(a), 6) for a in alpha_grid(2)[:3]]
+    [0.1, 0.2, 0.3]
+    >>> len(alpha_grid(2)), len(alpha_grid(4)), len(alpha_grid(8))
+    (10, 50, 50)
+    """
+    count, step = (10, 0.1) if bits <= 2 else (50, 0.02)
+    return np.array([(k + 1) * step for k in range(count)], dtype=np.float32)
+
+
+def _check_bits(bits: int | None) -> int | None:
+    """``None`` / 32 mean FP32 passthrough; otherwise an int in 1..8."""
+    if bits is None:
+        return None
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
+        raise invalid("bits", bits, f"an int in {MIN_BITS}..{MAX_BITS}, 32 or None")
+    if int(bits) == 32:
+        return None
+    if not MIN_BITS <= int(bits) <= MAX_BITS:
+        raise invalid("bits", int(bits), f"in {MIN_BITS}..{MAX_BITS}, 32 or None")
+    return int(bits)
+
+
+def _check_momentum(momentum: float | None) -> float | None:
+    if momentum is None:
+        return None
+    m = float(momentum)
+    if not 0.0 < m <= 1.0:
+        raise invalid("momentum", momentum, "in (0, 1] or None")
+    return m
+
+
+class _RoundSTE(torch.autograd.Function):
+    """Round with the spec's mode; straight-through (identity) gradient."""
+
+    @staticmethod
+    def forward(ctx, v: torch.Tensor, rounding: Rounding) -> torch.Tensor:  # noqa: D102
+        return torch_ops.round_float(v, rounding)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # noqa: D102
+        return g, None
+
+
+class _TruncateSTE(torch.autograd.Function):
+    """BT / BT* truncation of float32 8-bit codes; straight-through gradient."""
+
+    @staticmethod
+    def forward(ctx, q8: torch.Tensor, skew: int) -> torch.Tensor:  # noqa: D102
+        return _truncate_float(q8, skew)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # noqa: D102
+        return g, None
+
+
+def _truncate_float(q8: torch.Tensor, skew: int) -> torch.Tensor:
+    """``clamp(85 * round((q8 + skew) / 85), 0, 255)`` exactly, for integral float32 ``q8``."""
+    t = q8.to(torch.int64) + int(skew) + BT_STEP // 2
+    t = torch.div(t, BT_STEP, rounding_mode="floor") * BT_STEP
+    return torch.clamp(t, 0, 255).to(torch.float32)
+
+
+class FakeQuantizer(nn.Module):
+    """Shared machinery: range tracking, qparams, ``to_int``; subclasses define the range.
+
+    Parameters
+    ----------
+    bits : int or None
+        Code width 1..8; ``None`` or 32 disables quantization (passthrough).
+    signed, narrow_range, rounding
+        The :class:`~quant.spec.QuantSpec` of the codes.
+    momentum : float or None
+        ``None``: range of the current tensor; else EMA weight of the new min / max.
+    """
+
+    def __init__(self, bits: int | None, *, signed: bool = False, narrow_range: bool = False,
+                 rounding: Rounding | str = Rounding.HALF_EVEN,
+                 momentum: float | None = None) -> None:
+        super().__init__()
+        self.bits = _check_bits(bits)
+        self.spec: QuantSpec | None = (
+            QuantSpec(self.bits, signed=signed, narrow_range=narrow_range, rounding=rounding)
+            if self.bits is not None else None)
+        if self.spec is not None and self.spec.signed and self.spec.qmax < 1:
+            raise invalid("bits", self.bits, ">= 2 for signed symmetric codes")
+        self.momentum = _check_momentum(momentum)
+        self.enabled = self.bits is not None
+        self.register_buffer("min_val", torch.zeros((), dtype=torch.float32))
+        self.register_buffer("max_val", torch.zeros((), dtype=torch.float32))
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
+
+    # -- the spec the codes use -----------------------------------------------------------
+    @property
+    def code_spec(self) -> QuantSpec:
+        """Spec of the codes ``to_int`` returns (8-bit for BT modes)."""
+        if self.spec is None:
+            raise invalid("bits", self.bits, "set (quantizer is disabled)")
+        return self.spec
+
+    # -- hooks ----------------------------------------------------------------------------
+    def _alpha(self) -> torch.Tensor | None:
+        return None
+
+    def _on_first_call(self, x: torch.Tensor) -> None:
+        """Called once with the first input (before its range is recorded)."""
+
+    def _on_training_call(self, x: torch.Tensor) -> None:
+        """Called on every training forward after the first."""
+
+    def _truncate(self, q: torch.Tensor) -> torch.Tensor:
+        return q
+
+    # -- range ----------------------------------------------------------------------------
+    def _update_range(self, x: torch.Tensor) -> None:
+        mn = x.detach().min().to(torch.float32)
+        mx = x.detach().max().to(torch.float32)
+        if self.momentum is None or not bool(self.initialized):
+            self.min_val.copy_(mn)
+            self.max_val.copy_(mx)
+        else:
+            m = torch.tensor(self.momentum, dtype=torch.float32)
+            self.min_val.copy_((1 - m) * self.min_val + m * mn)
+            self.max_val.copy_((1 - m) * self.max_val + m * mx)
+
+    def scaled_range(self) -> tuple[np.float32, np.float32]:
+        """``(alpha * min, alpha * max)`` in float32 (``alpha = 1`` without one)."""
+        self._check_ready()
+        lo, hi = self._scaled_range_t()
+        return np.float32(lo.detach().cpu()), np.float32(hi.detach().cpu())
+
+    def _scaled_range_t(self) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self._alpha()
+        if a is None:
+            return self.min_val, self.max_val
+        return a * self.min_val, a * self.max_val
+
+    def _scale_zero_t(self, lo_s: torch.Tensor, hi_s: torch.Tensor, spec: QuantSpec
+                      ) -> tuple[torch.Tensor, int]:
+        """Differentiable twin of :func:`quant.reference.qparams_from_range` (float32)."""
+        lo = torch.clamp(lo_s, max=0.0)
+        hi = torch.clamp(hi_s, min=0.0)
+        if spec.signed:
+            amax = torch.maximum(-lo, hi)
+            if float(amax.detach()) == 0.0:
+                return torch.ones((), dtype=torch.float32, device=lo.device), 0
+            return torch.clamp(amax / torch.tensor(float(spec.qmax)), min=_EPS32), 0
+        if float(hi.detach()) == float(lo.detach()):
+            return torch.ones((), dtype=torch.float32, device=lo.device), 0
+        s = torch.clamp((hi - lo) / torch.tensor(float(spec.levels - 1)), min=_EPS32)
+        z = torch_ops.round_float((-lo / s).detach(), spec.rounding)
+        z = int(min(max(float(z), spec.qmin), spec.qmax))
+        return s, z
+
+    def _check_ready(self) -> None:
+        if not self.enabled:
+            raise invalid("enabled", self.enabled, "True for qparams()/to_int() (bits="
+                          f"{self.bits})")
+        if not bool(self.initialized):
+            raise invalid("initialized", False, "True: call forward(x) at least once first")
+
+    # -- public API -----------------------------------------------------------------------
+    def qparams(self) -> tuple[np.float32, int, QuantSpec]:
+        """``(scale, zero_point, spec)`` of the codes, from the stored range and alpha."""
+        self._check_ready()
+        lo, hi = self.scaled_range()
+        s, z = qparams_from_range(lo, hi, self.code_spec)
+        return np.float32(s), int(z), self.code_spec
+
+    def to_int(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer codes of ``x`` (int32, same shape) with the current :meth:`qparams`."""
+        s, z, spec = self.qparams()
+        return self._truncate_int(torch_ops.quantize(x, s, z, spec))
+
+    def _truncate_int(self, q: torch.Tensor) -> torch.Tensor:
+        return q
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Fake quantization ``(q - z) * s`` (float32, same shape as ``x``)."""
+        if not self.enabled:
+            return x
+        torch_ops.check_finite(x.detach())
+        first = not bool(self.initialized)
+        if first:
+            self._update_range(x)
+            self._on_first_call(x.detach().to(torch.float32))
+            self.initialized.fill_(True)
+        if self.training:
+            self.calls += 1
+            if not first:
+                self._on_training_call(x.detach().to(torch.float32))
+                self._update_range(x)
+        lo_s, hi_s = self._scaled_range_t()
+        s, z = self._scale_zero_t(lo_s, hi_s, self.code_spec)
+        return self._fake(x.to(torch.float32), s, z, lo_s, hi_s)
+
+    def _fake(self, x: torch.Tensor, s: torch.Tensor, z: int, lo_s: torch.Tensor,
+              hi_s: torch.Tensor) -> torch.Tensor:
+        """LSQ-style fake quantization ``(round(clamp(x / s + z)) - z) * s``.
+
+        The clamp comes before the rounding (same values as clamp after rounding, since the
+        bounds are integers) so that its gradient mask is the real clip range: inputs with
+        ``x / s + z`` outside ``[qmin, qmax]`` get no input gradient, and there
+        ``d x_hat / d s = q - z`` (the clip level); inside, with a straight-through rounding,
+        ``d x_hat / d s = q - z - x / s``.  ``z`` is treated as a constant.
+        """
+        spec = self.code_spec
+        v = x / s + torch.tensor(float(z), dtype=torch.float32)
+        q = _RoundSTE.apply(torch.clamp(v, spec.qmin, spec.qmax), spec.rounding)
+        q = self._truncate(q)
+        return (q - torch.tensor(float(z), dtype=torch.float32)) * s
+
+    def extra_repr(self) -> str:
+        if not self.enabled:
+            return f"bits={self.bits}, enabled=False"
+        sp = self.code_spec
+        return (f"bits={self.bits}, signed={sp.signed}, narrow_range={sp.narrow_range}, "
+                f"rounding={sp.rounding.value}, momentum={self.momentum}")
+
+
+class _LearnableRange(FakeQuantizer):
+    """A fake quantizer with a learnable range multiplier alpha (grid-search initialised)."""
+
+    def __init__(self, bits: int | None, *, alpha: nn.Parameter | None = None,
+                 reinit_every: int | None = None, **kw) -> None:
+        super().__init__(bits, **kw)
+        if alpha is None:
+            alpha = nn.Parameter(torch.ones((), dtype=torch.float32))
+        elif not isinstance(alpha, nn.Parameter) or alpha.numel() != 1:
+            raise invalid("alpha", type(alpha).__name__, "an nn.Parameter with one element")
+        self.alpha = alpha
+        if reinit_every is not None and (isinstance(reinit_every, bool)
+                                         or not isinstance(reinit_every, int) or reinit_every < 1):
+            raise invalid("reinit_every", reinit_every, "a positive int or None")
+        self.reinit_every = reinit_every
+
+    def _alpha(self) -> torch.Tensor:
+        return self.alpha.reshape(())
+
+    def _grid_bits(self) -> int:
+        return self.bits
+
+    def _fake_error(self, x: torch.Tensor, a: float) -> float:
+        """Mean |x_hat - x| of ``x`` quantized with range multiplier ``a`` (no grad)."""
+        a32 = torch.tensor(a, dtype=torch.float32)
+        lo_s, hi_s = a32 * x.min(), a32 * x.max()
+        s, z = self._scale_zero_t(lo_s, hi_s, self.code_spec)
+        q = self._truncate(torch_ops.scaled_codes_float(x, s, z, self.code_spec))
+        x_hat = (q - torch.tensor(float(z), dtype=torch.float32)) * s
+        return float(torch.mean(torch.abs(x_hat - x)))
+
+    def _extra_init_rule(self, best: float) -> float:
+        return best + 0.1 if best < 0.1 else best
+
+    def init_alpha(self, x: torch.Tensor) -> float:
+        """Grid-search alpha on ``x`` (minimum mean |x_hat - x|, first minimum on ties).
+
+        Then ``+0.1`` if the best is below 0.1 (below 0.5 in BT* mode).  Sets and returns
+        alpha (float32 value as a Python float).
+        """
+        x = x.detach().to(torch.float32)
+        best, best_err = 1.0, float("inf")
+        with torch.no_grad():
+            for a in alpha_grid(self._grid_bits()):
+                err = self._fake_error(x, float(a))
+                if err < best_err:
+                    best, best_err = float(a), err
+            best = float(np.float32(self._extra_init_rule(best)))
+            self.alpha.data.fill_(best)
+        log.debug("alpha initialised to %s (mean |err| %.4g)", best, best_err)
+        return best
+
+    def _on_first_call(self, x: torch.Tensor) -> None:
+        self.init_alpha(x)
+
+    def _on_training_call(self, x: torch.Tensor) -> None:
+        if self.reinit_every is not None and (int(self.calls) - 1) % self.reinit_every == 0:
+            self.init_alpha(x)
+
+
+class QLRQuantizer(_LearnableRange):
+    """The paper's QLR quantizer: asymmetric unsigned, per tensor, learnable range alpha.
+
+    Range ``[min(0, a * min x), max(0, a * max x)]``, ``s = (hi - lo) / (2**b - 1)``,
+    ``z = clamp(round(-lo / s))``, ``q = clamp(round(x / s + z), 0, 2**b - 1)``.
+
+    Parameters
+    ----------
+    bits : int or None
+        1..8; ``None`` / 32: passthrough.  BT modes need ``bits=2``.
+    bt_mode : {None, "BT", "BT*"}
+        INT2 bitwise truncation: codes on the 8-bit grid limited to {0, 85, 170, 255};
+        ``"BT*"`` shifts the thresholds by the rounded skewness of the first input.
+    paper_code : bool
+        Compatibility mode reproducing the published code's backward pass: gradients are
+        computed on the dequantized output instead of the input, so the alpha gradient is
+        near zero and the input STE is (almost) unmasked.  The forward pass is the same.
+    momentum : float or None
+        EMA of min / max (``None``: the paper's current-tensor range).
+    alpha : nn.Parameter, optional
+        An alpha shared with other quantizers (the published code's shared alpha); every
+        quantizer still re-initialises it at its own first call, as that code does.
+    reinit_every : int, optional
+        Re-run the alpha grid search every ``reinit_every`` training calls (the published
+        code does this with 100 on CiteSeer).
+    rounding, narrow_range
+        Spec of the codes (default: half-even, full range).
+    """
+
+    def __init__(self, bits: int | None, *, bt_mode: str | None = None,
+                 paper_code: bool = False, momentum: float | None = None,
+                 alpha: nn.Parameter | None = None, reinit_every: int | None = None,
+                 rounding: Rounding | str = Rounding.HALF_EVEN,
+                 narrow_range: bool = False) -> None:
+        if bt_mode not in BT_MODES:
+            raise invalid("bt_mode", bt_mode, f"one of {list(BT_MODES)}")
+        super().__init__(bits, alpha=alpha, reinit_every=reinit_every, signed=False,
+                         narrow_range=narrow_range, rounding=rounding, momentum=momentum)
+        if bt_mode is not None and self.bits != 2:
+            raise invalid("bits", self.bits, f"2 when bt_mode={bt_mode!r}")
+        if bt_mode is not None and (narrow_range or Rounding.parse(rounding) != Rounding.HALF_EVEN):
+            raise invalid("bt_mode", bt_mode, "used with the default 8-bit spec only")
+        self.bt_mode = bt_mode
+        self.paper_code = bool(paper_code)
+        self.register_buffer("skew", torch.zeros((), dtype=torch.int64))
+
+    @property
+    def code_spec(self) -> QuantSpec:
+        if self.enabled and self.bt_mode is not None:
+            return BT_SPEC
+        return super().code_spec
+
+    @property
+    def storage_spec(self) -> QuantSpec:
+        """Spec of the stored codes: 2-bit for BT modes (``c = q // 85``), else ``code_spec``."""
+        return QuantSpec(2) if self.bt_mode is not None else self.code_spec
+
+    def _skew(self) -> int:
+        return int(self.skew) if self.bt_mode == "BT*" else 0
+
+    def _truncate(self, q: torch.Tensor) -> torch.Tensor:
+        if self.bt_mode is None:
+            return q
+        return _TruncateSTE.apply(q, self._skew())
+
+    def _truncate_int(self, q: torch.Tensor) -> torch.Tensor:
+        if self.bt_mode is None:
+            return q
+        return _truncate_float(q.to(torch.float32), self._skew()).to(torch.int32)
+
+    def _extra_init_rule(self, best: float) -> float:
+        if self.bt_mode == "BT*":
+            return best + 0.1 if best < 0.5 else best
+        return super()._extra_init_rule(best)
+
+    def init_alpha(self, x: torch.Tensor) -> float:
+        if self.bt_mode == "BT*":
+            self.skew.fill_(check_skew(rounded_skew(x.detach().cpu().numpy())))
+        return super().init_alpha(x)
+
+    def to_storage(self, x: torch.Tensor) -> torch.Tensor:
+        """Codes as stored: ``to_int(x)``, or for BT modes the 2-bit ``to_int(x) // 85``."""
+        q = self.to_int(x)
+        return q // BT_STEP if self.bt_mode is not None else q
+
+    def bt_description(self) -> dict:
+        """How a BT tensor's codes are represented (see ``docs/numerics.md``).
+
+        Codes ``q = 85 * c`` on the 8-bit grid with ``scale`` and ``zero_point`` of the
+        8-bit spec; stored as 2-bit ``c``; value ``(85 * c - zero_point) * scale``.
+        """
+        if self.bt_mode is None:
+            raise invalid("bt_mode", None, "'BT' or 'BT*' for bt_description()")
+        s, z, spec = self.qparams()
+        return {"mode": self.bt_mode, "scale": float(s), "zero_point": z, "spec": spec.to_dict(),
+                "code_step": BT_STEP, "storage_bits": 2, "skew": self._skew(),
+                "levels": [0, BT_STEP, 2 * BT_STEP, 3 * BT_STEP]}
+
+    def _fake(self, x, s, z, lo_s, hi_s):
+        if not self.paper_code:
+            return super()._fake(x, s, z, lo_s, hi_s)
+        return _PaperCodeQLR.apply(x, self.alpha, s.detach(), z, lo_s.detach(),
+                                   hi_s.detach(), self.code_spec, self.bt_mode, self._skew())
+
+    def extra_repr(self) -> str:
+        return (super().extra_repr() + f", bt_mode={self.bt_mode!r}, paper_code={self.paper_code}")
+
+
+class _PaperCodeQLR(torch.autograd.Function):
+    """Forward as the contract; backward as the published code (gradients on x_hat).
+
+    The published backward tests the range on the saved *output* ``x_hat`` against
+    ``[a * min, a * max]``, masks the upstream gradient with that test, and returns for
+    alpha ``sum(in_range * (q - (x_hat / s + z)) * g)``: ``x_hat / s + z`` equals ``q`` up to
+    float error, so the alpha gradient is near zero.  (Its clip terms ``a*min*g`` and
+    ``a*max*g`` are multiplied by the already-masked gradient and vanish.)
+    """
+
+    @staticmethod
+    def forward(ctx, x, alpha, s, z, lo_s, hi_s, spec, bt_mode, skew):  # noqa: D102
+        zt = torch.tensor(float(z), dtype=torch.float32)
+        q = torch_ops.scaled_codes_float(x, s, z, spec)
+        if bt_mode is not None:
+            q = _truncate_float(q, skew)
+        x_hat = (q - zt) * s
+        ctx.save_for_backward(x_hat, q, s, lo_s, hi_s)
+        ctx.z = z
+        ctx.alpha_shape = alpha.shape
+        ctx.bt = (bt_mode, skew)
+        return x_hat
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        x_hat, q, s, lo_s, hi_s = ctx.saved_tensors
+        in_range = ((x_hat >= lo_s) & (x_hat <= hi_s)).to(g.dtype)
+        g_in = g * in_range
+        q_tilde = x_hat / s + torch.tensor(float(ctx.z), dtype=torch.float32)
+        bt_mode, skew = ctx.bt
+        if bt_mode is not None:
+            q_tilde = torch.round((q_tilde + skew) / BT_STEP) * BT_STEP
+        g_alpha = (in_range * (torch.round(q) - q_tilde) * g_in).sum().reshape(ctx.alpha_shape)
+        return g_in, g_alpha, None, None, None, None, None, None, None
+
+
+class SymmetricQuantizer(_LearnableRange):
+    """Signed symmetric codes, zero point 0, learnable range multiplier alpha.
+
+    ``s = a * max(|min x|, |max x|) / qmax``, ``q = clamp(round(x / s), qmin, qmax)``.
+    ``narrow_range=True`` (default) drops ``-2**(b-1)`` for a range symmetric about 0.
+    Alpha is grid-search initialised like :class:`QLRQuantizer` (``+0.1`` below 0.1).
+    Needs ``bits >= 2``.
+    """
+
+    def __init__(self, bits: int | None, *, narrow_range: bool = True,
+                 momentum: float | None = None, alpha: nn.Parameter | None = None,
+                 reinit_every: int | None = None,
+                 rounding: Rounding | str = Rounding.HALF_EVEN) -> None:
+        if bits == 1:
+            raise invalid("bits", bits, ">= 2 for signed symmetric codes")
+        super().__init__(bits, alpha=alpha, reinit_every=reinit_every, signed=True,
+                         narrow_range=narrow_range, rounding=rounding, momentum=momentum)
+
+
+class MinMaxObserverQuantizer(FakeQuantizer):
+    """Range from a moving average of min / max (default momentum 0.1); nothing learnable.
+
+    ``signed=False``: asymmetric unsigned like QLR with alpha fixed at 1;
+    ``signed=True``: symmetric, zero point 0.
+    """
+
+    def __init__(self, bits: int | None, *, signed: bool = False, narrow_range: bool = False,
+                 momentum: float | None = 0.1,
+                 rounding: Rounding | str = Rounding.HALF_EVEN) -> None:
+        super().__init__(bits, signed=signed, narrow_range=narrow_range, rounding=rounding,
+                         momentum=momentum)
+
+
+def make_quantizer(kind: str, bits: int | None, **kw) -> FakeQuantizer:
+    """Build a quantizer by name: ``qlr``, ``qlr_paper``, ``bt``, ``bt*``, ``symmetric``,
+    ``observer``.  Extra keyword arguments go to the constructor.
+
+    >>> make_quantizer("bt*", 2).bt_mode
+    'BT*'
+    """
+    k = str(kind).lower()
+    if k == "qlr":
+        return QLRQuantizer(bits, **kw)
+    if k == "qlr_paper":
+        return QLRQuantizer(bits, paper_code=True, **kw)
+    if k in ("bt", "bt*", "sbt"):
+        return QLRQuantizer(bits, bt_mode="BT" if k == "bt" else "BT*", **kw)
+    if k == "symmetric":
+        return SymmetricQuantizer(bits, **kw)
+    if k == "observer":
+        return MinMaxObserverQuantizer(bits, **kw)
+    raise QuantError(f"kind must be one of ['qlr', 'qlr_paper', 'bt', 'bt*', 'symmetric', "
+                     f"'observer'], not {kind!r}")
