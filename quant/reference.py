@@ -89,7 +89,10 @@ def round_float(v: np.ndarray, rounding: Rounding) -> np.ndarray:
     if rounding is Rounding.HALF_EVEN:
         return np.rint(v)
     if rounding is Rounding.HALF_UP:
-        return np.floor(v + np.float32(0.5))
+        # floor(v) + [v - floor(v) >= 0.5]: exact (the fraction is exact in float32), unlike
+        # floor(v + 0.5), whose addition rounds 0.49999997 + 0.5 up to 1.0.
+        f = np.floor(v)
+        return f + (v - f >= np.float32(0.5)).astype(f.dtype)
     return np.floor(v)
 
 
@@ -146,6 +149,8 @@ def qparams_from_range(lo: float, hi: float, spec: QuantSpec) -> tuple[np.float3
         raise invalid("range", (float(lo), float(hi)), "finite")
     eps = np.finfo(np.float32).eps
     if spec.signed:
+        if spec.qmax < 1:
+            raise invalid("bits", spec.bits, ">= 2 for a signed symmetric range (qmax would be 0)")
         amax = np.maximum(-lo32, hi32)
         if amax == 0:
             return np.float32(1.0), 0

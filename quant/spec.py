@@ -21,7 +21,7 @@ class Rounding(str, enum.Enum):
     """
 
     HALF_EVEN = "half_even"  #: ties to even: numpy ``rint``, ``torch.round``
-    HALF_UP = "half_up"  #: ties toward +inf: ``floor(v + 0.5)``
+    HALF_UP = "half_up"  #: ties toward +inf: ``floor(v) + [v - floor(v) >= 0.5]`` (exact)
     FLOOR = "floor"  #: toward -inf
 
     @classmethod

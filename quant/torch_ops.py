@@ -53,13 +53,15 @@ def round_float(v: torch.Tensor, rounding: Rounding | str) -> torch.Tensor:
     """Round float32 values to integral float32 values (same modes as the reference).
 
     ``half_even``: ``torch.round`` (ties to even, like ``np.rint``);
-    ``half_up``: ``floor(v + 0.5)``; ``floor``: ``floor(v)``.
+    ``half_up``: ``floor(v) + [v - floor(v) >= 0.5]`` (ties toward +inf, exact);
+    ``floor``: ``floor(v)``.
     """
     rounding = Rounding.parse(rounding)
     if rounding is Rounding.HALF_EVEN:
         return torch.round(v)
     if rounding is Rounding.HALF_UP:
-        return torch.floor(v + torch.tensor(0.5, dtype=v.dtype))
+        f = torch.floor(v)
+        return f + (v - f >= 0.5).to(f.dtype)
     return torch.floor(v)
 
 
