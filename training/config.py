@@ -1,0 +1,171 @@
+"""Run configuration: model, quantization and optimisation settings, with the paper's defaults.
+
+:func:`paper_defaults` gives the per-configuration hyper-parameters of the authors' README
+commands (Cora, K = 10): dropout, learning rates, weight decays and SMP's constraint budget
+``alpha_c`` depend on the bit width and the truncation mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from quant.errors import invalid
+
+MODELS = ("smp", "appnp", "emp", "gcn")
+BT_MODES = ("none", "bt", "sbt")
+
+
+def parse_bits(text: str | int) -> int | None:
+    """``"32"``/``"fp32"`` -> ``None`` (full precision); ``"1".."8"`` -> int."""
+    t = str(text).strip().lower()
+    if t in ("32", "fp32", "float", "none"):
+        return None
+    t = t[3:] if t.startswith("int") else t
+    try:
+        b = int(t)
+    except ValueError:
+        raise invalid("bits", text, "1..8, 32 or fp32") from None
+    if not 1 <= b <= 8:
+        raise invalid("bits", text, "1..8, 32 or fp32")
+    return b
+
+
+def bt_mode(text: str | None) -> str | None:
+    """CLI ``none|bt|sbt`` -> quantizer ``None|"BT"|"BT*"``."""
+    t = (text or "none").lower()
+    if t not in BT_MODES + ("bt*",):
+        raise invalid("bt", text, f"one of {BT_MODES}")
+    return {"none": None, "bt": "BT", "sbt": "BT*", "bt*": "BT*"}[t]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What to build.
+
+    Parameters
+    ----------
+    model : {"smp", "appnp", "emp", "gcn"}
+    bits : int or None
+        Activation / weight / propagation width; ``None`` = FP32.
+    bt : {None, "BT", "BT*"}
+    layers : int
+        Propagation steps K (smp, appnp, emp) or GCN layers L.
+    hidden : int
+    dropout : float
+        Dropout on the input and hidden features (training only).
+    edge_bits, comb_bits : int
+        Widths of the GCN edge-weight codes and of combination intermediates / final output.
+    mult_bits : int
+        Width of the integer requantization multipliers at export.
+    msg_quant, upd_quant : bool
+        Quantize the message / update stage of every propagation step.
+    teleport : float
+        ``eta_H``: the weight of ``H0`` in each step (``mu = (1 - eta_H) / eta_H``).
+    alpha_c, eta_lambda, eta_s, lambda_init : float
+        SMP's constraint budget factor, multiplier step, slack step, initial multiplier and slack.
+    emp_lambda1, emp_lambda2 : float
+        Elastic GNN's L21 radius and smoothing weight (``gamma = 1 / (1 + lambda2)``).
+    paper_code : bool
+        Published-code compatibility mode (see docs/training.md).
+    warm_start : bool
+        SMP (correct mode): start each training forward's multiplier and slack from where the
+        previous one ended, instead of ``lambda_init`` every forward.
+    """
+
+    model: str = "smp"
+    bits: int | None = 4
+    bt: str | None = None
+    layers: int = 10
+    hidden: int = 64
+    dropout: float = 0.5
+    edge_bits: int = 8
+    comb_bits: int = 8
+    mult_bits: int = 16
+    msg_quant: bool = True
+    upd_quant: bool = True
+    teleport: float = 0.1
+    alpha_c: float = 1e-5
+    eta_lambda: float = 1e-5
+    eta_s: float = 1e-5
+    lambda_init: float = 1e-3
+    emp_lambda1: float = 9.0
+    emp_lambda2: float = 9.0
+    paper_code: bool = False
+    warm_start: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise invalid("model", self.model, f"one of {MODELS}")
+        if not isinstance(self.layers, int) or self.layers < 1:
+            raise invalid("layers", self.layers, "an int >= 1")
+        if not isinstance(self.hidden, int) or self.hidden < 1:
+            raise invalid("hidden", self.hidden, "an int >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise invalid("dropout", self.dropout, "in [0, 1)")
+        if not 0.0 < self.teleport <= 1.0:
+            raise invalid("teleport", self.teleport, "in (0, 1]")
+        for f in ("edge_bits", "comb_bits"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or not 1 <= v <= 8:
+                raise invalid(f, v, "an int in 1..8")
+        if not isinstance(self.mult_bits, int) or not 2 <= self.mult_bits <= 31:
+            raise invalid("mult_bits", self.mult_bits, "an int in 2..31")
+        if self.bt is not None and self.bits != 2:
+            raise invalid("bits", self.bits, f"2 when bt={self.bt!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: Adam with a separate group for quantizer alphas, step decay, best-val selection."""
+
+    epochs: int = 200
+    lr: float = 0.01
+    weight_decay: float = 1e-5
+    lr_alpha: float = 1e-4
+    weight_decay_alpha: float = 1e-5
+    step_size: int = 50
+    gamma: float = 0.7
+    seeds: tuple[int, ...] = (0,)
+    split: str = "random"
+    split_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise invalid("epochs", self.epochs, "an int >= 1")
+        if not self.seeds:
+            raise invalid("seeds", self.seeds, "at least one seed")
+        for name in ("lr", "lr_alpha"):
+            if not getattr(self, name) > 0:
+                raise invalid(name, getattr(self, name), "> 0")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["seeds"] = list(self.seeds)
+        return d
+
+
+def paper_defaults(model: str, bits: int | None, bt: str | None) -> dict:
+    """Per-configuration hyper-parameters of the published README commands (Cora).
+
+    Returns keys ``dropout``, ``alpha_c`` (SMP), ``lr``, ``weight_decay``, ``lr_alpha``,
+    ``weight_decay_alpha``.
+    """
+    d = {"dropout": 0.5, "alpha_c": 1e-5, "lr": 0.01, "weight_decay": 1e-5, "lr_alpha": 1e-4,
+         "weight_decay_alpha": 1e-5}
+    if bits is None:
+        d.update(dropout=0.8, alpha_c=0.1)
+    elif bits >= 8:
+        d.update(dropout=0.8, alpha_c=1e-5)
+        if model == "emp":
+            d.update(weight_decay=5e-5, weight_decay_alpha=5e-5)
+    elif bits >= 4:
+        d.update(dropout=0.5, alpha_c=1e-5, lr=0.015, weight_decay_alpha=5e-5)
+    else:
+        d.update(dropout=0.5, alpha_c={None: 1e-4, "BT": 0.2, "BT*": 0.01}[bt])
+    if model == "gcn":
+        d.update(dropout=0.5)
+    return d

@@ -1,0 +1,323 @@
+"""Graphs for training: PyG datasets by name, a user's file, or the built-in synthetic graph.
+
+Every loader returns a :class:`GraphData`: raw float features (before the model's input
+preprocessing), int64 labels, the directed edge list as given (no self loops added) and
+boolean train/val/test masks.  Everything is on the CPU; models move it where they run.
+
+Data roots: ``--data-root`` or the environment variable ``QUAGGA_DATA_ROOT``.  PyG writes a
+``processed/`` folder next to ``raw/``, so a data root that is not writable (for example a
+shared read-only copy) is mirrored into a temporary directory whose ``<name>/raw`` are
+symlinks to the originals; nothing is ever written into the data root in that case.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from quant.errors import QuantError
+
+log = logging.getLogger(__name__)
+
+#: dataset name (case-insensitive) -> (PyG loader, name passed to it, folder under the root)
+PYG_DATASETS: dict[str, tuple[str, str, str]] = {
+    "cora": ("Planetoid", "Cora", "Cora"),
+    "citeseer": ("Planetoid", "CiteSeer", "CiteSeer"),
+    "pubmed": ("Planetoid", "PubMed", "PubMed"),
+    "tolokers": ("HeterophilousGraphDataset", "Tolokers", "tolokers"),
+    "minesweeper": ("HeterophilousGraphDataset", "Minesweeper", "minesweeper"),
+    "roman-empire": ("HeterophilousGraphDataset", "Roman-empire", "roman_empire"),
+    "amazon-ratings": ("HeterophilousGraphDataset", "Amazon-ratings", "amazon_ratings"),
+    "questions": ("HeterophilousGraphDataset", "Questions", "questions"),
+    "computers": ("Amazon", "Computers", "Computers"),
+    "photo": ("Amazon", "Photo", "Photo"),
+    "cs": ("Coauthor", "CS", "CS"),
+    "physics": ("Coauthor", "Physics", "Physics"),
+}
+SYNTHETIC = "synthetic"
+DATA_ROOT_ENV = "QUAGGA_DATA_ROOT"
+
+
+class DatasetError(QuantError):
+    """A dataset that cannot be found, loaded or validated; the message says which and why."""
+
+
+@dataclass
+class GraphData:
+    """A node-classification graph.
+
+    Attributes
+    ----------
+    name : str
+    x : torch.Tensor, (N, F) float32
+        Raw node features (the model's input op normalises them if configured).
+    y : torch.Tensor, (N,) int64
+        Class labels in ``0..num_classes-1``.
+    edge_index : torch.Tensor, (2, E) int64
+        Directed edges, row 0 source, row 1 destination.
+    train_mask, val_mask, test_mask : torch.Tensor, (N,) bool
+        The split (may be replaced by :func:`training.splits.apply_split`).
+    normalize : str or None
+        Input preprocessing the model should apply (``"row_sum"`` for bag-of-words features).
+    """
+
+    name: str
+    x: torch.Tensor
+    y: torch.Tensor
+    edge_index: torch.Tensor
+    train_mask: torch.Tensor
+    val_mask: torch.Tensor
+    test_mask: torch.Tensor
+    normalize: str | None = None
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def num_features(self) -> int:
+        return int(self.x.shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.y.max()) + 1 if self.y.numel() else 0
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_index.shape[1])
+
+
+# ---------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------
+
+def validate_graph(x, y, edge_index, masks: dict | None = None, source: str = "graph") -> None:
+    """Check shapes, dtypes, index range and finiteness; raise :class:`DatasetError` naming the field.
+
+    Shapes: ``x`` (N, F) float, ``y`` (N,) integer, ``edge_index`` (2, E) integer, masks (N,) bool.
+    """
+    x = np.asarray(x)
+    y = np.asarray(y)
+    ei = np.asarray(edge_index)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise DatasetError(f"{source}: x.shape must be (N, F) with N, F > 0, not {x.shape}")
+    if x.dtype.kind not in "fiub":
+        raise DatasetError(f"{source}: x.dtype must be a numeric dtype, not {x.dtype}")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        idx = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+        raise DatasetError(f"{source}: x must be finite, not {x[idx]!r} at index {idx}")
+    n = x.shape[0]
+    if y.ndim != 1 or y.shape[0] != n:
+        raise DatasetError(f"{source}: y.shape must be ({n},) (one label per node), not {y.shape}")
+    if y.dtype.kind not in "iu":
+        raise DatasetError(f"{source}: y.dtype must be an integer dtype, not {y.dtype}")
+    if y.min() < 0:
+        raise DatasetError(f"{source}: y must hold labels >= 0, not {int(y.min())}")
+    if ei.ndim != 2 or ei.shape[0] != 2:
+        raise DatasetError(f"{source}: edge_index.shape must be (2, E), not {ei.shape}")
+    if ei.dtype.kind not in "iu":
+        raise DatasetError(f"{source}: edge_index.dtype must be an integer dtype, not {ei.dtype}")
+    if ei.size and (ei.min() < 0 or ei.max() >= n):
+        bad = int(ei[(ei < 0) | (ei >= n)][0])
+        raise DatasetError(f"{source}: edge_index must hold node ids in 0..{n - 1}, not {bad}")
+    for name, m in (masks or {}).items():
+        m = np.asarray(m)
+        if m.shape != (n,):
+            raise DatasetError(f"{source}: {name}.shape must be ({n},), not {m.shape}")
+        if m.dtype != np.bool_:
+            raise DatasetError(f"{source}: {name}.dtype must be bool, not {m.dtype}")
+
+
+def _to_graph(name, x, y, edge_index, masks, normalize) -> GraphData:
+    n = np.asarray(x).shape[0]
+    empty = np.zeros(n, dtype=bool)
+    return GraphData(
+        name=name,
+        x=torch.as_tensor(np.asarray(x, dtype=np.float32)),
+        y=torch.as_tensor(np.asarray(y, dtype=np.int64)),
+        edge_index=torch.as_tensor(np.asarray(edge_index, dtype=np.int64)),
+        train_mask=torch.as_tensor(np.asarray(masks.get("train_mask", empty))),
+        val_mask=torch.as_tensor(np.asarray(masks.get("val_mask", empty))),
+        test_mask=torch.as_tensor(np.asarray(masks.get("test_mask", empty))),
+        normalize=normalize)
+
+
+# ---------------------------------------------------------------------------------------
+# synthetic graph: contextual stochastic block model
+# ---------------------------------------------------------------------------------------
+
+def synthetic_csbm(num_nodes: int = 1000, num_classes: int = 4, num_features: int = 32,
+                   avg_degree: float = 8.0, homophily: float = 0.8, feature_snr: float = 1.0,
+                   seed: int = 0) -> GraphData:
+    """A contextual stochastic block model (homophilous SBM edges, Gaussian class features).
+
+    Parameters
+    ----------
+    num_nodes, num_classes, num_features : int
+    avg_degree : float
+        Expected undirected degree; each undirected edge is stored in both directions.
+    homophily : float
+        Probability that an edge joins two nodes of the same class, 0..1.
+    feature_snr : float
+        Distance of each class mean from the origin, in units of the noise std (1.0 per feature).
+    seed : int
+        Seed of the generator (numpy ``default_rng``); the same seed gives the same graph.
+
+    Returns
+    -------
+    GraphData with random 20-per-class / 500 / 1000 masks only if the graph is big enough;
+    :func:`training.splits.apply_split` sets the split actually used.
+    """
+    for nm, v, lo in (("num_nodes", num_nodes, 2), ("num_classes", num_classes, 2),
+                      ("num_features", num_features, 1)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise DatasetError(f"synthetic: {nm} must be an int >= {lo}, not {v!r}")
+    if not 0.0 <= homophily <= 1.0:
+        raise DatasetError(f"synthetic: homophily must be in 0..1, not {homophily!r}")
+    if not avg_degree > 0:
+        raise DatasetError(f"synthetic: avg_degree must be > 0, not {avg_degree!r}")
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, num_classes, size=num_nodes)
+    means = rng.standard_normal((num_classes, num_features))
+    means *= feature_snr / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    means *= np.sqrt(num_features) ** 0.5
+    x = means[y] + rng.standard_normal((num_nodes, num_features))
+    n_edges = int(round(avg_degree * num_nodes / 2))
+    src = rng.integers(0, num_nodes, size=n_edges)
+    same = rng.random(n_edges) < homophily
+    by_class = [np.flatnonzero(y == c) for c in range(num_classes)]
+    dst = rng.integers(0, num_nodes, size=n_edges)
+    for c in range(num_classes):
+        pick = same & (y[src] == c)
+        if by_class[c].size and pick.any():
+            dst[pick] = by_class[c][rng.integers(0, by_class[c].size, size=int(pick.sum()))]
+    diff = ~same
+    # a "different class" edge: resample destinations until classes differ (bounded tries)
+    for _ in range(8):
+        bad = diff & (y[dst] == y[src])
+        if not bad.any():
+            break
+        dst[bad] = rng.integers(0, num_nodes, size=int(bad.sum()))
+    keep = src != dst
+    und = np.unique(np.sort(np.stack([src[keep], dst[keep]]), axis=0), axis=1)
+    edge_index = np.concatenate([und, und[::-1]], axis=1)
+    return _to_graph(SYNTHETIC, x.astype(np.float32), y, edge_index, {}, None)
+
+
+# ---------------------------------------------------------------------------------------
+# user files
+# ---------------------------------------------------------------------------------------
+
+def load_file(path: str | Path) -> GraphData:
+    """Load ``.npz`` (``edge_index``, ``x``, ``y``, optional ``train_mask``/``val_mask``/``test_mask``)
+    or a saved PyG ``Data`` (``.pt``), validated."""
+    p = Path(path)
+    if not p.exists():
+        raise DatasetError(f"dataset file {str(p)!r} does not exist")
+    if p.suffix == ".npz":
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (ValueError, OSError) as exc:
+            raise DatasetError(f"dataset file {str(p)!r} is not a readable .npz: {exc}") from None
+        normalize = None
+    else:
+        try:
+            obj = torch.load(p, weights_only=False, map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a user error here
+            raise DatasetError(f"dataset file {str(p)!r} is neither .npz nor a saved PyG Data: {exc}") from None
+        if isinstance(obj, (list, tuple)) and obj:
+            obj = obj[0]
+        if not hasattr(obj, "edge_index") or not hasattr(obj, "x"):
+            raise DatasetError(f"dataset file {str(p)!r} must hold a PyG Data with x, y and edge_index, "
+                               f"not {type(obj).__name__}")
+        arrays = {k: (v.numpy() if isinstance(v, torch.Tensor) else v)
+                  for k, v in obj.to_dict().items() if v is not None}
+        normalize = None
+    for k in ("x", "y", "edge_index"):
+        if k not in arrays:
+            raise DatasetError(f"dataset file {str(p)!r} must contain {k!r}; it has {sorted(arrays)}")
+    masks = {k: arrays[k] for k in ("train_mask", "val_mask", "test_mask") if k in arrays}
+    validate_graph(arrays["x"], arrays["y"], arrays["edge_index"], masks, source=str(p))
+    return _to_graph(p.stem, arrays["x"], arrays["y"], arrays["edge_index"], masks, normalize)
+
+
+# ---------------------------------------------------------------------------------------
+# PyG datasets
+# ---------------------------------------------------------------------------------------
+
+def resolve_data_root(data_root: str | Path | None) -> Path | None:
+    """``data_root`` if given, else ``$QUAGGA_DATA_ROOT``, else ``None`` (PyG's own download root)."""
+    if data_root:
+        return Path(data_root)
+    env = os.environ.get(DATA_ROOT_ENV)
+    return Path(env) if env else None
+
+
+def _mirror_root(root: Path, folder: str) -> Path:
+    """Always mirror ``root/folder/raw`` into a private temp root (keeps shared roots clean)."""
+    tmp = Path(tempfile.mkdtemp(prefix="quagga_pyg_"))
+    (tmp / folder).mkdir()
+    os.symlink((root / folder / "raw").resolve(), tmp / folder / "raw")
+    return tmp
+
+
+def load_pyg(name: str, data_root: str | Path | None = None) -> GraphData:
+    """Load a PyG dataset by (case-insensitive) name from the data root.
+
+    If the raw files are present under ``<root>/<folder>/raw`` they are used through a
+    private temporary mirror (PyG's ``processed/`` goes there); otherwise PyG tries to
+    download into ``root``.  Failure gives a :class:`DatasetError` saying how to set the root.
+    """
+    key = name.lower()
+    if key not in PYG_DATASETS:
+        raise DatasetError(
+            f"dataset must be {SYNTHETIC!r}, a path to a .npz/.pt file, or one of "
+            f"{sorted(v[1] for v in PYG_DATASETS.values())}, not {name!r}")
+    loader_name, pyg_name, folder = PYG_DATASETS[key]
+    root = resolve_data_root(data_root)
+    hint = (f"point --data-root (or ${DATA_ROOT_ENV}) at a directory holding {folder}/raw/ "
+            f"in PyG's layout, or allow PyG to download it")
+    if root is None:
+        raise DatasetError(f"dataset {pyg_name!r}: no data root given; {hint}")
+    import torch_geometric.datasets as pyg_datasets
+
+    raw = root / folder / "raw"
+    use_root = _mirror_root(root, folder) if raw.is_dir() and any(raw.iterdir()) else root
+    loader = getattr(pyg_datasets, loader_name)
+    try:
+        if loader_name == "Planetoid":
+            ds = loader(str(use_root), pyg_name, split="public")
+        else:
+            ds = loader(str(use_root), pyg_name)
+        data = ds[0]
+    except Exception as exc:  # noqa: BLE001 - network / missing file errors from PyG
+        raise DatasetError(f"dataset {pyg_name!r} is not under {str(root)!r} and could not be "
+                           f"downloaded ({type(exc).__name__}: {exc}); {hint}") from None
+    masks = {}
+    for k in ("train_mask", "val_mask", "test_mask"):
+        m = getattr(data, k, None)
+        if m is not None:
+            m = m.numpy()
+            masks[k] = m[:, 0] if m.ndim == 2 else m  # heterophilous sets carry 10 splits
+    normalize = "row_sum" if loader_name == "Planetoid" else None
+    validate_graph(data.x.numpy(), data.y.numpy(), data.edge_index.numpy(), masks, source=pyg_name)
+    log.info("loaded %s: %d nodes, %d edges", pyg_name, data.num_nodes, data.edge_index.shape[1])
+    return _to_graph(pyg_name, data.x.numpy(), data.y.numpy(), data.edge_index.numpy(), masks, normalize)
+
+
+def load_dataset(name: str | None, data_root: str | Path | None = None, *,
+                 synthetic_args: dict | None = None) -> GraphData:
+    """Dispatch: ``None``/``"synthetic"`` -> :func:`synthetic_csbm`; an existing path or a name
+    ending in ``.npz``/``.pt`` -> :func:`load_file`; otherwise a PyG dataset name."""
+    if name is None or name.lower() == SYNTHETIC:
+        return synthetic_csbm(**(synthetic_args or {}))
+    if name.endswith((".npz", ".pt")) or os.sep in name or Path(name).exists():
+        return load_file(name)
+    return load_pyg(name, data_root)

@@ -1,0 +1,214 @@
+"""Lower a trained fake-quant model to the integer model IR (:mod:`quant.model_ir`).
+
+Every fake-quant stage of the trained model becomes one integer op; a stage followed by
+another quantizer becomes a requantization with ``(M, n)`` from the ratio of the float32
+scales (:func:`quant.reference.derive_multiplier`, ``mult_bits`` of the model config):
+
+* input quantizer of the first linear layer -> ``input`` (with the dataset's preprocessing);
+* ``QuantLinear`` -> ``linear`` (int GEMM, int32 bias at ``s_x s_w``, requantize to ``Q_out``);
+  a linear whose input quantizer differs from the producer's codes is preceded by a
+  requantizing ``add`` (``b_mult = 0``);
+* ReLU -> ``relu`` (clamp at the zero point);
+* ``QuantPropagate`` -> ``propagate``: edge-weight codes (``edge`` quantizer, zero point 0),
+  message requantization ``s_x s_w / s_msg``, row requantization, update requantization,
+  accumulator width :func:`quant.reference.acc_bits_required` at the graph's max degree;
+* each combination ``Q(ca * a + cb * b)`` -> ``add`` with signed multipliers
+  ``ca s_a / s_out`` and ``cb s_b / s_out`` at one shift; SMP's ``lambda_k`` enters as the
+  constant of its ``add`` (frozen from the last eval-mode forward);
+* prediction -> ``argmax``.
+
+EMP's L21 projection has no integer op, so EMP models are not lowered
+(:class:`LoweringError`).  BT / BT* stages are lowered as 8-bit codes on BT's 8-bit grid
+*without* the snap to four levels (the IR has no truncation op): see docs/training.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from quant.aggregate import AggregationParams, Requantizer
+from quant.errors import QuantError
+from quant.model_ir import (AddOp, ArgmaxOp, InputOp, IntModel, LinearOp, PropagateOp, ReluOp,
+                            graph_hash)
+from quant.reference import (acc_bits_required, derive_multiplier, derive_shared_multipliers,
+                             quantize_bias)
+from quant.spec import QuantSpec
+from training.graph import PropGraph
+from training.layers import QuantLinear, QuantPropagate
+from training.models import APPNPStep, DecoupledGNN, DeepGCN, SMPStep
+
+
+class LoweringError(QuantError):
+    """A model that cannot be expressed in integer ops (FP32, EMP, unused quantizer)."""
+
+
+@dataclass(frozen=True)
+class QP:
+    """Quantization parameters of one named code tensor."""
+
+    name: str
+    scale: float
+    zero: int
+    spec: QuantSpec
+
+
+class _Builder:
+    def __init__(self, mult_bits: int) -> None:
+        self.ops: list = []
+        self.tensors: dict[str, np.ndarray] = {}
+        self.mult_bits = mult_bits
+        self.n = 0
+
+    def fresh(self, stem: str) -> str:
+        self.n += 1
+        return f"{stem}.{self.n}"
+
+    def requant(self, ratio: float, q) -> Requantizer:
+        s, z, spec = qparams(q)
+        m, n = derive_multiplier(ratio, self.mult_bits)
+        return Requantizer(m, n, z, spec)
+
+    def add(self, a: QP, ca: float, b: QP, cb: float, q, stem: str) -> QP:
+        s, z, spec = qparams(q)
+        (ma, mb), n = derive_shared_multipliers((ca * a.scale / s, cb * b.scale / s), self.mult_bits)
+        out = self.fresh(stem)
+        self.ops.append(AddOp(a=a.name, b=b.name, out=out, a_zero=a.zero, a_mult=ma, b_zero=b.zero,
+                              b_mult=mb, shift=n, zero_point=z, spec=spec))
+        return QP(out, s, z, spec)
+
+    def convert(self, a: QP, q, stem: str) -> QP:
+        """Requantize ``a`` to quantizer ``q``'s codes (no op if they are identical)."""
+        s, z, spec = qparams(q)
+        if float(s) == a.scale and z == a.zero and spec == a.spec:
+            return a
+        return self.add(a, 1.0, a, 0.0, q, stem)
+
+
+def qparams(q) -> tuple[float, int, QuantSpec]:
+    if q is None or not q.enabled:
+        raise LoweringError("model has a disabled quantizer: FP32 models have no integer form")
+    if not bool(q.initialized):
+        raise LoweringError("quantizer was never run: run an eval-mode forward before lowering")
+    s, z, spec = q.qparams()
+    return float(s), int(z), spec
+
+
+def _linear(b: _Builder, lin: QuantLinear, x: QP, stem: str) -> QP:
+    x = b.convert(x, lin.q_in, f"{stem}.in")
+    sw, zw, _ = qparams(lin.q_w)
+    wname, bname = f"{stem}.weight", f"{stem}.bias"
+    with torch.no_grad():
+        b.tensors[wname] = lin.q_w.to_int(lin.lin.weight.detach().cpu()).numpy().astype(np.int32)
+        bias = lin.lin.bias.detach().cpu().numpy().astype(np.float64)
+    b.tensors[bname] = quantize_bias(bias, x.scale, sw)
+    so, zo, spo = qparams(lin.q_out)
+    out = b.fresh(stem)
+    b.ops.append(LinearOp(inp=x.name, out=out, weight=wname, w_zero=zw, x_zero=x.zero,
+                          requant=b.requant(x.scale * sw / so, lin.q_out), bias=bname))
+    return QP(out, so, zo, spo)
+
+
+def _propagate(b: _Builder, prop: QuantPropagate, x: QP, edge: QP, max_degree: int, stem: str) -> QP:
+    prod = x.scale * edge.scale
+    msg = None
+    acc_scale = prod
+    if prop.q_msg is not None:
+        sm, _, _ = qparams(prop.q_msg)
+        msg = b.requant(prod / sm, prop.q_msg)
+        acc_scale = sm
+    sa, za, spa = qparams(prop.q_agg)
+    out = b.requant(acc_scale / sa, prop.q_agg)
+    upd, res = None, QP("", sa, za, spa)
+    if prop.q_upd is not None:
+        su, zu, spu = qparams(prop.q_upd)
+        upd = b.requant(sa / su, prop.q_upd)
+        res = QP("", su, zu, spu)
+    acc_bits = acc_bits_required(x.spec.bits, edge.spec.bits, max_degree)
+    params = AggregationParams(x_spec=x.spec, x_zero=x.zero, w_spec=edge.spec, w_zero=edge.zero,
+                               acc_bits=acc_bits, out=out, msg=msg, upd=upd)
+    name = b.fresh(stem)
+    b.ops.append(PropagateOp(inp=x.name, out=name, edge_weight=edge.name, params=params))
+    return QP(name, res.scale, res.zero, res.spec)
+
+
+def lower(model: torch.nn.Module, graph: PropGraph, *, num_features: int, normalize: str | None,
+          meta: dict | None = None) -> IntModel:
+    """Translate ``model`` (trained, after an eval-mode forward) to an :class:`IntModel`.
+
+    Parameters
+    ----------
+    model : DecoupledGNN (smp / appnp) or DeepGCN
+    graph : the PropGraph it was trained on (canonical CSR order)
+    num_features : input feature count
+    normalize : input preprocessing (``"row_sum"`` or ``None``), as given to the model
+    meta : extra metadata for the file (dataset, config, accuracies)
+    """
+    cfg = model.cfg
+    if cfg.bits is None:
+        raise LoweringError("bits must be 1..8 for integer inference, not FP32")
+    if cfg.model == "emp":
+        raise LoweringError("model 'emp' has no integer form (its L21 projection is not an integer op)")
+    b = _Builder(cfg.mult_bits)
+    b.tensors["graph.indptr"] = graph.indptr.astype(np.int64)
+    b.tensors["graph.indices"] = graph.indices.astype(np.int64)
+    se, ze, spe = qparams(model.q_edge)
+    with torch.no_grad():
+        b.tensors["graph.edge_weight"] = model.q_edge.to_int(graph.edge_weight.cpu()).numpy().astype(np.int32)
+    edge = QP("graph.edge_weight", se, ze, spe)
+    first = model.lin1.q_in if isinstance(model, DecoupledGNN) else model.lins[0].q_in
+    sx, zx, spx = qparams(first)
+    b.ops.append(InputOp(out="x", spec=spx, scale=sx, zero_point=zx, normalize=normalize))
+    x = QP("x", sx, zx, spx)
+    lambdas: list[float] = []
+    if isinstance(model, DecoupledGNN):
+        h = _linear(b, model.lin1, x, "lin1")
+        r = b.fresh("relu1")
+        b.ops.append(ReluOp(inp=h.name, out=r, zero_point=h.zero))
+        h = QP(r, h.scale, h.zero, h.spec)
+        h0 = _linear(b, model.lin2, h, "lin2")
+        xk = h0
+        a = cfg.teleport
+        for k, step in enumerate(model.steps):
+            st = f"step{k}"
+            if isinstance(step, APPNPStep):
+                p = _propagate(b, step.prop, xk, edge, graph.max_degree, f"{st}.prop")
+                xk = b.add(p, 1 - a, h0, a, step.q_x, f"{st}.x")
+            elif isinstance(step, SMPStep):
+                lam = float(model.last_lambdas[k])
+                lambdas.append(lam)
+                c = 2 * a * lam
+                p = _propagate(b, step.prop, xk, edge, graph.max_degree, f"{st}.prop")
+                xt = b.add(p, 1 - a, h0, a, step.q_xt, f"{st}.xt")
+                g = b.add(xt, 1.0, xk, -1.0, step.q_g, f"{st}.g")
+                pg = _propagate(b, step.gap, g, edge, graph.max_degree, f"{st}.gap")
+                if cfg.paper_code:
+                    xk = b.add(xt, 1.0, pg, c, step.q_y, f"{st}.y")
+                else:
+                    d = b.add(pg, 1.0, g, -1.0, step.q_d, f"{st}.d")
+                    xk = b.add(xt, 1.0, d, c, step.q_y, f"{st}.y")
+            else:
+                raise LoweringError(f"step type {type(step).__name__} has no integer form")
+    elif isinstance(model, DeepGCN):
+        xk = x
+        for i, (lin, prop) in enumerate(zip(model.lins, model.props)):
+            xk = _linear(b, lin, xk, f"gcn{i}.lin")
+            xk = _propagate(b, prop, xk, edge, graph.max_degree, f"gcn{i}.prop")
+            if i < cfg.layers - 1:
+                r = b.fresh(f"gcn{i}.relu")
+                b.ops.append(ReluOp(inp=xk.name, out=r, zero_point=xk.zero))
+                xk = QP(r, xk.scale, xk.zero, xk.spec)
+    else:
+        raise LoweringError(f"model type {type(model).__name__} has no integer form")
+    b.ops.append(ArgmaxOp(inp=xk.name, out="pred"))
+    ei = graph.edge_index.cpu().numpy()
+    info = {"num_nodes": graph.num_nodes, "num_features": int(num_features),
+            "num_edges": int(ei.shape[1]), "hash": graph_hash(ei, graph.num_nodes, num_features)}
+    m = dict(meta or {})
+    m.update({"model_config": cfg.to_dict(), "lambdas": lambdas, "logits_scale": xk.scale,
+              "logits_zero_point": xk.zero})
+    model_ir = IntModel(ops=b.ops, tensors=b.tensors, graph=info, output="pred", meta=m)
+    model_ir.validate()
+    return model_ir
