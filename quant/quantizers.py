@@ -198,10 +198,12 @@ class FakeQuantizer(nn.Module):
         return np.float32(lo.detach().cpu()), np.float32(hi.detach().cpu())
 
     def _scaled_range_t(self) -> tuple[torch.Tensor, torch.Tensor]:
+        mn, mx = self.min_val.to(torch.float32), self.max_val.to(torch.float32)
         a = self._alpha()
         if a is None:
-            return self.min_val, self.max_val
-        return a * self.min_val, a * self.max_val
+            return mn, mx
+        a = a.to(torch.float32)
+        return a * mn, a * mx
 
     def _scale_zero_t(self, lo_s: torch.Tensor, hi_s: torch.Tensor, spec: QuantSpec
                       ) -> tuple[torch.Tensor, int]:
