@@ -1,0 +1,52 @@
+"""Graph structures for the cycle model, read without torch."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from sim.graph_source import DatasetError, load_graph, synthetic_graph
+
+
+@pytest.mark.parametrize("name,nodes,edges,feats,classes", [
+    ("Cora", 2708, 10556, 1433, 7), ("citeseer", 3327, 9104, 3703, 6),
+    ("Tolokers", 11758, 1038000, 10, 2), ("Minesweeper", 10000, 78804, 7, 2)])
+def test_datasets_match_pyg_counts(data_root, name, nodes, edges, feats, classes):
+    g = load_graph(name, data_root)
+    assert (g.num_nodes, g.num_edges, g.num_features, g.num_classes) == (nodes, edges, feats, classes)
+    assert np.all(np.diff(g.indptr) >= 0)
+
+
+def test_loader_does_not_import_torch(data_root):
+    load_graph("Cora", data_root)
+    assert "sim.graph_source" in sys.modules
+    import sim.accelerator  # noqa: F401
+    assert "torch" not in {m.split(".")[0] for m in sys.modules if m.startswith("sim")}
+
+
+def test_unknown_and_missing_datasets(tmp_path):
+    with pytest.raises(DatasetError, match="unknown"):
+        load_graph("PubMed", tmp_path)
+    with pytest.raises(DatasetError, match="not found"):
+        load_graph("Cora", tmp_path)
+    with pytest.raises(DatasetError, match="not found"):
+        load_graph(str(tmp_path / "x.npz"))
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, foo=np.zeros(3))
+    with pytest.raises(DatasetError, match="edges"):
+        load_graph(str(bad))
+
+
+def test_npz_path_and_synthetic(tmp_path):
+    p = tmp_path / "g.npz"
+    np.savez(p, edge_index=np.array([[0, 1, 2, 2], [1, 2, 0, 1]]), num_nodes=4, num_features=8)
+    g = load_graph(str(p))
+    assert (g.num_nodes, g.num_edges, g.num_features) == (4, 4, 8)
+    assert g.indptr.tolist() == [0, 1, 3, 4, 4] and g.indices.tolist() == [2, 0, 2, 1]
+    a = load_graph("synthetic:uniform:1000:5000:7")
+    b = synthetic_graph(1000, 5000, kind="uniform", seed=7)
+    assert np.array_equal(a.indices, b.indices) and a.num_edges == 5000
+    p = synthetic_graph(2000, 20000, kind="powerlaw", seed=1)
+    assert p.num_edges == 20000 and p.degrees.max() > 10 * p.degrees.mean()
