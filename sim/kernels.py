@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["aggregate_exact", "gemm_i64", "requantize_2d", "round_shift_1"]
+__all__ = ["add_requantize_2d", "aggregate_exact", "argmax_rows", "gemm_i64", "requantize_2d",
+           "round_shift_1"]
 
 
 @njit(cache=True, inline="always")
@@ -141,3 +142,32 @@ def gemm_i64(x, x_zero, w, w_zero, bias, has_bias):
         out[i] = row
     return out
 
+
+
+@njit(cache=True, parallel=True)
+def add_requantize_2d(a, a_zero, a_mult, b, b_zero, b_mult, shift, z, qmin, qmax):
+    """``clamp(round_shift((a-za)*Ma + (b-zb)*Mb, n) + z, qmin, qmax)`` over (R, C) int64 arrays
+    (the SMP/APPNP combination step of :func:`quant.reference.add_requantize`)."""
+    out = np.empty(a.shape, dtype=np.int64)
+    for i in prange(a.shape[0]):
+        for j in range(a.shape[1]):
+            s = (np.int64(a[i, j]) - a_zero) * a_mult + (np.int64(b[i, j]) - b_zero) * b_mult
+            r = round_shift_1(s, shift) + z
+            out[i, j] = qmin if r < qmin else (qmax if r > qmax else r)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def argmax_rows(q):
+    """Index of the first largest value of each row of an int64 (N, C) array; int64 (N,)."""
+    n, c = q.shape
+    out = np.zeros(n, dtype=np.int64)
+    for i in prange(n):
+        best = q[i, 0] if c else 0
+        k = 0
+        for j in range(1, c):
+            if q[i, j] > best:
+                best = q[i, j]
+                k = j
+        out[i] = k
+    return out
