@@ -55,10 +55,10 @@ class Requantizer(wiring.Component):
     LATENCY = REQUANT_STAGES
 
     def __init__(self, *, in_width: int, mult_bits: int, spec: QuantSpec) -> None:
-        if isinstance(in_width, bool) or not isinstance(in_width, int) or in_width < 1:
-            raise invalid("in_width", in_width, "a positive int")
-        if isinstance(mult_bits, bool) or not isinstance(mult_bits, int) or mult_bits < 1:
-            raise invalid("mult_bits", mult_bits, "a positive int")
+        for field, v in (("in_width", in_width), ("mult_bits", mult_bits)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                self._MustUse__used = True  # refused: do not warn "created but never used"
+                raise invalid(field, v, "a positive int")
         self._in_width = in_width
         self._mult_bits = mult_bits
         self._spec = spec

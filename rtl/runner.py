@@ -28,10 +28,12 @@ log = logging.getLogger(__name__)
 SIMULATORS = ("icarus", "verilator")
 REPO = Path(__file__).resolve().parent.parent
 
-#: Verilator warnings waived on Amaranth/Yosys output (see docs/rtl.md): the generated
-#: arithmetic mixes widths on purpose (``WIDTHEXPAND``/``WIDTHTRUNC``), and unused bits of
-#: wide intermediates are normal (``UNUSEDSIGNAL``).
-VERILATOR_WAIVERS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL")
+#: Verilator warnings waived on Amaranth/Yosys output (``verilator --lint-only -Wall``; see
+#: docs/rtl.md): Yosys' Verilog writer mixes operand widths on purpose (``WIDTHEXPAND``,
+#: ``WIDTHTRUNC``, e.g. ``assign t = ! shift``); Amaranth keeps every submodule port as a named
+#: wire and wide adders whose top bit is dropped (``UNUSEDSIGNAL``); registers carry both a
+#: declaration initial value and a synchronous reset (``PROCASSINIT``).
+VERILATOR_WAIVERS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL", "-Wno-PROCASSINIT")
 
 _VCD_DUMP = """module quagga_vcd_dump();
 initial begin
