@@ -182,6 +182,10 @@ def estimate(g: GraphStructure, dp: DesignPoint, precision: str | Precision,
              "agg_cycles": sum(p.cycles for p in agg),
              "agg_unit_ideal_cycles": sum(p.compute_cycles for p in agg),
              "feature_buffer_hit_rate": agg[0].detail["feature_buffer_hit_rate"] if agg else None,
+             "agg_passes": agg[0].detail["passes"] if agg else None,
+             "agg_bound_tiles": agg[0].bound_tiles if agg else None,
+             "agg_dram_bytes_per_edge": agg[0].detail["dram_bytes_per_edge"] if agg else None,
+             "agg_csr_restreamed": (not agg[0].detail["edge_buffer_holds_csr"]) if agg else None,
              "max_degree_exceeded": bool(g.num_edges and int(g.degrees.max()) > dp.max_degree)}
     est = Estimate(prec.name, int(cycles), cycles / dp.clock_hz, phases, counts, rep.to_dict(),
                    int(dram), time.perf_counter() - t0, extra)
