@@ -180,3 +180,106 @@ def linear(x_q: np.ndarray, x_zero: int, w_q: np.ndarray, w_zero: int,
     return kernels.gemm_i64(np.ascontiguousarray(x, dtype=np.int64), int(x_zero),
                             np.ascontiguousarray(w, dtype=np.int64), int(w_zero),
                             np.ascontiguousarray(b, dtype=np.int64), bias_q is not None)
+
+
+# ---------------------------------------------------------------------------------------
+# packed operands (the fast path)
+# ---------------------------------------------------------------------------------------
+
+def packed_offset(spec: QuantSpec) -> int:
+    """Offset that maps codes to unsigned lanes: ``2**(bits-1)`` for signed codes, else 0."""
+    return (1 << (spec.bits - 1)) if spec.signed else 0
+
+
+def pack_operand(x: np.ndarray, spec: QuantSpec) -> np.ndarray:
+    """Pack feature codes into 64-bit words for :func:`aggregate_packed`.
+
+    Codes become offset-binary lanes ``u = q + packed_offset(spec)`` (for signed codes this is
+    the two's complement code with its sign bit flipped), packed with
+    :func:`quant.pack.pack_codes` (lane 0 in the least significant bits), each row padded with
+    zero bytes to a multiple of 8 and viewed as little-endian uint64.
+
+    Shapes: ``x`` (N, F) codes -> uint64 (N, ceil(F * bits / 64)).
+    """
+    from quant.pack import pack_codes
+
+    x = np.asarray(x)
+    _check_codes("x", x, spec)
+    u = x.astype(np.int64) + packed_offset(spec)
+    b = pack_codes(u, spec.bits)
+    pad = (-b.shape[1]) % 8
+    if pad:
+        b = np.concatenate([b, np.zeros((b.shape[0], pad), np.uint8)], axis=1)
+    return np.ascontiguousarray(b).view("<u8").reshape(b.shape[0], -1)
+
+
+def lane_bits_for(bits: int, w_max: int) -> int:
+    """SWAR slot width for ``bits``-bit codes times weights up to ``w_max``: the narrowest of
+    8/16/32 that is a multiple of ``bits`` and lets at least 8 products accumulate per slot."""
+    umax = (1 << bits) - 1
+    for lb in (8, 16, 32):
+        if lb % bits == 0 and ((1 << lb) - 1) // max(1, umax * max(1, w_max)) >= 8:
+            return lb
+    return 32
+
+
+def packed_supported(params: AggregationParams) -> bool:
+    """Whether :func:`aggregate_packed` handles ``params`` (else use :func:`aggregate`)."""
+    from quant.pack import PACKABLE_BITS
+
+    lo, hi = acc_range(params.acc_bits)
+    ys = params.y_spec
+    return (params.msg is None and params.x_spec.bits in PACKABLE_BITS and not params.w_spec.signed
+            and params.w_spec.bits <= 16 and -(1 << 15) <= ys.qmin and ys.qmax < (1 << 15)
+            and stage_bound_safe(max(-lo, hi), params.out)
+            and stage_bound_safe(_centred_max(params.out.spec, params.out.zero_point), params.upd))
+
+
+def aggregate_packed(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xw: np.ndarray,
+                     num_features: int, params: AggregationParams, block: int = 64,
+                     validate: bool = True) -> AggregationResult:
+    """One propagation step on packed operands (SWAR kernel), bit-exact with :func:`aggregate`.
+
+    Parameters
+    ----------
+    indptr, indices, w : CSR structure and edge-weight codes, as in :func:`aggregate`
+    xw : uint64 (N_src, W)
+        Feature codes packed by :func:`pack_operand`.
+    num_features : int
+        ``F``.
+    params : AggregationParams
+        Must satisfy :func:`packed_supported` (no message requantizer, unsigned weights).
+    block : int
+        Rows per parallel work item.
+    validate : bool
+        Check the CSR structure and weight codes (skip only in benchmarks on trusted inputs).
+
+    Returns
+    -------
+    AggregationResult
+        ``y`` int16 (N, F) output codes; ``saturations``; ``extra["row_saturations"]``.
+    """
+    if not packed_supported(params):
+        raise invalid("params", "message requantizer or signed weights",
+                      "supported by the packed kernel (see packed_supported)")
+    xs = params.x_spec
+    if validate:
+        indptr, indices = validate_csr(indptr, indices, xw.shape[0])
+        w = np.asarray(w)
+        if w.shape != indices.shape:
+            raise invalid("w.shape", w.shape, f"{indices.shape} (one code per edge)")
+        _check_codes("w", w, params.w_spec)
+        if xw.dtype != np.uint64 or xw.ndim != 2 or xw.shape[1] * 64 < num_features * xs.bits:
+            raise invalid("xw", f"{xw.dtype} {xw.shape}", f"uint64 words holding {num_features} codes per row")
+    w64 = np.ascontiguousarray(w, dtype=np.int64)
+    lo, hi = acc_range(params.acc_bits)
+    w_max = int(w64.max()) if w64.size else 0
+    lb = lane_bits_for(xs.bits, w_max)
+    off = packed_offset(xs)
+    upd = _rq_args(params.upd)
+    y, sats = kernels.aggregate_packed(
+        indptr, indices, w64, xw, int(num_features), xs.bits, lb, params.x_zero + off,
+        _centred_max(xs, params.x_zero), params.w_zero, lo, hi,
+        params.out.multiplier, params.out.shift, params.out.zero_point, params.out.spec.qmin,
+        params.out.spec.qmax, *upd, int(block))
+    return AggregationResult(y=y, saturations=int(sats.sum()), extra={"row_saturations": sats})

@@ -171,3 +171,159 @@ def argmax_rows(q):
                 k = j
         out[i] = k
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# packed (SWAR) aggregation: several lanes per 64-bit integer multiply-add
+# ---------------------------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _requant_out(v, out_m, out_n, out_z, out_qmin, out_qmax, upd_on, upd_m, upd_n, upd_z,
+                 upd_qmin, upd_qmax):
+    r = requant_1(v, out_m, out_n, out_z, out_qmin, out_qmax)
+    if upd_on:
+        r = requant_1(r - out_z, upd_m, upd_n, upd_z, upd_qmin, upd_qmax)
+    return r
+
+
+@njit(cache=True, parallel=True)
+def aggregate_packed(indptr, indices, w, xw, n_feat, bits, lane_bits, x_zero_u, x_cmax, w_zero,
+                     acc_lo, acc_hi, out_m, out_n, out_z, out_qmin, out_qmax,
+                     upd_on, upd_m, upd_n, upd_z, upd_qmin, upd_qmax, block):
+    """Propagation step on packed feature words, bit-exact with :func:`aggregate_exact`
+    (message requantization off).
+
+    Parameters
+    ----------
+    indptr : int64 (N + 1,); indices : int64 (E,); w : int64 (E,) edge-weight codes (>= 0)
+    xw : uint64 (N_src, W)
+        Packed feature rows (``quant.pack`` layout viewed as little-endian 64-bit words: code
+        ``j`` of a word in bits ``[j*bits, (j+1)*bits)``), in offset binary (signed codes with
+        their sign bit flipped, so every lane is an unsigned ``u = q - qmin``).
+    n_feat : int
+        ``F`` (lanes past ``F`` in the last word are ignored).
+    bits, lane_bits : int
+        Code width (1, 2, 4 or 8) and SWAR slot width (8, 16 or 32; a multiple of ``bits``).
+    x_zero_u : int
+        Feature zero point in offset binary (``z_x - qmin``).
+    x_cmax : int
+        ``max |q - z_x|`` over the code range (for the no-saturation bound).
+    w_zero, acc_lo, acc_hi, out_*, upd_* : int
+        As in :func:`aggregate_exact`.
+    block : int
+        Rows per parallel work item.
+
+    Returns
+    -------
+    y : int16 (N, F) output codes; sats : int64 (N,) saturation events per row.
+
+    Notes
+    -----
+    A row whose bound ``x_cmax * sum_e |w_e - w_zero|`` fits in the accumulator cannot
+    saturate in any order, so its exact sum is ``T - w_zero*U - z*SW + deg*z*w_zero`` with
+    ``T = sum u*w`` and ``U = sum u`` per lane, ``SW = sum w``.  ``T`` (and ``U``) are
+    accumulated SWAR: each 64-bit word holds ``64 // lane_bits`` slots; a packed word is
+    split into ``lane_bits // bits`` masked parts whose slots each hold one code, so one
+    integer multiply by ``w`` forms ``64 // lane_bits`` products at once.  Slots are flushed
+    into int64 lane sums every ``K = (2**lane_bits - 1) // (umax * wmax)`` edges, before any
+    slot can carry into its neighbour.  Other rows take the exact edge-by-edge path with
+    saturation (decoding codes from the packed words).
+    """
+    n_rows = indptr.shape[0] - 1
+    n_words = xw.shape[1]
+    codes_per_word = 64 // bits
+    groups = lane_bits // bits
+    slots = 64 // lane_bits
+    code_mask = np.uint64((1 << bits) - 1)
+    slot_mask = np.uint64((1 << lane_bits) - 1) if lane_bits < 64 else np.uint64(0xFFFFFFFFFFFFFFFF)
+    part_mask = np.uint64(0)
+    for k in range(slots):
+        part_mask |= code_mask << np.uint64(k * lane_bits)
+    umax = (1 << bits) - 1
+    wmax = np.int64(1)
+    for e in range(w.shape[0]):
+        if w[e] > wmax:
+            wmax = w[e]
+    kflush = ((1 << lane_bits) - 1) // (umax * wmax)
+    if kflush < 1:
+        kflush = 1
+    need_u = w_zero != 0
+    n_acc = groups * n_words
+    y = np.empty((n_rows, n_feat), dtype=np.int16)
+    sats = np.zeros(n_rows, dtype=np.int64)
+    n_blocks = (n_rows + block - 1) // block
+    for b in prange(n_blocks):
+        sw_t = np.zeros(n_acc, dtype=np.uint64)
+        sw_u = np.zeros(n_acc, dtype=np.uint64)
+        lane_t = np.zeros(n_words * codes_per_word, dtype=np.int64)
+        lane_u = np.zeros(n_words * codes_per_word, dtype=np.int64)
+        for i in range(b * block, min(n_rows, (b + 1) * block)):
+            start = indptr[i]
+            end = indptr[i + 1]
+            bound = np.int64(0)
+            s_w = np.int64(0)
+            for e in range(start, end):
+                wc = w[e] - w_zero
+                bound += wc if wc >= 0 else -wc
+                s_w += w[e]
+            deg = end - start
+            if bound * x_cmax <= acc_hi and bound * x_cmax <= -acc_lo:
+                for j in range(n_words * codes_per_word):
+                    lane_t[j] = 0
+                    lane_u[j] = 0
+                e = start
+                while e < end:
+                    stop = min(end, e + kflush)
+                    for a in range(n_acc):
+                        sw_t[a] = 0
+                        sw_u[a] = 0
+                    for e2 in range(e, stop):
+                        src = indices[e2]
+                        we = np.uint64(w[e2])
+                        for wi in range(n_words):
+                            word = xw[src, wi]
+                            for g in range(groups):
+                                part = (word >> np.uint64(g * bits)) & part_mask
+                                sw_t[g * n_words + wi] += part * we
+                                if need_u:
+                                    sw_u[g * n_words + wi] += part
+                    for wi in range(n_words):
+                        for g in range(groups):
+                            vt = sw_t[g * n_words + wi]
+                            vu = sw_u[g * n_words + wi]
+                            for k in range(slots):
+                                j = wi * codes_per_word + g + k * groups
+                                sh = np.uint64(k * lane_bits)
+                                lane_t[j] += np.int64((vt >> sh) & slot_mask)
+                                if need_u:
+                                    lane_u[j] += np.int64((vu >> sh) & slot_mask)
+                    e = stop
+                corr = deg * x_zero_u * w_zero - x_zero_u * s_w
+                for l in range(n_feat):
+                    v = lane_t[l] + corr
+                    if need_u:
+                        v -= w_zero * lane_u[l]
+                    y[i, l] = _requant_out(v, out_m, out_n, out_z, out_qmin, out_qmax, upd_on,
+                                           upd_m, upd_n, upd_z, upd_qmin, upd_qmax)
+            else:  # saturation possible: exact edge-by-edge accumulation
+                acc = np.zeros(n_feat, dtype=np.int64)
+                cnt = np.int64(0)
+                for e in range(start, end):
+                    src = indices[e]
+                    wc = w[e] - w_zero
+                    for l in range(n_feat):
+                        word = xw[src, l // codes_per_word]
+                        u = np.int64((word >> np.uint64((l % codes_per_word) * bits)) & code_mask)
+                        s = acc[l] + (u - x_zero_u) * wc
+                        if s > acc_hi:
+                            s = acc_hi
+                            cnt += 1
+                        elif s < acc_lo:
+                            s = acc_lo
+                            cnt += 1
+                        acc[l] = s
+                sats[i] = cnt
+                for l in range(n_feat):
+                    y[i, l] = _requant_out(acc[l], out_m, out_n, out_z, out_qmin, out_qmax, upd_on,
+                                           upd_m, upd_n, upd_z, upd_qmin, upd_qmax)
+    return y, sats

@@ -156,7 +156,8 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     res = bench_aggregation.run(num_nodes=args.nodes, num_edges=args.edges,
                                 num_features=args.features, repeats=args.repeats,
-                                kind=args.graph_kind, seed=args.seed, progress=True)
+                                kind=args.graph_kind, seed=args.seed,
+                                progress=lambda m: print(f"... {m}", flush=True))
     print(bench_aggregation.format_table(res))
     if args.out:
         out = Path(args.out)
