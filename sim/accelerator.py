@@ -19,6 +19,7 @@ from sim.cycle import (PRECISIONS, PhaseResult, Precision, TemplateOptions, aggr
 from sim.design import DesignPoint
 from sim.energy import ActionCounts, EnergyTable, energy
 from sim.graph_source import GraphStructure
+from sim.systolic_reference import scalesim_ws_cycles
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +234,17 @@ def compare(g: GraphStructure, dp: DesignPoint, precisions: tuple[str, ...] = ("
             d[f"agg_speedup_vs_{ref}"] = r.extra["agg_cycles"] / e.extra["agg_cycles"] if e.extra["agg_cycles"] else None
             d["ceiling"][f"vs_{ref}"] = bytes_per_edge(f_agg, PRECISIONS[ref], dp.index_bits) / bpe
         res[p] = d
-    return {"graph": g.summary(), "design": dp.to_dict(), "design_key": dp.key(),
+    cross = []
+    for p, e in ests.items():
+        for ph in e.phases:
+            if ph.unit == "dense_unit" and ph.name not in {c["phase"] for c in cross if c["precision"] == p}:
+                m, k, n = ph.detail["gemm"]
+                rows, cols = ph.detail["array"]
+                ref = scalesim_ws_cycles(m, k, n, rows, cols)
+                cross.append({"precision": p, "phase": ph.name, "gemm": [m, k, n], "array": [rows, cols],
+                              "model_cycles": ph.compute_cycles, "scalesim_closed_form_cycles": ref,
+                              "difference": (ph.compute_cycles - ref) / ref})
+    return {"graph": g.summary(), "design": dp.to_dict(), "design_key": dp.key(), "dense_crosscheck": cross,
             "workload": wl.to_dict(), "options": opts.to_dict(),
             "energy_table": {"tech_nm": opts.tech_nm, "leakage": "not modelled"},
             "aggregation_features": f_agg, "results": res}

@@ -185,6 +185,12 @@ class SweepResult:
     failures: list[str] = field(default_factory=list)
 
 
+def missing_tasks(tasks: Sequence[SweepTask], cache_dir: str | os.PathLike) -> int:
+    """How many of ``tasks`` have no valid cache file yet."""
+    cache = Path(cache_dir)
+    return sum(_read_cached(cache / t.cache_name(), t) is None for t in tasks)
+
+
 def run_sweep(tasks: Sequence[SweepTask], cache_dir: str | os.PathLike, client: Any | None = None,
               progress: Callable[[int], None] | None = None) -> SweepResult:
     """Evaluate ``tasks`` (cached ones are read back), through ``client`` if given.

@@ -76,6 +76,16 @@ def render_markdown(estimates: list[dict], plot_name: str | None = None) -> str:
                          + f" | {r.get('agg_passes')} | {r['lanes']} | {bt.get('compute', 0)}/{bt.get('bandwidth', 0)} | "
                            f"{(r.get('agg_dram_bytes_per_edge') or 0):.2f} | {(r.get('feature_buffer_hit_rate') or 0):.4f} |")
         lines += ["", _gap_paragraph(d), ""]
+        if d.get("dense_crosscheck"):
+            lines += ["Dense unit vs an independent model (SCALE-Sim closed form, weight stationary, "
+                      "`2 S_R + S_C + T - 2` per fold; sim/systolic_reference.py):", "",
+                      "| precision | phase | GEMM m x k x n | array | model cycles | SCALE-Sim closed form | difference |",
+                      "|---|---|---|---|---:|---:|---:|"]
+            for c in d["dense_crosscheck"]:
+                lines.append(f"| {c['precision']} | {c['phase']} | {' x '.join(map(str, c['gemm']))} | "
+                             f"{c['array'][0]}x{c['array'][1]} | {c['model_cycles']:,} | "
+                             f"{c['scalesim_closed_form_cycles']:,} | {c['difference'] * 100:+.2f}% |")
+            lines.append("")
     return "\n".join(lines) + "\n"
 
 

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from sim.cycle import PRECISIONS
     from sim.design import DesignPoint
     from sim.graph_source import load_graph
-    from sim.sweep import expand_grid, make_tasks, rows_to_csv, run_sweep
+    from sim.sweep import expand_grid, make_tasks, missing_tasks, rows_to_csv, run_sweep
 
     precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
     bad = [p for p in precisions if p not in PRECISIONS]
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     client = cluster = None
     bar = tqdm(total=len(tasks), desc="sweep", unit="point", disable=None)
     try:
-        if not args.no_dask:
+        if not args.no_dask and missing_tasks(tasks, args.cache_dir):
             client, cluster = _client(args)
         res = run_sweep(tasks, args.cache_dir, client, progress=bar.update)
     finally:
