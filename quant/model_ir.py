@@ -12,6 +12,7 @@ Operations (each output is a new named tensor of int32 codes)::
     relu       codes -> codes                   max(q, z)
     propagate  (N, F) codes -> (N, F) codes     one aggregation step, quant.aggregate semantics
     add        a, b -> codes                    clamp(round_shift((a-za)*Ma + (b-zb)*Mb, n) + z)
+    truncate   8-bit codes -> BT codes          quant.truncation.truncate_codes (BT / BT*)
     argmax     (N, C) codes -> (N,) int32       first index of the largest code per row
 
 File format (``.qim``): ``MAGIC`` (8 bytes), a little-endian uint32 header length, the
@@ -190,15 +191,35 @@ class AddOp:
 
 
 @dataclass(frozen=True)
+class TruncateOp:
+    """BT (``skew = 0``) or BT* truncation of 8-bit codes to ``{0, 85, 170, 255}``.
+
+    The output stays on the 8-bit grid (same scale and zero point as the input); it is
+    stored as 2-bit codes ``q // 85`` (:mod:`quant.truncation`).
+    """
+
+    inp: str
+    out: str
+    skew: int = 0
+    op: str = field(default="truncate", init=False)
+
+    def __post_init__(self) -> None:
+        from quant.truncation import check_skew
+
+        check_skew(self.skew, f"{self.out}.skew")
+
+
+@dataclass(frozen=True)
 class ArgmaxOp:
     inp: str
     out: str
     op: str = field(default="argmax", init=False)
 
 
-Op = InputOp | LinearOp | ReluOp | PropagateOp | AddOp | ArgmaxOp
+Op = InputOp | LinearOp | ReluOp | PropagateOp | AddOp | TruncateOp | ArgmaxOp
 _OP_TYPES: dict[str, type] = {"input": InputOp, "linear": LinearOp, "relu": ReluOp,
-                              "propagate": PropagateOp, "add": AddOp, "argmax": ArgmaxOp}
+                              "propagate": PropagateOp, "add": AddOp, "truncate": TruncateOp,
+                              "argmax": ArgmaxOp}
 
 
 def op_to_dict(op: Op) -> dict[str, Any]:
@@ -334,6 +355,10 @@ def run_op(op: Op, get, x: np.ndarray) -> np.ndarray:
     if isinstance(op, AddOp):
         return add_requantize(get(op.a), op.a_zero, op.a_mult, get(op.b), op.b_zero, op.b_mult,
                               op.shift, op.zero_point, op.spec)
+    if isinstance(op, TruncateOp):
+        from quant.truncation import truncate_codes
+
+        return truncate_codes(get(op.inp), op.skew)
     if isinstance(op, ArgmaxOp):
         return np.argmax(get(op.inp), axis=1).astype(np.int32)
     raise invalid("op", op, "a known op")

@@ -120,3 +120,15 @@ def test_csr_from_edges_is_destination_sorted():
     assert indptr.tolist() == [0, 2, 2, 4]
     assert indices.tolist() == [1, 2, 0, 1]
     assert np.array_equal(ei[0, perm], indices)
+
+
+def test_truncate_op_round_trips_and_snaps_to_bt_levels(tmp_path):
+    model, x = _toy_model()
+    # insert a BT* truncation of the 8-bit input codes; nothing consumes it but it must run
+    model.ops.insert(1, mi.TruncateOp("x", "x_bt", skew=2))
+    env = model.run(x)
+    assert set(np.unique(env["x_bt"])) <= {0, 85, 170, 255}
+    p = mi.save(model, tmp_path / "m.qim")
+    assert np.array_equal(mi.load(p).run(x)["x_bt"], env["x_bt"])
+    with pytest.raises(ValueError, match="skew"):
+        mi.TruncateOp("a", "b", skew=1000)

@@ -1,0 +1,49 @@
+"""Layout of a run directory (what ``quagga run`` writes and ``quagga report`` reads).
+
+::
+
+    RUN/run.json                       stages: status, seconds, error; dataset; machine
+    RUN/train/<tag>/metrics.json       quagga train   (tag: fp32, int8, int4, int2, ...)
+    RUN/train/<tag>/model.qim          exported integer model
+    RUN/simulate/<tag>/simulate.json   quagga simulate (bit_exact, mismatches, accuracy, ...)
+    RUN/golden/<tag>/                  golden vectors of one trained propagation step
+    RUN/rtl/verify-<tag>.json          quagga rtl verify (cases, mismatches, cycles, simulator)
+    RUN/estimate/estimate.json         quagga estimate (fp32/int8/int4/int2 cycles, energy)
+    RUN/bench/bench.json               quagga bench (measured speed-ups)
+    RUN/report/index.md + *.png        quagga report
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+PRECISION_TAGS = ("fp32", "int8", "int4", "int2")
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """Write ``data`` as indented JSON via a temp file and ``os.replace``."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def read_json(path: str | os.PathLike) -> Any | None:
+    """The JSON at ``path``, or None when the file does not exist."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    with p.open() as f:
+        return json.load(f)
