@@ -62,49 +62,47 @@ def _verify_json_files() -> list[Path]:
     return sorted((REPO / "reports" / "rtl").glob("**/*.json"))
 
 
-def _records(doc):
-    """Per-case records of a ``quagga rtl verify --json`` document (any nesting of lists/dicts)."""
-    if isinstance(doc, dict):
-        if "cycles" in doc and ("indptr" in doc or "golden" in doc or "case" in doc):
-            yield doc
-        for v in doc.values():
-            yield from _records(v)
-    elif isinstance(doc, list):
-        for v in doc:
-            yield from _records(v)
+def _cases_of_summary(doc: dict):
+    """Rebuild the cases of a ``quagga rtl verify --json`` summary: ``{name: (RtlCase, design)}``.
 
+    The summary names its source (``fuzz:seed=S`` with ``design`` and ``cases``, or
+    ``golden:DIR``); fuzz cases are regenerated deterministically, golden ones are read back.
+    """
+    from rtl.vectors import from_golden, fuzz_cases, group_by_design
 
-def _case_graph(rec: dict, base: Path):
-    """(indptr, F, design) of a record: inline arrays, or the golden-vector files it names."""
-    design = DesignPoint.from_dict(rec["design"]) if isinstance(rec.get("design"), dict) else None
-    if "indptr" in rec:
-        return np.asarray(rec["indptr"]), int(rec.get("num_features") or rec.get("F")), design
-    ref = rec.get("golden") or rec.get("case")
-    if isinstance(ref, str):
-        from sim.golden import load_case
+    src = str(doc.get("source", ""))
+    dp = DesignPoint.from_dict(doc["design"])
+    if src.startswith("fuzz:seed="):
+        cases = fuzz_cases(dp, int(doc["cases"]), seed=int(src.split("=", 1)[1]))
+    elif src.startswith("golden:") and Path(src[7:]).is_dir():
+        from sim import golden
 
-        for cand in (Path(ref), base / ref, REPO / ref):
-            if cand.with_suffix(".json").exists() or cand.exists():
-                case = load_case(cand.with_suffix(""))
-                return case.indptr, int(case.x.shape[1]), design or case.design
-    return None
+        cases = [from_golden(c) for c in golden.load_cases(src[7:])]
+    else:
+        return {}
+    return {c.name: (c, d) for d, group in group_by_design(cases, dp) for c in group}
 
 
 def test_unit_model_equals_rtl_verify_json_cycles():
     files = _verify_json_files()
     if not files:
         pytest.skip("no `quagga rtl verify --json` output found under reports/rtl/ (or $QUAGGA_RTL_VERIFY_JSON)")
+    pytest.importorskip("amaranth")
     checked = 0
     for f in files:
         doc = json.loads(f.read_text())
-        for rec in _records(doc):
-            if rec.get("cycles") in (None, -1) or rec.get("ideal") is False or rec.get("backpressure"):
-                continue  # only ideal source/sink runs are comparable
-            got = _case_graph(rec, f.parent)
-            if got is None or got[2] is None:
+        if not isinstance(doc, dict) or "per_case" not in doc:
+            continue
+        if doc.get("bubbles") or doc.get("backpressure"):
+            continue  # only ideal source/sink runs are comparable
+        cases = _cases_of_summary(doc)
+        for rec in doc["per_case"]:
+            if rec.get("name") not in cases:
                 continue
-            indptr, F, design = got
-            assert int(rec["cycles"]) == unit_ideal_cycles(indptr, F, design), (str(f), rec.get("name"))
+            case, design = cases[rec["name"]]
+            assert design.key() == rec["design_key"], (str(f), rec["name"])
+            model = unit_ideal_cycles(case.indptr, case.n_feat, design)
+            assert int(rec["cycles"]) == model, (str(f), rec["name"], rec["cycles"], model)
             checked += 1
     if not checked:
-        pytest.skip(f"RTL JSON files found ({len(files)}) but no ideal-source case records with a graph")
+        pytest.skip(f"RTL JSON files found ({len(files)}) but none with ideal-source fuzz/golden case records")
