@@ -33,7 +33,9 @@ REPO = Path(__file__).resolve().parent.parent
 #: ``WIDTHTRUNC``, e.g. ``assign t = ! shift``); Amaranth keeps every submodule port as a named
 #: wire and wide adders whose top bit is dropped (``UNUSEDSIGNAL``); registers carry both a
 #: declaration initial value and a synchronous reset (``PROCASSINIT``).
-VERILATOR_WAIVERS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL", "-Wno-PROCASSINIT")
+#: Amaranth writes every module into one file (``DECLFILENAME``).
+VERILATOR_WAIVERS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL", "-Wno-PROCASSINIT",
+                     "-Wno-DECLFILENAME")
 
 _VCD_DUMP = """module quagga_vcd_dump();
 initial begin
@@ -72,6 +74,18 @@ def simulator_path() -> None:
         pass
     path = os.environ.get("PATH", "").split(os.pathsep)
     os.environ["PATH"] = os.pathsep.join([p for p in extra if p not in path[:len(extra)]] + path)
+
+
+def _icarus_vcd_runner():
+    """The Icarus runner, but asking ``vvp`` for VCD (``-vcd``) instead of ``-none``/``-fst``
+    (``vvp`` obeys the last format flag, and the stock runner appends its own)."""
+    from cocotb_tools.runner import Icarus
+
+    class IcarusVcd(Icarus):
+        def _test_command(self):
+            return [[("-vcd" if a in ("-none", "-fst") else a) for a in cmd] for cmd in super()._test_command()]
+
+    return IcarusVcd()
 
 
 def run_cocotb(dp: DesignPoint, cases: Sequence[RtlCase], simulator: str, build_dir: str | os.PathLike, *,
@@ -124,7 +138,7 @@ def run_cocotb(dp: DesignPoint, cases: Sequence[RtlCase], simulator: str, build_
         build_args = list(VERILATOR_WAIVERS)
         if waves:
             wave_path = build_dir / "dump.vcd"
-    runner = get_runner(simulator)
+    runner = _icarus_vcd_runner() if (simulator == "icarus" and waves) else get_runner(simulator)
     runner.build(sources=[str(s) for s in sources], hdl_toplevel=TOP_NAME, build_dir=str(build_dir),
                  always=True, timescale=("1ns", "1ps"), build_args=build_args,
                  waves=waves and simulator == "verilator",
