@@ -50,7 +50,7 @@ def check_finite(x: np.ndarray, field: str = "x") -> None:
     bad = ~np.isfinite(x)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise QuantError(f"{field} must be finite, not {x[idx]!r} at index {idx}")
+        raise QuantError(f"{field} must be finite, not {float(x[idx])!r} at index {idx}")
 
 
 def _check_int_array(v: np.ndarray, field: str) -> np.ndarray:
