@@ -386,7 +386,7 @@ class QLRQuantizer(_LearnableRange):
             raise invalid("bt_mode", bt_mode, f"one of {list(BT_MODES)}")
         super().__init__(bits, alpha=alpha, reinit_every=reinit_every, signed=False,
                          narrow_range=narrow_range, rounding=rounding, momentum=momentum)
-        if bt_mode is not None and self.bits != 2:
+        if bt_mode is not None and self.bits is not None and self.bits != 2:
             raise invalid("bits", self.bits, f"2 when bt_mode={bt_mode!r}")
         if bt_mode is not None and (narrow_range or Rounding.parse(rounding) != Rounding.HALF_EVEN):
             raise invalid("bt_mode", bt_mode, "used with the default 8-bit spec only")

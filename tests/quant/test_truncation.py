@@ -132,3 +132,6 @@ def test_bt_modes_need_two_bits():
         QLRQuantizer(4, bt_mode="BT")
     with pytest.raises(QuantError, match="bt_mode must be one of .*not 'SBT2'"):
         QLRQuantizer(2, bt_mode="SBT2")
+    fp32 = QLRQuantizer(None, bt_mode="BT*")  # FP32 passthrough wins
+    x = torch.randn(5)
+    assert not fp32.enabled and fp32(x) is x
