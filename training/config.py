@@ -92,7 +92,7 @@ class ModelConfig:
     emp_lambda1: float = 9.0
     emp_lambda2: float = 9.0
     paper_code: bool = False
-    warm_start: bool = True
+    warm_start: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:

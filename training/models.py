@@ -16,7 +16,10 @@ model lowers one to one onto the integer ops of :mod:`quant.model_ir` (see
     D  = Qc(Pg - G)                              = -(I - A_hat) G
     Y  = Q(Xt + c_k D)                           descent on lambda_k * tr(G^T (I - A_hat) G)
     T  = tr(G^T (I - A_hat) G)                   float, differentiable
-    s  <- s - 2 eta_s lambda s ;  lambda <- max(0, lambda + eta_lambda (T + s^2 - alpha_c m))
+    s  <- s - 2 eta_s lambda s ;  lambda <- clip(lambda + eta_lambda (T + s^2 - alpha_c m), 0, 1/(4 eta_H))
+
+The clip keeps ``lambda >= 0`` (an inequality constraint's multiplier) and ``c_k <= 1/2``, where the
+step ``G -> G + c (A_hat - I) G`` cannot amplify any graph frequency.
 
 ``paper_code=True`` reproduces the published update instead: ``Y = Q(Xt + c_k Pg)``,
 ``s <- s + 2 eta_s lambda s``, ``lambda <- lambda + eta_lambda (alpha_c m - s^2 - T)``, the
@@ -99,7 +102,8 @@ class SMPStep(nn.Module):
             d = self.q_d(pg - g)
             y = self.q_y(xt + c * d)
             s = s - 2 * cfg.eta_s * lam * s
-            lam = torch.clamp(lam + cfg.eta_lambda * (t + s * s - budget), min=0.0)
+            lam = torch.clamp(lam + cfg.eta_lambda * (t + s * s - budget), min=0.0,
+                              max=1.0 / (4.0 * eta))
         state["lambda"], state["slack"] = lam, s
         return y
 

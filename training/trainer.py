@@ -103,7 +103,7 @@ def fit(mcfg: ModelConfig, tcfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, 
         opt.step()
         sched.step()
         tr, va, te, _ = evaluate(model, x, graph, y, masks)
-        rec = {"epoch": epoch, "loss": float(loss), "train": tr, "val": va, "test": te}
+        rec = {"epoch": epoch, "loss": float(loss.detach()), "train": tr, "val": va, "test": te}
         history.append(rec)
         if (va, tr) > best:
             best = (va, tr)

@@ -1,0 +1,266 @@
+"""The acceptance experiments of the trainer, as one command each; results in ``reports/training/``.
+
+Usage (long: run with ``nice`` in the background)::
+
+    python -m training.experiments table --dataset Cora [--paper-code] [--seeds 0,1,2,3,4]
+    python -m training.experiments depth --dataset Cora
+    python -m training.experiments scale --dataset Tolokers
+    python -m training.experiments render           # tables / plots from the saved runs
+
+Every configuration writes ``reports/training/runs/<name>/metrics.json`` (the same file
+``quagga train`` writes) and is skipped when that file already exists, so an interrupted
+sweep resumes.  ``render`` turns the saved runs into markdown + JSON tables and the depth plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPORTS = Path(__file__).resolve().parent.parent / "reports" / "training"
+RUNS = REPORTS / "runs"
+
+#: (label, bits, bt) rows of the accuracy table
+TABLE_ROWS = [("FP32", "32", "none"), ("INT8", "8", "none"), ("INT4", "4", "none"),
+              ("INT2", "2", "none"), ("INT2-BT", "2", "bt"), ("INT2-BT*", "2", "sbt")]
+#: paper-notes section 4 pass bands (test accuracy, %)
+TARGETS = {"FP32": 81.3, "INT8": 80.6, "INT4": 79.5, "INT2": 70.3, "INT2-BT": 72.6, "INT2-BT*": 74.8}
+DEPTHS = (2, 4, 8, 16, 32, 64)
+
+log = logging.getLogger(__name__)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def train_cli(name: str, argv: list[str]) -> dict:
+    """Run ``quagga train ... --out RUNS/name`` in a subprocess unless its metrics exist."""
+    out = RUNS / name
+    mfile = out / "metrics.json"
+    if not mfile.exists():
+        cmd = [sys.executable, "-m", "quagga.cli", "train", *argv, "--out", str(out), "--no-progress",
+               "--threads", "1"]
+        log.warning("running %s", " ".join(cmd))
+        subprocess.run(cmd, check=True)
+    return json.loads(mfile.read_text())
+
+
+def table(dataset: str, seeds: str, paper_code: bool, data_root: str | None, epochs: int) -> None:
+    for label, bits, bt in TABLE_ROWS:
+        name = f"{dataset.lower()}-{label.lower().replace('*', 'star')}" + ("-paper" if paper_code else "")
+        argv = ["--dataset", dataset, "--bits", bits, "--bt", bt, "--seeds", seeds,
+                "--epochs", str(epochs)] + (["--paper-code"] if paper_code else [])
+        if data_root:
+            argv += ["--data-root", data_root]
+        train_cli(name, argv)
+    render()
+
+
+def depth(dataset: str, seeds: str, data_root: str | None, epochs: int) -> None:
+    extra = ["--data-root", data_root] if data_root else []
+    for k in DEPTHS:
+        train_cli(f"depth-{dataset.lower()}-smp-k{k}", ["--dataset", dataset, "--bits", "4", "--model", "smp",
+                                                         "--layers", str(k), "--seeds", seeds,
+                                                         "--epochs", str(epochs)] + extra)
+    for k in (2, 4, 8, 16, 32):
+        train_cli(f"depth-{dataset.lower()}-gcn-l{k}", ["--dataset", dataset, "--bits", "4", "--model", "gcn",
+                                                         "--layers", str(k), "--seeds", seeds,
+                                                         "--epochs", str(epochs)] + extra)
+    render()
+
+
+def scale(dataset: str, data_root: str | None, epochs: int) -> None:
+    """SMP INT4 vs FP32 PyG APPNP on one large graph: seconds per epoch and peak memory.
+
+    Each measurement runs in its own subprocess (``python -m training.experiments
+    _scale_one``) so that peak RSS (``ru_maxrss``) belongs to one model only.
+    """
+    rows = {}
+    for kind in ("smp-int4", "pyg-appnp-fp32"):
+        cmd = [sys.executable, "-m", "training.experiments", "_scale_one", kind, "--dataset", dataset,
+               "--epochs", str(epochs)] + (["--data-root", data_root] if data_root else [])
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows[kind] = json.loads(out.strip().splitlines()[-1])
+    rows["ratio_time"] = rows["smp-int4"]["sec_per_epoch"] / rows["pyg-appnp-fp32"]["sec_per_epoch"]
+    rows["ratio_memory"] = rows["smp-int4"]["peak_rss_mib"] / rows["pyg-appnp-fp32"]["peak_rss_mib"]
+    _write(REPORTS / f"scale-{dataset.lower()}.json", json.dumps(rows, indent=2, sort_keys=True) + "\n")
+    render()
+
+
+def _scale_one(kind: str, dataset: str, data_root: str | None, epochs: int) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from quant.model_ir import preprocess_features
+    from training.config import ModelConfig
+    from training.data import load_dataset
+    from training.graph import build_prop_graph
+    from training.models import build_model
+    from training.splits import apply_split
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    d = apply_split(load_dataset(dataset, data_root), "public", 0)
+    x = torch.from_numpy(preprocess_features(d.x.numpy(), d.normalize))
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if kind == "smp-int4":
+        g = build_prop_graph(d.edge_index, d.num_nodes)
+        model = build_model(ModelConfig(model="smp", bits=4), d.num_features, d.num_classes)
+        fwd = lambda: model(x, g)  # noqa: E731
+    else:
+        from torch_geometric.nn import APPNP, MLP
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.mlp = MLP([d.num_features, 64, d.num_classes], dropout=0.5, norm=None)
+                self.prop = APPNP(K=10, alpha=0.1)
+
+            def forward(self):
+                return self.prop(self.mlp(x), d.edge_index)
+
+        model = Net()
+        fwd = model
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        opt.zero_grad()
+        loss = F.cross_entropy(fwd()[d.train_mask], d.y[d.train_mask])
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    steady = sorted(times[1:])[len(times[1:]) // 2] if len(times) > 1 else times[0]
+    print(json.dumps({"kind": kind, "dataset": d.name, "num_nodes": d.num_nodes, "num_edges": d.num_edges,
+                      "epochs": epochs, "sec_per_epoch": steady, "first_epoch_sec": times[0],
+                      "peak_rss_mib": peak, "rss_before_model_mib": base_rss}))
+
+
+# ---------------------------------------------------------------------------------------
+# rendering
+# ---------------------------------------------------------------------------------------
+
+def _pct(s: dict | None) -> str:
+    return "n/a" if not s else f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"
+
+
+def render() -> None:
+    """Markdown + JSON tables of every saved run, and the depth plot."""
+    runs = {p.parent.name: json.loads(p.read_text()) for p in sorted(RUNS.glob("*/metrics.json"))}
+    tables = {}
+    for key, title in (("cora", "Cora"), ("citeseer", "CiteSeer"), ("cora-paper", "Cora, --paper-code")):
+        rows = []
+        for label, _, _ in TABLE_ROWS:
+            base = label.lower().replace("*", "star")
+            name = f"{key.split('-')[0]}-{base}" + ("-paper" if key.endswith("paper") else "")
+            m = runs.get(name)
+            if m is None:
+                continue
+            fq, it = m["test_acc"]["fake_quant"], m["test_acc"]["integer"]
+            rows.append({"config": label, "run": name, "seeds": m["seeds"],
+                         "fake_quant": fq, "integer": it, "gap_points": m["gap_test_points"],
+                         "val_fake_quant": m["val_acc"]["fake_quant"],
+                         "target": TARGETS[label] if key == "cora" else None})
+        if rows:
+            tables[key] = {"title": title, "rows": rows}
+    lines = ["# Trainer accuracy tables", "",
+             "Generated by `python -m training.experiments render` from `reports/training/runs/*/metrics.json`.",
+             "Test accuracy (%) at the best-validation epoch, mean ± std over the seeds; random split",
+             "(20 per class / 500 / 1000) per seed; K = 10, hidden 64, 200 epochs, paper hyper-parameters.", ""]
+    for t in tables.values():
+        lines += [f"## {t['title']}", "",
+                  "| config | fake-quant | integer | gap (points) | target | seeds |",
+                  "|---|---|---|---|---|---|"]
+        for r in t["rows"]:
+            tgt = f"≥ {r['target']}" if r["target"] else ""
+            gap = "" if r["gap_points"] is None else f"{r['gap_points']:.2f}"
+            lines.append(f"| {r['config']} | {_pct(r['fake_quant'])} | {_pct(r['integer'])} | {gap} | {tgt} | {len(r['seeds'])} |")
+        lines.append("")
+    depth_rows = sorted((m["model"], m["layers"], m["test_acc"]["fake_quant"], m["test_acc"]["integer"])
+                        for n, m in runs.items() if n.startswith("depth-"))
+    if depth_rows:
+        lines += ["## Depth (INT4, Cora)", "", "| model | depth | fake-quant | integer |", "|---|---|---|---|"]
+        for model, k, fq, it in depth_rows:
+            lines.append(f"| {model} | {k} | {_pct(fq)} | {_pct(it)} |")
+        lines.append("")
+        _plot_depth(depth_rows)
+        lines += ["![accuracy against depth](depth.png)", ""]
+    for p in sorted(REPORTS.glob("scale-*.json")):
+        s = json.loads(p.read_text())
+        a, b = s["smp-int4"], s["pyg-appnp-fp32"]
+        lines += [f"## Scale: {a['dataset']} ({a['num_nodes']} nodes, {a['num_edges']} edges)", "",
+                  "| model | s / epoch | peak RSS (MiB) |", "|---|---|---|",
+                  f"| SMP INT4 (fake-quant, K=10) | {a['sec_per_epoch']:.3f} | {a['peak_rss_mib']:.0f} |",
+                  f"| PyG APPNP FP32 (K=10) | {b['sec_per_epoch']:.3f} | {b['peak_rss_mib']:.0f} |",
+                  f"| ratio | {s['ratio_time']:.2f} | {s['ratio_memory']:.2f} |", ""]
+    _write(REPORTS / "tables.md", "\n".join(lines))
+    _write(REPORTS / "tables.json", json.dumps({"tables": tables, "depth": [
+        {"model": m, "layers": k, "fake_quant": fq, "integer": it} for m, k, fq, it in depth_rows]},
+        indent=2, sort_keys=True) + "\n")
+
+
+def _plot_depth(rows) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    for model, style in (("smp", "o-"), ("gcn", "s--")):
+        pts = [(k, fq["mean"] * 100, fq["std"] * 100) for m, k, fq, _ in rows if m == model and fq]
+        if pts:
+            ks, mu, sd = zip(*pts)
+            ax.errorbar(ks, mu, yerr=sd, fmt=style, capsize=3,
+                        label="SMP (K steps)" if model == "smp" else "deep GCN (L layers)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("depth (propagation steps / layers)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Cora, INT4 fake-quant")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(REPORTS / "depth.png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.experiments")
+    p.add_argument("what", choices=("table", "depth", "scale", "render", "_scale_one"))
+    p.add_argument("kind", nargs="?")
+    p.add_argument("--dataset", default="Cora")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--seeds", default="0,1,2,3,4")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--paper-code", action="store_true")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if a.what == "table":
+        table(a.dataset, a.seeds, a.paper_code, a.data_root, a.epochs or 200)
+    elif a.what == "depth":
+        depth(a.dataset, a.seeds, a.data_root, a.epochs or 200)
+    elif a.what == "scale":
+        scale(a.dataset, a.data_root, a.epochs or 5)
+    elif a.what == "_scale_one":
+        _scale_one(a.kind, a.dataset, a.data_root, a.epochs or 5)
+    else:
+        render()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
