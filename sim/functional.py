@@ -23,7 +23,9 @@ from sim.graph import CSRGraph, validate_csr
 
 log = logging.getLogger(__name__)
 
-__all__ = ["accumulate", "aggregate", "aggregate_graph", "linear", "requantize", "stage_bound_safe"]
+__all__ = ["accumulate", "aggregate", "aggregate_graph", "aggregate_packed", "compact_indices",
+           "compact_weights", "linear", "pack_operand", "packed_offset", "packed_supported",
+           "requantize", "stage_bound_safe"]
 
 
 def _centred_max(spec: QuantSpec, zero: int) -> int:
@@ -183,7 +185,7 @@ def linear(x_q: np.ndarray, x_zero: int, w_q: np.ndarray, w_zero: int,
 
 
 # ---------------------------------------------------------------------------------------
-# packed operands (the fast path)
+# packed operands (the fast path, sim.packed_kernels)
 # ---------------------------------------------------------------------------------------
 
 def packed_offset(spec: QuantSpec) -> int:
@@ -191,40 +193,59 @@ def packed_offset(spec: QuantSpec) -> int:
     return (1 << (spec.bits - 1)) if spec.signed else 0
 
 
-def pack_operand(x: np.ndarray, spec: QuantSpec) -> np.ndarray:
-    """Pack feature codes into 64-bit words for :func:`aggregate_packed`.
+def pack_operand(x: np.ndarray, spec: QuantSpec, block: int = 256) -> np.ndarray:
+    """Pack feature codes into offset-binary bytes for :func:`aggregate_packed`.
 
-    Codes become offset-binary lanes ``u = q + packed_offset(spec)`` (for signed codes this is
-    the two's complement code with its sign bit flipped), packed with
-    :func:`quant.pack.pack_codes` (lane 0 in the least significant bits), each row padded with
-    zero bytes to a multiple of 8 and viewed as little-endian uint64.
+    Codes become unsigned lanes ``u = q + packed_offset(spec)`` (for signed codes this is the
+    two's complement code with its sign bit flipped), packed as
+    :func:`quant.pack.pack_codes` packs them (lane 0 in the least significant bits).
 
-    Shapes: ``x`` (N, F) codes -> uint64 (N, ceil(F * bits / 64)).
+    Shapes: ``x`` (N, F) codes -> uint8 (N, ceil(F * bits / 8)).
+
+    Raises
+    ------
+    QuantError
+        For codes outside ``spec``'s range or a width that cannot be packed.
     """
-    from quant.pack import pack_codes
+    from quant.pack import PACKABLE_BITS
+
+    from sim import packed_kernels
 
     x = np.asarray(x)
+    if x.dtype.kind not in "iu" or x.ndim != 2:
+        raise invalid("x", f"{x.dtype} {x.shape}", "an integer (N, F) array")
+    if spec.bits not in PACKABLE_BITS:
+        raise invalid("bits", spec.bits, f"one of {PACKABLE_BITS} for packing")
     _check_codes("x", x, spec)
-    u = x.astype(np.int64) + packed_offset(spec)
-    b = pack_codes(u, spec.bits)
-    pad = (-b.shape[1]) % 8
-    if pad:
-        b = np.concatenate([b, np.zeros((b.shape[0], pad), np.uint8)], axis=1)
-    return np.ascontiguousarray(b).view("<u8").reshape(b.shape[0], -1)
+    return packed_kernels.pack_rows(np.ascontiguousarray(x), packed_offset(spec), spec.bits,
+                                    int(block))
 
 
-def lane_bits_for(bits: int, w_max: int) -> int:
-    """SWAR slot width for ``bits``-bit codes times weights up to ``w_max``: the narrowest of
-    8/16/32 that is a multiple of ``bits`` and lets at least 8 products accumulate per slot."""
-    umax = (1 << bits) - 1
-    for lb in (8, 16, 32):
-        if lb % bits == 0 and ((1 << lb) - 1) // max(1, umax * max(1, w_max)) >= 8:
-            return lb
-    return 32
+def compact_indices(indices: np.ndarray, num_src: int) -> np.ndarray:
+    """The narrowest index dtype that holds ``0..num_src-1``: uint16, int32 or int64.
+
+    Index bytes are read once per edge, so narrow indices are part of what the packed
+    kernel saves; the values are unchanged.
+    """
+    if num_src <= (1 << 16):
+        return np.ascontiguousarray(indices, dtype=np.uint16)
+    if num_src <= (1 << 31):
+        return np.ascontiguousarray(indices, dtype=np.int32)
+    return np.ascontiguousarray(indices, dtype=np.int64)
+
+
+def compact_weights(w: np.ndarray, spec: QuantSpec) -> np.ndarray:
+    """Unsigned edge-weight codes as uint8 (``bits <= 8``) or uint16."""
+    return np.ascontiguousarray(w, dtype=np.uint8 if spec.bits <= 8 else np.uint16)
 
 
 def packed_supported(params: AggregationParams) -> bool:
-    """Whether :func:`aggregate_packed` handles ``params`` (else use :func:`aggregate`)."""
+    """Whether :func:`aggregate_packed` handles ``params`` (else use :func:`aggregate`).
+
+    Needs: no message requantizer (a per-edge nonlinear stage), packable feature widths,
+    unsigned edge weights of at most 16 bits, output codes within int16, and requantizers
+    that cannot trip the reference's int64 guard.
+    """
     from quant.pack import PACKABLE_BITS
 
     lo, hi = acc_range(params.acc_bits)
@@ -235,51 +256,61 @@ def packed_supported(params: AggregationParams) -> bool:
             and stage_bound_safe(_centred_max(params.out.spec, params.out.zero_point), params.upd))
 
 
-def aggregate_packed(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xw: np.ndarray,
+def aggregate_packed(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb: np.ndarray,
                      num_features: int, params: AggregationParams, block: int = 64,
                      validate: bool = True) -> AggregationResult:
-    """One propagation step on packed operands (SWAR kernel), bit-exact with :func:`aggregate`.
+    """One propagation step on packed operands, bit-exact with :func:`aggregate`.
 
     Parameters
     ----------
     indptr, indices, w : CSR structure and edge-weight codes, as in :func:`aggregate`
-    xw : uint64 (N_src, W)
+        (``indices`` and ``w`` may be pre-narrowed with :func:`compact_indices` /
+        :func:`compact_weights`; other integer dtypes are converted).
+    xb : uint8 (N_src, B)
         Feature codes packed by :func:`pack_operand`.
     num_features : int
         ``F``.
     params : AggregationParams
-        Must satisfy :func:`packed_supported` (no message requantizer, unsigned weights).
+        Must satisfy :func:`packed_supported`.
     block : int
-        Rows per parallel work item.
+        Destination rows per parallel work item.
     validate : bool
-        Check the CSR structure and weight codes (skip only in benchmarks on trusted inputs).
+        Check the CSR structure, weight codes and ``xb`` (skip only on trusted inputs, e.g.
+        in benchmarks and in :mod:`sim.packed_model`, which validates once).
 
     Returns
     -------
     AggregationResult
         ``y`` int16 (N, F) output codes; ``saturations``; ``extra["row_saturations"]``.
     """
+    from sim import packed_kernels
+
     if not packed_supported(params):
-        raise invalid("params", "message requantizer or signed weights",
+        raise invalid("params", "message requantizer, signed or wide weights, or unsafe requantizers",
                       "supported by the packed kernel (see packed_supported)")
     xs = params.x_spec
+    xb = np.asarray(xb)
     if validate:
-        indptr, indices = validate_csr(indptr, indices, xw.shape[0])
+        indptr, indices = validate_csr(indptr, indices, xb.shape[0] if xb.ndim == 2 else 0)
         w = np.asarray(w)
         if w.shape != indices.shape:
             raise invalid("w.shape", w.shape, f"{indices.shape} (one code per edge)")
+        if w.dtype.kind not in "iu":
+            raise invalid("w.dtype", str(w.dtype), "an integer dtype")
         _check_codes("w", w, params.w_spec)
-        if xw.dtype != np.uint64 or xw.ndim != 2 or xw.shape[1] * 64 < num_features * xs.bits:
-            raise invalid("xw", f"{xw.dtype} {xw.shape}", f"uint64 words holding {num_features} codes per row")
-    w64 = np.ascontiguousarray(w, dtype=np.int64)
+        per = 8 // xs.bits
+        if xb.dtype != np.uint8 or xb.ndim != 2 or xb.shape[1] != -(-int(num_features) // per):
+            raise invalid("xb", f"{xb.dtype} {xb.shape}",
+                          f"uint8 (N_src, {-(-int(num_features) // per)}) from pack_operand")
+    if indices.dtype not in (np.uint16, np.int32, np.int64):
+        indices = compact_indices(indices, xb.shape[0])
+    if w.dtype not in (np.uint8, np.uint16):
+        w = compact_weights(w, params.w_spec)
     lo, hi = acc_range(params.acc_bits)
-    w_max = int(w64.max()) if w64.size else 0
-    lb = lane_bits_for(xs.bits, w_max)
-    off = packed_offset(xs)
     upd = _rq_args(params.upd)
-    y, sats = kernels.aggregate_packed(
-        indptr, indices, w64, xw, int(num_features), xs.bits, lb, params.x_zero + off,
-        _centred_max(xs, params.x_zero), params.w_zero, lo, hi,
+    y, sats = packed_kernels.aggregate_planes(
+        np.ascontiguousarray(indptr, dtype=np.int64), indices, w, xb, int(num_features), xs.bits,
+        params.x_zero + packed_offset(xs), _centred_max(xs, params.x_zero), params.w_zero, lo, hi,
         params.out.multiplier, params.out.shift, params.out.zero_point, params.out.spec.qmin,
         params.out.spec.qmax, *upd, int(block))
     return AggregationResult(y=y, saturations=int(sats.sum()), extra={"row_saturations": sats})

@@ -1,14 +1,31 @@
-"""The packed (SWAR) kernel equals the exact kernel and the reference, saturating rows included."""
+"""The packed-plane kernel (sim.packed_kernels) equals the reference exactly: random and
+adversarial cases (hub rows, empty rows, extreme codes and zero points, weight zero points,
+long rows that force the uint32 planes to flush, saturating rows, update requantization)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from quant.aggregate import aggregate_reference
+from quant.aggregate import AggregationParams, Requantizer, aggregate_reference
+from quant.pack import pack_codes
+from quant.reference import acc_bits_required, derive_multiplier
+from quant.spec import QuantSpec
 from sim import functional as fn
+from sim import packed_kernels as pk
 from sim.design import DesignPoint
 from sim.golden import KINDS, make_random_case
+
+
+def _check(indptr, indices, w, x, params, f=None):
+    f = x.shape[1] if f is None else f
+    xb = fn.pack_operand(x, params.x_spec)
+    r = fn.aggregate_packed(indptr, indices, w, xb, f, params)
+    ref = aggregate_reference(indptr, indices, w, x, params)
+    assert r.y.dtype == np.int16
+    assert np.array_equal(r.y.astype(np.int32), ref.y)
+    assert r.saturations == ref.saturations
+    return r, ref
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4, 8])
@@ -19,10 +36,92 @@ def test_packed_equals_reference(bits, signed, kind):
     for seed, f in ((1, None), (2, 7), (3, 100)):
         c = make_random_case(dp, seed, kind=kind, num_features=f)
         assert fn.packed_supported(c.params)
-        r = fn.aggregate_packed(c.indptr, c.indices, c.w, fn.pack_operand(c.x, c.params.x_spec),
-                                c.num_features, c.params)
-        ref = aggregate_reference(c.indptr, c.indices, c.w, c.x, c.params)
-        assert np.array_equal(r.y.astype(np.int32), ref.y) and r.saturations == ref.saturations
+        _check(c.indptr, c.indices, c.w, c.x, c.params, c.num_features)
+
+
+def test_pack_operand_is_quant_pack_of_offset_codes():
+    rng = np.random.default_rng(0)
+    for bits in (1, 2, 4, 8):
+        for signed in (False, True):
+            spec = QuantSpec(bits, signed=signed)
+            x = rng.integers(spec.qmin, spec.qmax + 1, (9, 13))
+            want = pack_codes(x + fn.packed_offset(spec), bits)
+            assert np.array_equal(fn.pack_operand(x, spec), want)
+
+
+def _params(bits, x_zero, w_bits, w_zero, acc_bits, signed=False, upd=False, out_zero=None):
+    xs, ws = QuantSpec(bits, signed=signed), QuantSpec(w_bits)
+    m, n = derive_multiplier(0.37 / (1 << w_bits), 16)
+    oz = xs.qmin if out_zero is None else out_zero
+    u = Requantizer(*derive_multiplier(1.3, 16), xs.qmax, xs) if upd else None
+    return AggregationParams(xs, x_zero, ws, w_zero, acc_bits, Requantizer(m, n, oz, xs), upd=u)
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_extremes_and_long_rows(bits):
+    """Max codes, zero points at both ends of the range, non-zero weight zero point, and a
+    hub row long enough to make the uint32 planes flush (sum of weights > 2**32 / umax)."""
+    rng = np.random.default_rng(bits)
+    xs = QuantSpec(bits)
+    n, f = 40, 19
+    hub = 70_000 if bits == 8 else 2000  # INT8: 70k edges * 255 > (2**32-1) // 255
+    deg = rng.integers(0, 5, n)
+    deg[3] = hub
+    deg[7] = 0
+    indptr = np.concatenate([[0], np.cumsum(deg)]).astype(np.int64)
+    e = int(indptr[-1])
+    indices = rng.integers(0, n, e)
+    for x_zero in (xs.qmin, xs.qmax, xs.qmax // 2):
+        for w_zero in (0, 3, 255):
+            x = np.full((n, f), xs.qmax, dtype=np.int64)
+            x[::2] = rng.integers(0, xs.qmax + 1, (len(x[::2]), f))
+            w = np.full(e, 255, dtype=np.int64)
+            w[::3] = rng.integers(0, 256, len(w[::3]))
+            acc = acc_bits_required(bits, 8, hub) + 1
+            for upd in (False, True):
+                _check(indptr, indices, w, x, _params(bits, x_zero, 8, w_zero, acc, upd=upd))
+
+
+def test_saturating_rows_use_exact_path():
+    """An accumulator far too narrow: every long row saturates, counted like the reference."""
+    rng = np.random.default_rng(5)
+    n, f = 30, 8
+    indptr = np.concatenate([[0], np.cumsum(rng.integers(0, 40, n))]).astype(np.int64)
+    indices = rng.integers(0, n, int(indptr[-1]))
+    w = rng.integers(0, 256, indices.size)
+    for signed in (False, True):
+        xs = QuantSpec(4, signed=signed)
+        x = rng.integers(xs.qmin, xs.qmax + 1, (n, f))
+        p = _params(4, xs.qmin if not signed else 0, 8, 0, 12, signed=signed)
+        r, ref = _check(indptr, indices, w, x, p)
+        assert ref.saturations > 0
+
+
+def test_compact_index_dtypes_give_same_result():
+    c = make_random_case(DesignPoint(bits=2, max_degree=32), 9, kind="hub", num_features=64)
+    xb = fn.pack_operand(c.x, c.params.x_spec)
+    ref = aggregate_reference(c.indptr, c.indices, c.w, c.x, c.params)
+    for dt in (np.uint16, np.int32, np.int64):
+        r = fn.aggregate_packed(c.indptr, c.indices.astype(dt), c.w.astype(np.uint8), xb,
+                                c.num_features, c.params, validate=False)
+        assert np.array_equal(r.y.astype(np.int32), ref.y)
+    assert fn.compact_indices(c.indices, 70_000).dtype == np.int32
+    assert fn.compact_indices(c.indices, 65_536).dtype == np.uint16
+
+
+def test_spmm_f32_matches_numpy():
+    rng = np.random.default_rng(1)
+    n, f = 50, 33
+    indptr = np.concatenate([[0], np.cumsum(rng.integers(0, 6, n))]).astype(np.int64)
+    indices = rng.integers(0, n, int(indptr[-1])).astype(np.int32)
+    w = rng.random(indices.size).astype(np.float32)
+    x = rng.standard_normal((n, f)).astype(np.float32)
+    y = pk.spmm_f32(indptr, indices, w, x, 8)
+    want = np.zeros((n, f), np.float64)
+    for i in range(n):
+        for e in range(indptr[i], indptr[i + 1]):
+            want[i] += w[e] * x[indices[e]].astype(np.float64)
+    assert np.allclose(y, want, rtol=1e-5, atol=1e-5)  # float kernel: a tolerance is right here
 
 
 def test_packed_refuses_message_stage():
@@ -31,3 +130,10 @@ def test_packed_refuses_message_stage():
     with pytest.raises(ValueError, match="packed kernel"):
         fn.aggregate_packed(c.indptr, c.indices, c.w, fn.pack_operand(c.x, c.params.x_spec),
                             c.num_features, c.params)
+
+
+def test_packed_validates_operand_shape():
+    c = make_random_case(DesignPoint(bits=4), 1, num_features=10)
+    xb = fn.pack_operand(c.x, c.params.x_spec)
+    with pytest.raises(ValueError, match="xb"):
+        fn.aggregate_packed(c.indptr, c.indices, c.w, xb[:, :-1], c.num_features, c.params)
