@@ -55,8 +55,8 @@ class QuantPropagate(MessagePassing):
                  out_role: str = "act", share: str | None = "prop") -> None:
         super().__init__(aggr="sum", flow="source_to_target")
         key = (lambda s: f"{share}.{s}") if share else (lambda s: None)
-        self.q_msg = qf.make("act", share=key("msg")) if msg else None
-        self.q_agg = qf.make(out_role if not upd else "act", share=key("agg"))
+        self.q_msg = qf.make("inner", share=key("msg")) if msg else None
+        self.q_agg = qf.make(out_role if not upd else "inner", share=key("agg"))
         self.q_upd = qf.make(out_role, share=key("upd")) if upd else None
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor,

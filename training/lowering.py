@@ -19,7 +19,9 @@ scales (:func:`quant.reference.derive_multiplier`, ``mult_bits`` of the model co
 
 EMP's L21 projection has no integer op, so EMP models are not lowered
 (:class:`LoweringError`).  BT / BT* stages are lowered as 8-bit codes on BT's 8-bit grid
-*without* the snap to four levels (the IR has no truncation op): see docs/training.md.
+with their snap to four levels as two ``add`` ops (:meth:`_Builder.finish`); inside a
+propagation step (message, aggregate) the factory gives plain INT2 QLR quantizers, because
+the aggregation unit has no truncation stage (docs/training.md).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from quant.model_ir import (AddOp, ArgmaxOp, InputOp, IntModel, LinearOp, Propag
 from quant.reference import (acc_bits_required, derive_multiplier, derive_shared_multipliers,
                              quantize_bias)
 from quant.spec import QuantSpec
+from quant.truncation import BT_STEP
 from training.graph import PropGraph
 from training.layers import QuantLinear, QuantPropagate
 from training.models import APPNPStep, DecoupledGNN, DeepGCN, SMPStep
@@ -77,7 +80,24 @@ class _Builder:
         out = self.fresh(stem)
         self.ops.append(AddOp(a=a.name, b=b.name, out=out, a_zero=a.zero, a_mult=ma, b_zero=b.zero,
                               b_mult=mb, shift=n, zero_point=z, spec=spec))
-        return QP(out, s, z, spec)
+        return self.finish(QP(out, s, z, spec), q)
+
+    def finish(self, qp: QP, q) -> QP:
+        """Append BT / BT*'s snap to ``{0, 85, 170, 255}`` when ``q`` truncates (two ``add`` ops:
+        ``c = clamp(floor((y + skew + 42) / 85), 0, 3)``, then ``85 c``); else return ``qp``."""
+        mode = getattr(q, "bt_mode", None)
+        if mode is None:
+            return qp
+        if "const.one" not in self.tensors:
+            self.tensors["const.one"] = np.ones((1, 1), dtype=np.int32)
+        ma, mb, n = truncation_multipliers(q._skew())
+        c = self.fresh(f"{qp.name}.bt_level")
+        self.ops.append(AddOp(a=qp.name, b="const.one", out=c, a_zero=0, a_mult=ma, b_zero=0,
+                              b_mult=mb, shift=n, zero_point=0, spec=QuantSpec(2)))
+        out = self.fresh(f"{qp.name}.bt")
+        self.ops.append(AddOp(a=c, b=c, out=out, a_zero=0, a_mult=BT_STEP, b_zero=0, b_mult=0,
+                              shift=0, zero_point=0, spec=qp.spec))
+        return QP(out, qp.scale, qp.zero, qp.spec)
 
     def convert(self, a: QP, q, stem: str) -> QP:
         """Requantize ``a`` to quantizer ``q``'s codes (no op if they are identical)."""
@@ -85,6 +105,23 @@ class _Builder:
         if float(s) == a.scale and z == a.zero and spec == a.spec:
             return a
         return self.add(a, 1.0, a, 0.0, q, stem)
+
+
+TRUNC_SHIFT = 24
+
+
+def truncation_multipliers(skew: int) -> tuple[int, int, int]:
+    """``(Ma, Mb, n)`` with ``round_shift(y * Ma + Mb, n) == floor((y + skew + 42) / 85)``
+    for every 8-bit code ``y`` (checked exhaustively): BT's snap to four levels as an ``add``."""
+    n = TRUNC_SHIFT
+    ma = round((1 << n) / BT_STEP)
+    mb = round((skew + BT_STEP // 2 + 0.5) * (1 << n) / BT_STEP) - (1 << (n - 1))
+    y = np.arange(256, dtype=np.int64)
+    want = (y + skew + BT_STEP // 2) // BT_STEP
+    got = (y * ma + mb + (1 << (n - 1))) >> n
+    if not np.array_equal(got, want):  # pragma: no cover - guarded by the exhaustive check
+        raise LoweringError(f"skew must allow an exact truncation multiplier, not {skew!r}")
+    return ma, mb, n
 
 
 def qparams(q) -> tuple[float, int, QuantSpec]:
@@ -108,7 +145,7 @@ def _linear(b: _Builder, lin: QuantLinear, x: QP, stem: str) -> QP:
     out = b.fresh(stem)
     b.ops.append(LinearOp(inp=x.name, out=out, weight=wname, w_zero=zw, x_zero=x.zero,
                           requant=b.requant(x.scale * sw / so, lin.q_out), bias=bname))
-    return QP(out, so, zo, spo)
+    return b.finish(QP(out, so, zo, spo), lin.q_out)
 
 
 def _propagate(b: _Builder, prop: QuantPropagate, x: QP, edge: QP, max_degree: int, stem: str) -> QP:
@@ -121,17 +158,20 @@ def _propagate(b: _Builder, prop: QuantPropagate, x: QP, edge: QP, max_degree: i
         acc_scale = sm
     sa, za, spa = qparams(prop.q_agg)
     out = b.requant(acc_scale / sa, prop.q_agg)
-    upd, res = None, QP("", sa, za, spa)
+    upd, res, last = None, QP("", sa, za, spa), prop.q_agg
     if prop.q_upd is not None:
         su, zu, spu = qparams(prop.q_upd)
         upd = b.requant(sa / su, prop.q_upd)
-        res = QP("", su, zu, spu)
+        res, last = QP("", su, zu, spu), prop.q_upd
+    for inner in (prop.q_msg, prop.q_agg if prop.q_upd is not None else None):
+        if getattr(inner, "bt_mode", None) is not None:
+            raise LoweringError("BT inside a propagation step (message / aggregate) has no integer form")
     acc_bits = acc_bits_required(x.spec.bits, edge.spec.bits, max_degree)
     params = AggregationParams(x_spec=x.spec, x_zero=x.zero, w_spec=edge.spec, w_zero=edge.zero,
                                acc_bits=acc_bits, out=out, msg=msg, upd=upd)
     name = b.fresh(stem)
     b.ops.append(PropagateOp(inp=x.name, out=name, edge_weight=edge.name, params=params))
-    return QP(name, res.scale, res.zero, res.spec)
+    return b.finish(QP(name, res.scale, res.zero, res.spec), last)
 
 
 def lower(model: torch.nn.Module, graph: PropGraph, *, num_features: int, normalize: str | None,
@@ -161,7 +201,7 @@ def lower(model: torch.nn.Module, graph: PropGraph, *, num_features: int, normal
     first = model.lin1.q_in if isinstance(model, DecoupledGNN) else model.lins[0].q_in
     sx, zx, spx = qparams(first)
     b.ops.append(InputOp(out="x", spec=spx, scale=sx, zero_point=zx, normalize=normalize))
-    x = QP("x", sx, zx, spx)
+    x = b.finish(QP("x", sx, zx, spx), first)
     lambdas: list[float] = []
     if isinstance(model, DecoupledGNN):
         h = _linear(b, model.lin1, x, "lin1")

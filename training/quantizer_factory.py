@@ -6,6 +6,9 @@ into a :mod:`quant.quantizers` module.  Roles:
 ``act``
     Linear-layer inputs and outputs, propagation message / aggregate / update outputs, and
     every tensor that feeds a propagation step: ``bits`` (QLR; BT / BT* when configured).
+``inner``
+    The message and aggregate stages inside a propagation step when an update stage follows:
+    ``bits``, plain QLR even in BT modes (the aggregation unit has no truncation stage).
 ``weight``
     Linear weights: ``bits`` (QLR, BT as configured, like the published code).
 ``edge``
@@ -31,7 +34,7 @@ from torch import nn
 from quant.errors import invalid
 from quant.quantizers import FakeQuantizer, QLRQuantizer
 
-ROLES = ("act", "weight", "edge", "comb")
+ROLES = ("act", "inner", "weight", "edge", "comb")
 BT_CHOICES = (None, "BT", "BT*")
 
 
@@ -44,7 +47,10 @@ class QuantizerFactory:
     bits : int or None
         Width of activations, weights and propagation stages; ``None`` = FP32.
     bt : {None, "BT", "BT*"}
-        INT2 bitwise truncation for the ``act`` and ``weight`` roles (needs ``bits=2``).
+        INT2 bitwise truncation for the ``act`` and ``inner``
+    The message and aggregate stages inside a propagation step when an update stage follows:
+    ``bits``, plain QLR even in BT modes (the aggregation unit has no truncation stage).
+``weight`` roles (needs ``bits=2``).
     edge_bits, comb_bits : int
         Widths of the ``edge`` and ``comb`` roles.
     paper_code : bool
@@ -83,4 +89,5 @@ class QuantizerFactory:
             return QLRQuantizer(self.edge_bits, paper_code=self.paper_code, alpha=alpha)
         if role == "comb":
             return QLRQuantizer(self.comb_bits, paper_code=self.paper_code, alpha=alpha)
-        return QLRQuantizer(self.bits, bt_mode=self.bt, paper_code=self.paper_code, alpha=alpha)
+        bt = None if role == "inner" else self.bt
+        return QLRQuantizer(self.bits, bt_mode=bt, paper_code=self.paper_code, alpha=alpha)

@@ -123,3 +123,29 @@ def test_fp32_and_emp_refuse_lowering():
     d, g, res = train_tiny("emp", 4, epochs=1)
     with pytest.raises(LoweringError, match="emp"):
         lower(res.model, g, num_features=d.num_features, normalize=None)
+
+
+@pytest.mark.parametrize("model", ["smp", "appnp", "gcn"])
+@pytest.mark.parametrize("bt", ["BT", "BT*"])
+def test_bt_models_every_tensor_equals_numpy(model, bt):
+    d, g, res = train_tiny(model, 2, epochs=2, bt=bt, **({"layers": 2} if model == "gcn" else {}))
+    im = lower(res.model, g, num_features=d.num_features, normalize=d.normalize)
+    got = integer.run(im, d.x, keep=True)
+    ref = im.run(d.x.numpy(), keep=True)
+    for name in ref:
+        assert np.array_equal(got[name].numpy(), ref[name]), name
+    snapped = [n for n in ref if n.endswith(".bt") or ".bt." in n]
+    assert snapped
+    for n in snapped:
+        if not n.split(".")[-2].endswith("bt_level"):
+            assert set(np.unique(ref[n])) <= {0, 85, 170, 255}
+
+
+@pytest.mark.parametrize("skew", [-127, -5, 0, 1, 3, 42, 127])
+def test_truncation_add_is_exact(skew):
+    from quant.truncation import truncate_codes
+    from training.lowering import truncation_multipliers
+    ma, mb, n = truncation_multipliers(skew)
+    y = np.arange(256)
+    c = np.clip(((y * ma + mb + (1 << (n - 1))) >> n), 0, 3)
+    assert np.array_equal(85 * c, truncate_codes(y, skew))
