@@ -47,7 +47,8 @@ from numba import njit, prange
 
 from sim.kernels import requant_1
 
-__all__ = ["aggregate_planes", "pack_rows", "spmm_f32"]
+__all__ = ["add_requant_i16", "aggregate_planes", "gemm_requant_i32", "pack_rows", "relu_i16",
+           "spmm_f32"]
 
 
 @njit(cache=True, inline="always")
@@ -253,3 +254,91 @@ def spmm_f32(indptr, indices, w, x, block):
             for k in range(f):
                 y[i, k] = acc[k]
     return y
+
+
+@njit(cache=True, parallel=True)
+def gemm_requant_i32(x, x_zero, wt, bias, m, n, z, qmin, qmax, block):
+    """Integer GEMM with int32 accumulation and fused requantization:
+    ``clamp(round_shift(((x - x_zero) @ wt + bias) * m, n) + z, qmin, qmax)``.
+
+    Parameters
+    ----------
+    x : int (N, K) codes
+    x_zero : int
+    wt : int32 (K, C)
+        Centred weight codes ``(w - w_zero).T``.
+    bias : int64 (C,)
+    m, n, z, qmin, qmax : int
+        The output requantizer.
+
+    Returns
+    -------
+    int16 (N, C) codes.
+
+    Notes
+    -----
+    The caller must prove ``K * max|x - x_zero| * max|wt| + max|bias| < 2**31`` (no int32
+    overflow) and the requantizer's int64 headroom; the result then equals
+    :func:`quant.reference.linear_accumulate` followed by the requantizer exactly.
+    """
+    rows, k = x.shape
+    c = wt.shape[1]
+    y = np.empty((rows, c), dtype=np.int16)
+    n_blocks = (rows + block - 1) // block
+    for b in prange(n_blocks):
+        acc = np.zeros(c, dtype=np.int32)
+        for i in range(b * block, min(rows, (b + 1) * block)):
+            for j in range(c):
+                acc[j] = 0
+            for t in range(k):
+                xv = np.int32(np.int64(x[i, t]) - x_zero)
+                if xv != 0:
+                    for j in range(c):
+                        acc[j] += xv * wt[t, j]
+            for j in range(c):
+                y[i, j] = requant_1(np.int64(acc[j]) + bias[j], m, n, z, qmin, qmax)
+    return y
+
+
+@njit(cache=True, parallel=True)
+def add_requant_i16(a, a_zero, a_mult, b, b_zero, b_mult, shift, z, qmin, qmax, block):
+    """``clamp(round_shift((a-za)*Ma + (b-zb)*Mb, n) + z, qmin, qmax)`` over (R, C) code
+    arrays (:func:`quant.reference.add_requantize`), int16 out."""
+    rows, c = a.shape
+    out = np.empty((rows, c), dtype=np.int16)
+    n_blocks = (rows + block - 1) // block
+    for bb in prange(n_blocks):
+        for i in range(bb * block, min(rows, (bb + 1) * block)):
+            for j in range(c):
+                s = (np.int64(a[i, j]) - a_zero) * a_mult + (np.int64(b[i, j]) - b_zero) * b_mult
+                out[i, j] = requant_1_add(s, shift, z, qmin, qmax)
+    return out
+
+
+@njit(cache=True, inline="always")
+def requant_1_add(s, shift, z, qmin, qmax):
+    if shift > 0:
+        r = ((s + (np.int64(1) << (shift - 1))) >> shift) + z
+    elif shift < 0:
+        r = (s << (-shift)) + z
+    else:
+        r = s + z
+    if r < qmin:
+        return qmin
+    if r > qmax:
+        return qmax
+    return r
+
+
+@njit(cache=True, parallel=True)
+def relu_i16(q, z, block):
+    """``max(q, z)`` over an (R, C) code array, int16 out."""
+    rows, c = q.shape
+    out = np.empty((rows, c), dtype=np.int16)
+    n_blocks = (rows + block - 1) // block
+    for bb in prange(n_blocks):
+        for i in range(bb * block, min(rows, (bb + 1) * block)):
+            for j in range(c):
+                v = np.int64(q[i, j])
+                out[i, j] = v if v > z else z
+    return out

@@ -1,0 +1,175 @@
+"""Fast end-to-end integer inference of an exported model with the packed kernels.
+
+:class:`PackedRunner` prepares a :class:`quant.model_ir.IntModel` once (validated CSR with
+narrow index dtypes, edge-weight codes as uint8/uint16, centred int32 weight matrices) and
+then runs it with :mod:`sim.packed_kernels`: every propagation step packs its input codes
+into offset-binary bytes and aggregates them with the vectorised plane kernel; linear layers
+use an int32 GEMM with fused requantization; ReLU and add-with-requantize keep int16 codes.
+
+Results equal :meth:`IntModel.run` bit for bit.  Where a fast kernel cannot prove it is
+exact for an op (a message requantizer, int32 overflow possible in a GEMM, signed edge
+weights, ...), that op runs with :mod:`sim.functional` (the exact kernels) instead, and
+:attr:`PackedRunner.fallbacks` names it.  numpy + numba only.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from quant import model_ir as mi
+from quant.errors import invalid
+from quant.reference import _check_multiplier, _check_shift, quantize
+from sim import functional, kernels, packed_kernels
+from sim.graph import validate_csr
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PackedRunner"]
+
+_INT32_LIMIT = (1 << 31) - 1
+
+
+class PackedRunner:
+    """Prepared fast executor of one integer model.
+
+    Parameters
+    ----------
+    model : IntModel
+    block : int
+        Rows per parallel work item of every kernel.
+
+    Attributes
+    ----------
+    fallbacks : dict op output name -> reason
+        Ops that run with the exact (slower) kernels.
+    """
+
+    def __init__(self, model: mi.IntModel, block: int = 64) -> None:
+        model.validate()
+        self.model = model
+        self.block = int(block)
+        self.fallbacks: dict[str, str] = {}
+        self._graphs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._weights: dict[tuple[str, str], np.ndarray] = {}
+        self._linears: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        n = int(model.graph["num_nodes"])
+        for op in model.ops:
+            if isinstance(op, mi.PropagateOp):
+                key = (op.indptr, op.indices)
+                if key not in self._graphs:
+                    ip, ix = validate_csr(model.tensors[op.indptr], model.tensors[op.indices], n)
+                    self._graphs[key] = (ip, ix, functional.compact_indices(ix, n))
+                if not functional.packed_supported(op.params):
+                    self.fallbacks[op.out] = ("message requantizer" if op.params.msg is not None
+                                              else "parameters outside the packed kernel")
+                    continue
+                w = np.asarray(model.tensors[op.edge_weight])
+                functional._check_codes("w", w, op.params.w_spec)
+                self._weights[(op.edge_weight, op.out)] = functional.compact_weights(w, op.params.w_spec)
+            elif isinstance(op, mi.LinearOp):
+                w = np.asarray(model.tensors[op.weight]).astype(np.int64) - int(op.w_zero)
+                b = (np.asarray(model.tensors[op.bias]).astype(np.int64) if op.bias
+                     else np.zeros(w.shape[0], np.int64))
+                self._linears[op.out] = (np.ascontiguousarray(w.T.astype(np.int32)), b)
+
+    # ------------------------------------------------------------------ ops
+    def _linear(self, op: mi.LinearOp, xin: np.ndarray) -> np.ndarray:
+        wt, bias = self._linears[op.out]
+        rq = op.requant
+        xmax = int(np.abs(xin.astype(np.int64) - op.x_zero).max()) if xin.size else 0
+        wmax = int(np.abs(wt).max()) if wt.size else 0
+        bmax = int(np.abs(bias).max()) if bias.size else 0
+        acc_max = wt.shape[0] * xmax * wmax + bmax
+        if (xin.ndim != 2 or xin.shape[1] != wt.shape[0] or acc_max > _INT32_LIMIT
+                or not functional.stage_bound_safe(acc_max, rq) or rq.spec.qmax >= (1 << 15)):
+            self.fallbacks[op.out] = "GEMM bound exceeds int32"
+            acc = functional.linear(xin, op.x_zero, self.model.tensors[op.weight], op.w_zero,
+                                    self.model.tensors[op.bias] if op.bias else None)
+            return functional.requantize(acc, rq)
+        return packed_kernels.gemm_requant_i32(np.ascontiguousarray(xin), int(op.x_zero), wt, bias,
+                                               rq.multiplier, rq.shift, rq.zero_point,
+                                               rq.spec.qmin, rq.spec.qmax, self.block)
+
+    def _propagate(self, op: mi.PropagateOp, xin: np.ndarray) -> tuple[np.ndarray, int]:
+        ip, ix, ixc = self._graphs[(op.indptr, op.indices)]
+        p = op.params
+        if op.out in self.fallbacks:
+            res = functional.aggregate(ip, ix, self.model.tensors[op.edge_weight], xin, p)
+            return res.y, res.saturations
+        xb = functional.pack_operand(xin, p.x_spec, self.block)
+        res = functional.aggregate_packed(ip, ixc, self._weights[(op.edge_weight, op.out)], xb,
+                                          xin.shape[1], p, block=self.block, validate=False)
+        return res.y, res.saturations
+
+    def _add(self, op: mi.AddOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        _check_multiplier(op.a_mult, "a_mult", signed=True)
+        _check_multiplier(op.b_mult, "b_mult", signed=True)
+        _check_shift(op.shift)
+        if a.shape != b.shape or a.ndim != 2 or op.spec.qmax >= (1 << 15):
+            from quant.reference import add_requantize
+
+            return add_requantize(a, op.a_zero, op.a_mult, b, op.b_zero, op.b_mult, op.shift,
+                                  op.zero_point, op.spec)
+        return packed_kernels.add_requant_i16(np.ascontiguousarray(a), op.a_zero, op.a_mult,
+                                              np.ascontiguousarray(b), op.b_zero, op.b_mult,
+                                              op.shift, op.zero_point, op.spec.qmin, op.spec.qmax,
+                                              self.block)
+
+    # ------------------------------------------------------------------ run
+    def run(self, x: np.ndarray, keep: bool = True) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        """Run the model on raw float features ``x`` (N, F_in).
+
+        Returns
+        -------
+        env : dict name -> int array
+            Every op's output (int16 codes, int32 predictions); only the output when
+            ``keep`` is False (intermediates are freed as soon as no later op reads them).
+        saturations : dict propagate output name -> int
+        """
+        model = self.model
+        x = np.asarray(x)
+        n, f = model.graph["num_nodes"], model.graph["num_features"]
+        if x.shape != (n, f):
+            raise invalid("x.shape", x.shape, f"({n}, {f}) as in the model's graph")
+        env: dict[str, np.ndarray] = {}
+        sats: dict[str, int] = {}
+        last_use: dict[str, int] = {}
+        if not keep:
+            for k, op in enumerate(model.ops):
+                for a in ("inp", "a", "b"):
+                    if getattr(op, a, None):
+                        last_use[getattr(op, a)] = k
+
+        def get(name: str) -> np.ndarray:
+            return env[name] if name in env else model.tensors[name]
+
+        for k, op in enumerate(model.ops):
+            if isinstance(op, mi.InputOp):
+                out = quantize(mi.preprocess_features(x, op.normalize), op.scale, op.zero_point,
+                               op.spec)
+            elif isinstance(op, mi.LinearOp):
+                out = self._linear(op, get(op.inp))
+            elif isinstance(op, mi.ReluOp):
+                q = get(op.inp)
+                out = (packed_kernels.relu_i16(q, int(op.zero_point), self.block)
+                       if q.ndim == 2 and q.dtype == np.int16
+                       else np.maximum(q.astype(np.int64), int(op.zero_point)).astype(np.int32))
+            elif isinstance(op, mi.PropagateOp):
+                out, sats[op.out] = self._propagate(op, get(op.inp))
+            elif isinstance(op, mi.AddOp):
+                out = self._add(op, get(op.a), get(op.b))
+            elif isinstance(op, mi.ArgmaxOp):
+                q = np.ascontiguousarray(get(op.inp))
+                out = kernels.argmax_rows(q).astype(np.int32)
+            else:
+                raise invalid("op", op, "a known op")
+            env[op.out] = out
+            if not keep:
+                for name in [nm for nm, last in last_use.items() if last == k and nm in env
+                             and nm != model.output]:
+                    del env[name]
+        if not keep:
+            env = {model.output: env[model.output]}
+        return env, sats
