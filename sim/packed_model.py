@@ -15,6 +15,7 @@ weights, ...), that op runs with :mod:`sim.functional` (the exact kernels) inste
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -118,8 +119,12 @@ class PackedRunner:
                                               self.block)
 
     # ------------------------------------------------------------------ run
-    def run(self, x: np.ndarray, keep: bool = True) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    def run(self, x: np.ndarray, keep: bool = True, timings: dict[str, float] | None = None
+            ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
         """Run the model on raw float features ``x`` (N, F_in).
+
+        ``timings``, if given, accumulates wall-clock seconds per op kind (``propagate``,
+        ``linear``, ``add``, ...).
 
         Returns
         -------
@@ -146,6 +151,7 @@ class PackedRunner:
             return env[name] if name in env else model.tensors[name]
 
         for k, op in enumerate(model.ops):
+            t0 = time.perf_counter() if timings is not None else 0.0
             if isinstance(op, mi.InputOp):
                 out = quantize(mi.preprocess_features(x, op.normalize), op.scale, op.zero_point,
                                op.spec)
@@ -166,6 +172,8 @@ class PackedRunner:
             else:
                 raise invalid("op", op, "a known op")
             env[op.out] = out
+            if timings is not None:
+                timings[op.op] = timings.get(op.op, 0.0) + time.perf_counter() - t0
             if not keep:
                 for name in [nm for nm, last in last_use.items() if last == k and nm in env
                              and nm != model.output]:

@@ -1,0 +1,59 @@
+"""Description of the machine a benchmark ran on."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or ``platform.processor()``."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD extensions that matter for the kernels (avx2, avx512*, vnni)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return sorted(f for f in flags if f.startswith(("avx2", "avx512f", "avx512bw",
+                                                                   "avx512_vnni", "avx_vnni")))
+    except OSError:
+        pass
+    return []
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages (empty where unsupported)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def describe(threads: int) -> dict:
+    """CPU model, logical CPUs, SIMD flags, threads used, library versions, load average."""
+    import numba
+    import numpy as np
+
+    d = {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "simd": cpu_flags(),
+         "threads": threads, "python": platform.python_version(), "numpy": np.__version__,
+         "numba": numba.__version__, "load_average_start": load_average()}
+    try:
+        import torch
+        import torch_geometric
+
+        d["torch"] = torch.__version__
+        d["torch_geometric"] = torch_geometric.__version__
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return d

@@ -1,0 +1,89 @@
+"""``quagga bench``: measured speed of the bit-exact packed INT2/INT4/INT8 CPU kernels against
+FP32 PyG and against our own FP32 kernel, on one graph, in one run.
+
+Workloads: a single 64-feature aggregation layer and end-to-end SMP (K=10) inference (see
+:mod:`quagga.bench.harness`).  Prints the timings, ratios, bit-exactness and the machine;
+``--json`` writes the full result (every repeat time) atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from quagga.cli import CLIError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="synthetic",
+                        help="tolokers (from $QUAGGA_DATA_ROOT), synthetic (500k nodes, 5M edges) "
+                             "or quick (small graph for tests); default synthetic")
+    parser.add_argument("--bits", default="2,4,8", help="comma-separated widths (default 2,4,8)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats (default 7)")
+    parser.add_argument("--threads", type=int, default=2, help="numba and torch threads (default 2)")
+    parser.add_argument("--workload", choices=["all", "aggregation", "smp"], default="all")
+    parser.add_argument("--features", type=int, default=64,
+                        help="features of the aggregation layer (default 64)")
+    parser.add_argument("--steps", type=int, default=10, help="SMP propagation steps K (default 10)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="the small 'quick' graph, 3 repeats, K=2 (tests/CI)")
+    parser.add_argument("--json", metavar="FILE", help="write the result as JSON")
+
+
+def _bits(text: str) -> tuple[int, ...]:
+    try:
+        bits = tuple(int(t) for t in str(text).split(",") if t.strip())
+    except ValueError:
+        raise CLIError(f"--bits must be comma-separated integers, not {text!r}") from None
+    if not bits or any(b not in (1, 2, 4, 8) for b in bits):
+        raise CLIError(f"--bits must list widths from 1, 2, 4, 8, not {text!r}")
+    return bits
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from quagga.bench import harness
+
+    bits = _bits(args.bits)
+    for name in ("repeats", "threads", "features", "steps"):
+        if getattr(args, name) < 1:
+            raise CLIError(f"--{name} must be >= 1, not {getattr(args, name)}")
+    dataset, repeats, steps = args.dataset, args.repeats, args.steps
+    if args.quick:
+        dataset, repeats, steps = "quick", min(repeats, 3), min(steps, 2)
+    if dataset not in harness.DATASETS:
+        raise CLIError(f"--dataset must be one of {list(harness.DATASETS)}, not {dataset!r}")
+    workloads = ("aggregation", "smp") if args.workload == "all" else (args.workload,)
+    bar = tqdm(desc="bench", unit="stage", leave=False)
+
+    def progress(msg: str) -> None:
+        bar.set_postfix_str(msg[:60])
+        bar.update(1)
+
+    try:
+        res = harness.run(dataset, bits, repeats, args.threads, workloads, args.features, steps,
+                          args.seed, progress)
+    finally:
+        bar.close()
+    print(harness.format_table(res))
+    if args.json:
+        _write_atomic(Path(args.json), (json.dumps(res, indent=1) + "\n").encode())
+        print(f"wrote {args.json}")
+    return 0 if res["bit_exact"] else 1
