@@ -139,10 +139,19 @@ def run_cocotb(dp: DesignPoint, cases: Sequence[RtlCase], simulator: str, build_
         if waves:
             wave_path = build_dir / "dump.vcd"
     runner = _icarus_vcd_runner() if (simulator == "icarus" and waves) else get_runner(simulator)
-    runner.build(sources=[str(s) for s in sources], hdl_toplevel=TOP_NAME, build_dir=str(build_dir),
-                 always=True, timescale=("1ns", "1ps"), build_args=build_args,
-                 waves=waves and simulator == "verilator",
-                 log_file=str(build_dir / "build.log"))
+    build_kw = dict(sources=[str(s) for s in sources], hdl_toplevel=TOP_NAME, build_dir=str(build_dir),
+                    timescale=("1ns", "1ps"), build_args=build_args, waves=waves and simulator == "verilator",
+                    log_file=str(build_dir / "build.log"))
+    try:
+        runner.build(always=True, **build_kw)
+    except RuntimeError:
+        if simulator != "verilator":
+            raise
+        # Verilator's generated makefile can race on its precompiled header under `make -j`
+        # on large designs ("Vtop__pch.h.fast: linker input file not found"); the second make
+        # finds the header built.
+        log.warning("verilator build failed once; retrying (see %s)", build_dir / "build.log")
+        runner.build(always=False, **build_kw)
     env = {
         "PYTHONPATH": os.pathsep.join([str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
         "QUAGGA_RTL_DESIGN": dp.to_json(),

@@ -94,7 +94,10 @@ def _run_yosys(script: str, verilog: str, workdir: Path) -> dict:
     data = json.loads(text[text.index("{"):])
     mods = data.get("modules", {})
     top = mods.get(f"\\{TOP_NAME}") or mods.get(TOP_NAME) or next(iter(mods.values()))
-    return {k: int(v) for k, v in top.get("cells_by_type", {}).items()}
+    by_type = top.get("num_cells_by_type", top.get("cells_by_type"))
+    if not by_type:
+        raise QuantError(f"yosys stat must list cells by type, not {sorted(top)!r}")
+    return {k: int(v) for k, v in by_type.items()}
 
 
 def synthesize(dp: DesignPoint) -> SynthStats:
