@@ -1,0 +1,97 @@
+"""quagga bench on the small graph: end to end, bit-exact, JSON schema (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from quagga.bench import harness
+from quagga.bench.smp_int import smp_int_model
+from sim.packed_model import PackedRunner
+from sim.random_models import GraphSpec, random_model
+
+QUAGGA = str(Path(sys.executable).parent / "quagga")
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_packed_runner_equals_reference_on_smp(bits):
+    rng = np.random.default_rng(bits)
+    n = 200
+    ei = np.stack([rng.integers(0, n, 1500), rng.integers(0, n, 1500)])
+    x = rng.random((n, 9)).astype(np.float32)
+    model, _, _, _ = smp_int_model(ei, x, 3, bits, seed=bits, steps=2)
+    runner = PackedRunner(model)
+    env, _ = runner.run(x)
+    ref = model.run(x)
+    assert not runner.fallbacks
+    for k, v in ref.items():
+        assert np.array_equal(np.asarray(v).astype(np.int64), env[k].astype(np.int64)), k
+    only, _ = runner.run(x, keep=False)
+    assert list(only) == ["pred"] and np.array_equal(only["pred"], ref["pred"])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_packed_runner_equals_reference_on_random_models(seed):
+    """Random models: signed codes, narrow (saturating) accumulators, hubs, isolated rows,
+    message requantizers (fallback path) and update requantizers."""
+    arch = ("gcn", "appnp", "smp")[seed % 3]
+    gs = GraphSpec(num_nodes=40, avg_degree=3, hub_degree=30, isolated=0.2, self_loops=True,
+                   duplicates=seed % 2 == 0)
+    model, x = random_model(seed, arch, bits=(2, 4, 8)[seed % 3], graph=gs,
+                            narrow_acc=seed % 2 == 1, msg=seed == 4, upd=seed >= 3)
+    runner = PackedRunner(model)
+    env, _ = runner.run(x)
+    ref = model.run(x)
+    for k, v in ref.items():
+        assert np.array_equal(np.asarray(v).astype(np.int64), env[k].astype(np.int64)), k
+    if seed == 4:
+        assert runner.fallbacks
+
+
+def test_harness_quick_json_schema(tmp_path):
+    out = tmp_path / "b.json"
+    r = subprocess.run([QUAGGA, "bench", "--quick", "--bits", "2,4",
+                        "--repeats", "1", "--json", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "vs own FP32" in r.stdout and "SMP end-to-end" in r.stdout
+    res = json.loads(out.read_text())
+    assert res["bit_exact"] is True
+    m = res["machine"]
+    for k in ("cpu", "logical_cpus", "threads", "load_average_start", "load_average_end"):
+        assert k in m
+    assert res["dataset"]["name"] == "quick" and res["dataset"]["num_edges"] == 30_000
+    for wl in ("aggregation", "smp"):
+        w = res["workloads"][wl]
+        for k in ("pyg_edge_index", "pyg_sparse_csr", "own_fp32"):
+            assert w["baselines"][k]["median_s"] > 0 and len(w["baselines"][k]["times_s"]) == 1
+        for b in (2, 4):
+            e = w[f"int{b}"]
+            assert e["bit_exact"] is True
+            for k in ("median_s", "times_s", "edges_per_s", "speedup_vs_pyg",
+                      "speedup_vs_pyg_edge_index", "speedup_vs_pyg_sparse_csr",
+                      "speedup_vs_own_fp32"):
+                assert k in e
+    assert isinstance(res["notes"], list)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_bench_cli_refuses_bad_arguments(tmp_path):
+    for argv, field in ((["--bits", "3"], "--bits"), (["--dataset", "nope"], "--dataset"),
+                        (["--repeats", "0"], "--repeats")):
+        out = tmp_path / "x.json"
+        r = subprocess.run([QUAGGA, "bench", *argv, "--json", str(out)],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and field in r.stderr
+        assert not out.exists()
+
+
+def test_unknown_dataset_is_a_quant_error():
+    from quant.errors import QuantError
+
+    with pytest.raises(QuantError, match="dataset"):
+        harness.load_graph("nope")
