@@ -41,6 +41,9 @@ class PropGraph:
     max_degree: int
     deg_inv_sqrt: torch.Tensor
     undirected: torch.Tensor
+    t_perm: torch.Tensor | None = None
+    t_indptr: torch.Tensor | None = None
+    t_indices: torch.Tensor | None = None
 
     @property
     def nnz(self) -> int:
@@ -48,9 +51,27 @@ class PropGraph:
         return int(self.edge_index.shape[1])
 
     def to(self, device) -> "PropGraph":
+        mv = lambda t: None if t is None else t.to(device)  # noqa: E731
         return PropGraph(self.edge_index.to(device), self.edge_weight.to(device), self.num_nodes,
                          self.indptr, self.indices, self.max_degree, self.deg_inv_sqrt.to(device),
-                         self.undirected.to(device))
+                         self.undirected.to(device), mv(self.t_perm), mv(self.t_indptr),
+                         mv(self.t_indices))
+
+    @property
+    def adj_t(self) -> torch.Tensor:
+        """``A_hat`` as a torch sparse CSR tensor (rows = destinations), built once."""
+        if getattr(self, "_adj_t", None) is None:
+            self._adj_t = torch.sparse_csr_tensor(self.indptr_t, self.indices_t, self.edge_weight,
+                                                  (self.num_nodes, self.num_nodes))
+        return self._adj_t
+
+    @property
+    def indptr_t(self) -> torch.Tensor:
+        return torch.from_numpy(self.indptr).to(self.edge_index.device)
+
+    @property
+    def indices_t(self) -> torch.Tensor:
+        return torch.from_numpy(self.indices).to(self.edge_index.device)
 
 
 def build_prop_graph(edge_index: torch.Tensor, num_nodes: int) -> PropGraph:
@@ -71,12 +92,48 @@ def build_prop_graph(edge_index: torch.Tensor, num_nodes: int) -> PropGraph:
     und = torch.stack([src[keep], tgt[keep]])
     back = torch.stack([tgt[tgt < src], src[tgt < src]])
     und = torch.unique(torch.cat([und, back], dim=1), dim=1)
+    # the transpose (source-sorted CSR) for the backward pass of the fused product
+    t_indptr, t_indices, t_perm = csr_from_edges(ei.numpy()[::-1].copy(), num_nodes)
     return PropGraph(ei, w, num_nodes, indptr, indices, max(1, int(deg.max()) if deg.size else 1),
-                     dis, und)
+                     dis, und, torch.from_numpy(t_perm), torch.from_numpy(t_indptr),
+                     torch.from_numpy(t_indices))
+
+
+class _CSRMatmul(torch.autograd.Function):
+    """``A @ x`` with ``A`` given by CSR structure and per-edge values ``w``.
+
+    Forward: one CSR SpMM.  Backward: ``A^T @ g`` with the precomputed transposed structure
+    (torch's own sparse backward transposes the matrix on every call, which is slow), and,
+    when ``w`` needs a gradient, ``dL/dw_e = <g[dst_e], x[src_e]>``.
+    """
+
+    @staticmethod
+    def forward(ctx, w, x, graph):  # noqa: D102
+        a = torch.sparse_csr_tensor(graph.indptr_t, graph.indices_t, w, (graph.num_nodes, x.shape[0]))
+        ctx.save_for_backward(w, x)
+        ctx.graph = graph
+        return torch.sparse.mm(a, x)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        w, x = ctx.saved_tensors
+        gr = ctx.graph
+        gw = gx = None
+        if ctx.needs_input_grad[1]:
+            at = torch.sparse_csr_tensor(gr.t_indptr, gr.t_indices, w[gr.t_perm],
+                                         (x.shape[0], gr.num_nodes))
+            gx = torch.sparse.mm(at, g.contiguous())
+        if ctx.needs_input_grad[0]:
+            src, dst = gr.edge_index
+            gw = (g[dst] * x[src]).sum(dim=1)
+        return gw, gx, None
+
+
+def csr_matmul(graph: PropGraph, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``A @ x`` (N, F) with edge values ``w`` (E,) in canonical order; differentiable in both."""
+    return _CSRMatmul.apply(w, x, graph)
 
 
 def spmm(graph: PropGraph, x: torch.Tensor) -> torch.Tensor:
-    """Float ``A_hat @ x`` (N, F) by gather / index_add (deterministic on CPU)."""
-    src, dst = graph.edge_index
-    out = torch.zeros(graph.num_nodes, x.shape[1], dtype=x.dtype, device=x.device)
-    return out.index_add_(0, dst, x[src] * graph.edge_weight[:, None])
+    """Float ``A_hat @ x`` (N, F) with the graph's own (unquantized) weights."""
+    return csr_matmul(graph, graph.edge_weight, x)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import MessagePassing
 
+from training.graph import PropGraph, csr_matmul
 from training.quantizer_factory import QuantizerFactory
 
 
@@ -48,7 +49,7 @@ class QuantPropagate(MessagePassing):
     share : str, optional
         Prefix of shared-alpha keys in paper-code mode.
 
-    Shapes: ``x`` (N, F), ``edge_index`` (2, E), ``edge_weight`` (E,); returns (N, F).
+    Shapes: ``x`` (N, F), ``edge_weight`` (E,) in the graph's canonical order; returns (N, F).
     """
 
     def __init__(self, qf: QuantizerFactory, msg: bool = True, upd: bool = True,
@@ -59,9 +60,16 @@ class QuantPropagate(MessagePassing):
         self.q_agg = qf.make(out_role if not upd else "inner", share=key("agg"))
         self.q_upd = qf.make(out_role, share=key("upd")) if upd else None
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor,
-                edge_weight: torch.Tensor) -> torch.Tensor:
-        return self.propagate(edge_index, x=x, edge_weight=edge_weight)
+    def forward(self, x: torch.Tensor, graph: PropGraph, edge_weight: torch.Tensor) -> torch.Tensor:
+        """Per-edge messages when the message stage is quantized; otherwise PyG's fused
+        ``message_and_aggregate`` path on the sparse adjacency (one CSR SpMM, no E x F tensor)."""
+        if self.q_msg is None:
+            return self.propagate(graph.adj_t, x=x, edge_weight=edge_weight, graph=graph)
+        return self.propagate(graph.edge_index, x=x, edge_weight=edge_weight, graph=graph)
+
+    def message_and_aggregate(self, adj_t, x: torch.Tensor, edge_weight: torch.Tensor,
+                              graph: PropGraph) -> torch.Tensor:
+        return self.q_agg(csr_matmul(graph, edge_weight, x))
 
     def message(self, x_j: torch.Tensor, edge_weight: torch.Tensor) -> torch.Tensor:
         m = edge_weight.unsqueeze(-1) * x_j

@@ -65,7 +65,7 @@ class APPNPStep(nn.Module):
         self.q_x = qf.make("comb" if last else "act", share=None)
 
     def forward(self, x, h0, graph: PropGraph, w, state: dict) -> torch.Tensor:
-        p = self.prop(x, graph.edge_index, w)
+        p = self.prop(x, graph, w)
         return self.q_x((1 - self.a) * p + self.a * h0)
 
 
@@ -85,10 +85,10 @@ class SMPStep(nn.Module):
     def forward(self, x, h0, graph: PropGraph, w, state: dict) -> torch.Tensor:
         cfg = self.cfg
         eta = cfg.teleport
-        p = self.prop(x, graph.edge_index, w)
+        p = self.prop(x, graph, w)
         xt = self.q_xt((1 - eta) * p + eta * h0)
         g = self.q_g(xt - x)
-        pg = self.gap(g, graph.edge_index, w)
+        pg = self.gap(g, graph, w)
         lam, s = state["lambda"], state["slack"]
         state["used"].append(lam)
         c = 2 * eta * lam
@@ -143,7 +143,7 @@ class EMPStep(nn.Module):
         return out
 
     def forward(self, x, h0, graph: PropGraph, w, state: dict) -> torch.Tensor:
-        p = self.prop(x, graph.edge_index, w)
+        p = self.prop(x, graph, w)
         yv = self.q_y(self.gamma * h0 + (1 - self.gamma) * p)
         z = state.get("z")
         if z is None:
@@ -194,7 +194,7 @@ class DecoupledGNN(nn.Module):
 
     def forward(self, x: torch.Tensor, graph: PropGraph) -> torch.Tensor:
         h0 = self.head(x)
-        w = self.q_edge(graph.edge_weight)
+        w = self.q_edge(graph.edge_weight).detach()  # constant weights: alpha kept at its init
         warm = self.cfg.warm_start and not self.cfg.paper_code
         lam0 = self.lambda0 if warm else torch.tensor(self.cfg.lambda_init)
         s0 = self.slack0 if warm else torch.tensor(self.cfg.lambda_init)
@@ -228,11 +228,11 @@ class DeepGCN(nn.Module):
         self.q_edge = qf.make("edge")
 
     def forward(self, x: torch.Tensor, graph: PropGraph) -> torch.Tensor:
-        w = self.q_edge(graph.edge_weight)
+        w = self.q_edge(graph.edge_weight).detach()  # constant weights: alpha kept at its init
         h = x
         for i, (lin, prop) in enumerate(zip(self.lins, self.props)):
             h = F.dropout(h, self.cfg.dropout, self.training)
-            h = prop(lin(h), graph.edge_index, w)
+            h = prop(lin(h), graph, w)
             if i < self.cfg.layers - 1:
                 h = F.relu(h)
         return h
