@@ -53,11 +53,14 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--nodes must be >= 1, not {args.nodes}")
     out = Path(args.out)
     if args.from_model:
+        from quagga.commands.simulate import load_graph_arrays
+        from quant import model_ir as mi
         from sim.model_sim import golden_cases_from_model
 
         dp = _design(args) if (args.design or args.set) else None
-        cases = golden_cases_from_model(args.from_model, dataset=args.dataset,
-                                        data_root=args.data_root, design=dp,
+        meta = mi.load(args.from_model).meta
+        arrays = load_graph_arrays(args.dataset or meta.get("dataset"), args.data_root, meta)
+        cases = golden_cases_from_model(args.from_model, arrays["x"], design=dp,
                                         max_rows=args.max_rows)
     else:
         from tqdm import tqdm
