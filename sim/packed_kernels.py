@@ -60,6 +60,122 @@ def _out(v, out_m, out_n, out_z, out_qmin, out_qmax, upd_on, upd_m, upd_n, upd_z
     return r
 
 
+@njit(cache=True, inline="always")
+def _requant_row(r, n, m, sh, z, qmin, qmax):
+    """In place over ``r[:n]`` (int64): ``clamp(round_shift(r * m, sh) + z, qmin, qmax)``,
+    with the shift's sign tested once per row so that the lane loops vectorise."""
+    if sh > 0:
+        half = np.int64(1) << (sh - 1)
+        for l in range(n):
+            r[l] = ((r[l] * m + half) >> sh) + z
+    elif sh < 0:
+        for l in range(n):
+            r[l] = ((r[l] * m) << (-sh)) + z
+    else:
+        for l in range(n):
+            r[l] = r[l] * m + z
+    for l in range(n):
+        r[l] = min(max(r[l], qmin), qmax)
+
+
+@njit(cache=True, inline="always")
+def _swar_flush(a, tot, k, nb, planes):
+    """Add the 16-bit slots of SWAR word ``a`` (byte ``k`` of the row) to the plane totals."""
+    for p in range(planes):
+        tot[p * nb + k] += np.int64((a >> np.uint64(16 * p)) & np.uint64(0xFFFF))
+
+
+@njit(cache=True, inline="always")
+def _flush16(acc, tot, n_lanes):
+    for k in range(n_lanes):
+        tot[k] += np.int64(acc[k])
+        acc[k] = 0
+
+
+@njit(cache=True, inline="always")
+def _flush32(acc, tot, n_lanes):
+    for k in range(n_lanes):
+        tot[k] += np.int64(acc[k])
+        acc[k] = 0
+
+
+@njit(cache=True, inline="always")
+def _plane_sums(xb, indices, w, start, end, bits, unit, acc16, acc32, tot):
+    """``tot[p * B + k] = sum_e u_e(k, p) * w_e`` (``w_e = 1`` when ``unit``) for one row.
+
+    Narrow vector accumulators (uint16 for ``bits <= 4``, uint32 for 8 bits) are flushed
+    into the int64 totals before any lane could wrap: a lane grows by at most
+    ``umax * w_e`` per edge, so a flush is due when the running sum of ``w_e`` would pass
+    ``(2**width - 1) // umax``.  One branch per width keeps the shifts and masks constant
+    so that LLVM vectorises the byte loops.
+    """
+    nb = xb.shape[1]
+    n_lanes = (8 // bits) * nb
+    for k in range(n_lanes):
+        tot[k] = 0
+    if bits == 8:
+        for k in range(nb):
+            acc32[k] = 0
+        budget = np.int64(4294967295 // 255)
+        run = np.int64(0)
+        for e in range(start, end):
+            we = np.int64(1) if unit else np.int64(w[e])
+            if run + we > budget:
+                _flush32(acc32, tot, nb)
+                run = np.int64(0)
+            run += we
+            src = indices[e]
+            wv = np.uint32(we)
+            for k in range(nb):
+                acc32[k] += np.uint32(xb[src, k]) * wv
+        _flush32(acc32, tot, nb)
+        return
+    for k in range(n_lanes):
+        acc16[k] = 0
+    budget = np.int64(65535 // ((1 << bits) - 1))
+    run = np.int64(0)
+    for e in range(start, end):
+        we = np.int64(1) if unit else np.int64(w[e])
+        if run + we > budget:
+            _flush16(acc16, tot, n_lanes)
+            run = np.int64(0)
+        run += we
+        src = indices[e]
+        wv = np.uint16(we)
+        if bits == 2:
+            if nb == 1:
+                v = np.uint16(xb[src, 0])
+                acc16[0] = np.uint16(acc16[0] + (v & np.uint16(3)) * wv)
+                acc16[1] = np.uint16(acc16[1] + ((v >> np.uint16(2)) & np.uint16(3)) * wv)
+                acc16[2] = np.uint16(acc16[2] + ((v >> np.uint16(4)) & np.uint16(3)) * wv)
+                acc16[3] = np.uint16(acc16[3] + (v >> np.uint16(6)) * wv)
+            else:
+                for k in range(nb):
+                    v = np.uint16(xb[src, k])
+                    acc16[k] = np.uint16(acc16[k] + (v & np.uint16(3)) * wv)
+                    acc16[nb + k] = np.uint16(acc16[nb + k] + ((v >> np.uint16(2)) & np.uint16(3)) * wv)
+                    acc16[2 * nb + k] = np.uint16(acc16[2 * nb + k]
+                                                  + ((v >> np.uint16(4)) & np.uint16(3)) * wv)
+                    acc16[3 * nb + k] = np.uint16(acc16[3 * nb + k] + (v >> np.uint16(6)) * wv)
+        elif bits == 4:
+            if nb == 1:
+                v = np.uint16(xb[src, 0])
+                acc16[0] = np.uint16(acc16[0] + (v & np.uint16(15)) * wv)
+                acc16[1] = np.uint16(acc16[1] + (v >> np.uint16(4)) * wv)
+            else:
+                for k in range(nb):
+                    v = np.uint16(xb[src, k])
+                    acc16[k] = np.uint16(acc16[k] + (v & np.uint16(15)) * wv)
+                    acc16[nb + k] = np.uint16(acc16[nb + k] + (v >> np.uint16(4)) * wv)
+        else:  # bits == 1
+            for p in range(8):
+                sh = np.uint16(p)
+                for k in range(nb):
+                    acc16[p * nb + k] = np.uint16(acc16[p * nb + k]
+                                                  + ((np.uint16(xb[src, k]) >> sh) & np.uint16(1)) * wv)
+    _flush16(acc16, tot, n_lanes)
+
+
 @njit(cache=True, parallel=True)
 def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, acc_lo, acc_hi,
                      out_m, out_n, out_z, out_qmin, out_qmax,
@@ -70,7 +186,7 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
     ----------
     indptr : int64 (N + 1,)
         Row pointers of the destination-sorted CSR graph.
-    indices : int32 / uint16 / int64 (E,)
+    indices : uint16 / int32 / int64 (E,)
         Source of each edge (any integer dtype holding ``0..N_src-1``).
     w : uint8 / uint16 (E,)
         Unsigned edge-weight codes.
@@ -104,16 +220,27 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
     planes = 8 // bits
     n_lanes = planes * nb_bytes
     mask = np.uint32((1 << bits) - 1)
-    umax = (1 << bits) - 1
-    budget = np.int64(4294967295 // umax)
     need_u = w_zero != 0
+    budget16 = np.int64(65535 // ((1 << bits) - 1))
+    budget32 = np.int64(4294967295 // 255)
     lim = acc_hi if acc_hi < -acc_lo else -acc_lo
+    # one- and two-byte rows (few features): byte -> 16-bit slots table, one multiply per byte
+    swar = nb_bytes <= 2 and (bits == 2 or bits == 4)
+    spread = np.zeros(256, dtype=np.uint64)
+    for v in range(256):
+        t = np.uint64(0)
+        for p in range(planes if bits > 1 else 1):
+            t |= np.uint64((v >> (p * bits)) & ((1 << bits) - 1)) << np.uint64(16 * p)
+        spread[v] = t
+    jmap = np.empty(n_feat, dtype=np.int64)  # lane l -> plane index p * B + k
+    for l in range(n_feat):
+        jmap[l] = (l % planes) * nb_bytes + l // planes
     y = np.empty((n_rows, n_feat), dtype=np.int16)
     sats = np.zeros(n_rows, dtype=np.int64)
     n_blocks = (n_rows + block - 1) // block
     for b in prange(n_blocks):
-        acc = np.zeros(n_lanes, dtype=np.uint32)
-        accu = np.zeros(n_lanes, dtype=np.uint32)
+        acc16 = np.zeros(n_lanes, dtype=np.uint16)
+        acc32 = np.zeros(n_lanes, dtype=np.uint32)
         tot = np.zeros(n_lanes, dtype=np.int64)
         totu = np.zeros(n_lanes, dtype=np.int64)
         exact = np.zeros(n_feat, dtype=np.int64)
@@ -122,64 +249,120 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
             end = indptr[i + 1]
             bound = np.int64(0)
             s_w = np.int64(0)
-            for e in range(start, end):
-                we = np.int64(w[e])
-                wc = we - w_zero
-                bound += wc if wc >= 0 else -wc
-                s_w += we
-            deg = end - start
-            if bound * x_cmax <= lim:
-                for k in range(n_lanes):
-                    acc[k] = 0
-                if need_u:
-                    for k in range(n_lanes):
-                        accu[k] = 0
-                spilled = False
-                run = np.int64(0)
+            if w_zero == 0:  # weights are unsigned: sum |w - 0| = sum w
+                for e in range(start, end):
+                    s_w += np.int64(w[e])
+                bound = s_w
+            else:
                 for e in range(start, end):
                     we = np.int64(w[e])
-                    if run + we + 1 > budget:  # flush before any uint32 plane could wrap
-                        if not spilled:
-                            for k in range(n_lanes):
-                                tot[k] = 0
-                                totu[k] = 0
-                            spilled = True
-                        for k in range(n_lanes):
-                            tot[k] += np.int64(acc[k])
-                            acc[k] = 0
-                            totu[k] += np.int64(accu[k])
-                            accu[k] = 0
-                        run = np.int64(0)
-                    run += we + 1
-                    src = indices[e]
-                    wv = np.uint32(we)
-                    if planes == 1:
+                    wc = we - w_zero
+                    bound += wc if wc >= 0 else -wc
+                    s_w += we
+            deg = end - start
+            if bound * x_cmax <= lim:
+                # T = sum_e u_e * w_e per plane lane (written out here so LLVM vectorises it)
+                for k in range(n_lanes):
+                    tot[k] = 0
+                if bits == 8:
+                    for k in range(nb_bytes):
+                        acc32[k] = 0
+                    run = np.int64(0)
+                    for e in range(start, end):
+                        we = np.int64(w[e])
+                        if run + we > budget32:
+                            for k in range(nb_bytes):
+                                tot[k] += np.int64(acc32[k])
+                                acc32[k] = 0
+                            run = np.int64(0)
+                        run += we
+                        src = indices[e]
+                        wv = np.uint32(we)
                         for k in range(nb_bytes):
-                            acc[k] += np.uint32(xb[src, k]) * wv
-                        if need_u:
+                            acc32[k] += np.uint32(xb[src, k]) * wv
+                    for k in range(nb_bytes):
+                        tot[k] += np.int64(acc32[k])
+                elif swar and s_w <= budget16 and nb_bytes == 1:
+                    # no slot can wrap in this row: a tight reduction LLVM can vectorise (gathers)
+                    a0 = np.uint64(0)
+                    for e in range(start, end):
+                        a0 += spread[xb[indices[e], 0]] * np.uint64(w[e])
+                    _swar_flush(a0, tot, 0, nb_bytes, planes)
+                elif swar:  # rows of one or two bytes: 16-bit SWAR slots, one multiply per byte
+                    a0 = np.uint64(0)
+                    a1 = np.uint64(0)
+                    run = np.int64(0)
+                    for e in range(start, end):
+                        we = np.int64(w[e])
+                        if run + we > budget16:
+                            _swar_flush(a0, tot, 0, nb_bytes, planes)
+                            if nb_bytes == 2:
+                                _swar_flush(a1, tot, 1, nb_bytes, planes)
+                            a0 = np.uint64(0)
+                            a1 = np.uint64(0)
+                            run = np.int64(0)
+                        run += we
+                        src = indices[e]
+                        wv = np.uint64(we)
+                        a0 += spread[xb[src, 0]] * wv
+                        if nb_bytes == 2:
+                            a1 += spread[xb[src, 1]] * wv
+                    _swar_flush(a0, tot, 0, nb_bytes, planes)
+                    if nb_bytes == 2:
+                        _swar_flush(a1, tot, 1, nb_bytes, planes)
+                else:
+                    for k in range(n_lanes):
+                        acc16[k] = 0
+                    run = np.int64(0)
+                    for e in range(start, end):
+                        we = np.int64(w[e])
+                        if run + we > budget16:
+                            for k in range(n_lanes):
+                                tot[k] += np.int64(acc16[k])
+                                acc16[k] = 0
+                            run = np.int64(0)
+                        run += we
+                        src = indices[e]
+                        wv = np.uint16(we)
+                        if bits == 2:
                             for k in range(nb_bytes):
-                                accu[k] += np.uint32(xb[src, k])
-                    else:
-                        for p in range(planes):
-                            sh = np.uint32(p * bits)
-                            o = p * nb_bytes
+                                v = np.uint16(xb[src, k])
+                                acc16[k] = np.uint16(acc16[k] + (v & np.uint16(3)) * wv)
+                                acc16[nb_bytes + k] = np.uint16(
+                                    acc16[nb_bytes + k] + ((v >> np.uint16(2)) & np.uint16(3)) * wv)
+                                acc16[2 * nb_bytes + k] = np.uint16(
+                                    acc16[2 * nb_bytes + k] + ((v >> np.uint16(4)) & np.uint16(3)) * wv)
+                                acc16[3 * nb_bytes + k] = np.uint16(
+                                    acc16[3 * nb_bytes + k] + (v >> np.uint16(6)) * wv)
+                        elif bits == 4:
                             for k in range(nb_bytes):
-                                acc[o + k] += ((np.uint32(xb[src, k]) >> sh) & mask) * wv
-                            if need_u:
+                                v = np.uint16(xb[src, k])
+                                acc16[k] = np.uint16(acc16[k] + (v & np.uint16(15)) * wv)
+                                acc16[nb_bytes + k] = np.uint16(acc16[nb_bytes + k] + (v >> np.uint16(4)) * wv)
+                        else:  # bits == 1
+                            for p in range(8):
+                                sh = np.uint16(p)
                                 for k in range(nb_bytes):
-                                    accu[o + k] += (np.uint32(xb[src, k]) >> sh) & mask
+                                    acc16[p * nb_bytes + k] = np.uint16(
+                                        acc16[p * nb_bytes + k]
+                                        + ((np.uint16(xb[src, k]) >> sh) & np.uint16(1)) * wv)
+                    for k in range(n_lanes):
+                        tot[k] += np.int64(acc16[k])
+                if need_u:
+                    _plane_sums(xb, indices, w, start, end, bits, True, acc16, acc32, totu)
                 corr = deg * z_u * w_zero - z_u * s_w
+                if need_u:
+                    for k in range(n_lanes):
+                        tot[k] -= w_zero * totu[k]
                 for l in range(n_feat):
-                    j = (l % planes) * nb_bytes + l // planes
-                    v = np.int64(acc[j]) + corr
-                    if need_u:
-                        v -= w_zero * np.int64(accu[j])
-                    if spilled:
-                        v += tot[j]
-                        if need_u:
-                            v -= w_zero * totu[j]
-                    y[i, l] = _out(v, out_m, out_n, out_z, out_qmin, out_qmax, upd_on, upd_m,
-                                   upd_n, upd_z, upd_qmin, upd_qmax)
+                    exact[l] = tot[jmap[l]] + corr
+                _requant_row(exact, n_feat, out_m, out_n, out_z, out_qmin, out_qmax)
+                if upd_on:
+                    for l in range(n_feat):
+                        exact[l] -= out_z
+                    _requant_row(exact, n_feat, upd_m, upd_n, upd_z, upd_qmin, upd_qmax)
+                for l in range(n_feat):
+                    y[i, l] = exact[l]
             else:  # saturation possible: exact edge-by-edge accumulation with clamping
                 for l in range(n_feat):
                     exact[l] = 0
@@ -188,8 +371,8 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
                     src = indices[e]
                     wc = np.int64(w[e]) - w_zero
                     for l in range(n_feat):
-                        u = np.int64((np.uint32(xb[src, l // planes]) >> np.uint32((l % planes) * bits))
-                                     & mask)
+                        u = np.int64((np.uint32(xb[src, jmap[l] % nb_bytes])
+                                      >> np.uint32((jmap[l] // nb_bytes) * bits)) & mask)
                         s = exact[l] + (u - z_u) * wc
                         if s > acc_hi:
                             s = acc_hi

@@ -14,6 +14,7 @@ weights, ...), that op runs with :mod:`sim.functional` (the exact kernels) inste
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -30,6 +31,25 @@ log = logging.getLogger(__name__)
 __all__ = ["PackedRunner"]
 
 _INT32_LIMIT = (1 << 31) - 1
+#: Element-wise ops on fewer elements than this run on one thread: a parallel region costs
+#: a fork and a barrier, which on a shared, loaded machine can stall for a scheduler tick.
+SERIAL_ELEMENTS = 1 << 20
+
+
+@contextlib.contextmanager
+def _threads_for(elements: int):
+    """Use one numba thread for small element-wise work, the configured count otherwise."""
+    if elements >= SERIAL_ELEMENTS:
+        yield
+        return
+    import numba
+
+    saved = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(saved)
 
 
 class PackedRunner:
@@ -89,9 +109,10 @@ class PackedRunner:
             acc = functional.linear(xin, op.x_zero, self.model.tensors[op.weight], op.w_zero,
                                     self.model.tensors[op.bias] if op.bias else None)
             return functional.requantize(acc, rq)
-        return packed_kernels.gemm_requant_i32(np.ascontiguousarray(xin), int(op.x_zero), wt, bias,
-                                               rq.multiplier, rq.shift, rq.zero_point,
-                                               rq.spec.qmin, rq.spec.qmax, self.block)
+        with _threads_for(xin.shape[0] * wt.shape[0] * wt.shape[1] // 16):
+            return packed_kernels.gemm_requant_i32(np.ascontiguousarray(xin), int(op.x_zero), wt,
+                                                   bias, rq.multiplier, rq.shift, rq.zero_point,
+                                                   rq.spec.qmin, rq.spec.qmax, self.block)
 
     def _propagate(self, op: mi.PropagateOp, xin: np.ndarray) -> tuple[np.ndarray, int]:
         ip, ix, ixc = self._graphs[(op.indptr, op.indices)]
@@ -99,7 +120,8 @@ class PackedRunner:
         if op.out in self.fallbacks:
             res = functional.aggregate(ip, ix, self.model.tensors[op.edge_weight], xin, p)
             return res.y, res.saturations
-        xb = functional.pack_operand(xin, p.x_spec, self.block)
+        with _threads_for(xin.size):
+            xb = functional.pack_operand(xin, p.x_spec, self.block)
         res = functional.aggregate_packed(ip, ixc, self._weights[(op.edge_weight, op.out)], xb,
                                           xin.shape[1], p, block=self.block, validate=False)
         return res.y, res.saturations
@@ -113,10 +135,11 @@ class PackedRunner:
 
             return add_requantize(a, op.a_zero, op.a_mult, b, op.b_zero, op.b_mult, op.shift,
                                   op.zero_point, op.spec)
-        return packed_kernels.add_requant_i16(np.ascontiguousarray(a), op.a_zero, op.a_mult,
-                                              np.ascontiguousarray(b), op.b_zero, op.b_mult,
-                                              op.shift, op.zero_point, op.spec.qmin, op.spec.qmax,
-                                              self.block)
+        with _threads_for(a.size):
+            return packed_kernels.add_requant_i16(np.ascontiguousarray(a), op.a_zero, op.a_mult,
+                                                  np.ascontiguousarray(b), op.b_zero, op.b_mult,
+                                                  op.shift, op.zero_point, op.spec.qmin,
+                                                  op.spec.qmax, self.block)
 
     # ------------------------------------------------------------------ run
     def run(self, x: np.ndarray, keep: bool = True, timings: dict[str, float] | None = None
@@ -159,16 +182,19 @@ class PackedRunner:
                 out = self._linear(op, get(op.inp))
             elif isinstance(op, mi.ReluOp):
                 q = get(op.inp)
-                out = (packed_kernels.relu_i16(q, int(op.zero_point), self.block)
-                       if q.ndim == 2 and q.dtype == np.int16
-                       else np.maximum(q.astype(np.int64), int(op.zero_point)).astype(np.int32))
+                if q.ndim == 2 and q.dtype == np.int16:
+                    with _threads_for(q.size):
+                        out = packed_kernels.relu_i16(q, int(op.zero_point), self.block)
+                else:
+                    out = np.maximum(q.astype(np.int64), int(op.zero_point)).astype(np.int32)
             elif isinstance(op, mi.PropagateOp):
                 out, sats[op.out] = self._propagate(op, get(op.inp))
             elif isinstance(op, mi.AddOp):
                 out = self._add(op, get(op.a), get(op.b))
             elif isinstance(op, mi.ArgmaxOp):
                 q = np.ascontiguousarray(get(op.inp))
-                out = kernels.argmax_rows(q).astype(np.int32)
+                with _threads_for(q.size):
+                    out = kernels.argmax_rows(q).astype(np.int32)
             else:
                 raise invalid("op", op, "a known op")
             env[op.out] = out

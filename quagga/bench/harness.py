@@ -348,6 +348,7 @@ def run(dataset: str = "quick", bits: tuple[int, ...] = (2, 4, 8), repeats: int 
     if "smp" in workloads:
         res["workloads"]["smp"] = _smp(g, csr, bits, repeats, steps, seed, n <= 20_000, say)
     res["machine"]["load_average_end"] = machine.load_average()
+    res["machine"]["numba_threading_layer"] = machine._threading_layer()
     res["bit_exact"] = all(v.get("bit_exact", True) for w in res["workloads"].values()
                            for k, v in w.items() if k.startswith("int"))
     res["notes"] = _notes(res)

@@ -40,6 +40,15 @@ def load_average() -> list[float]:
         return []
 
 
+def _threading_layer() -> str:
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel region has run yet
+        return os.environ.get("NUMBA_THREADING_LAYER", "default")
+
+
 def describe(threads: int) -> dict:
     """CPU model, logical CPUs, SIMD flags, threads used, library versions, load average."""
     import numba
@@ -47,7 +56,9 @@ def describe(threads: int) -> dict:
 
     d = {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "simd": cpu_flags(),
          "threads": threads, "python": platform.python_version(), "numpy": np.__version__,
-         "numba": numba.__version__, "load_average_start": load_average()}
+         "numba": numba.__version__, "numba_threading_layer": _threading_layer(),
+         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+         "load_average_start": load_average()}
     try:
         import torch
         import torch_geometric

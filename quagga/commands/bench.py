@@ -57,6 +57,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def run(args) -> int:
+    # On a shared machine, OpenMP threads that spin at barriers steal the CPU from the thread
+    # doing the work (a 2-thread region can take 10x its 1-thread time under load).  Passive
+    # waiting, set before numba or torch load libgomp, applies to both sides alike.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from tqdm import tqdm
 
     from quagga.bench import harness

@@ -33,7 +33,7 @@ def _check(indptr, indices, w, x, params, f=None):
 @pytest.mark.parametrize("kind", KINDS)
 def test_packed_equals_reference(bits, signed, kind):
     dp = DesignPoint(bits=bits, signed=signed, upd_requant=kind in ("hub", "empty"), max_degree=32)
-    for seed, f in ((1, None), (2, 7), (3, 100)):
+    for seed, f in ((1, None), (2, 7), (3, 100), (4, 3), (5, 2)):
         c = make_random_case(dp, seed, kind=kind, num_features=f)
         assert fn.packed_supported(c.params)
         _check(c.indptr, c.indices, c.w, c.x, c.params, c.num_features)
