@@ -165,7 +165,7 @@ def synthetic_csbm(num_nodes: int = 1000, num_classes: int = 4, num_features: in
     homophily : float
         Probability that an edge joins two nodes of the same class, 0..1.
     feature_snr : float
-        Distance of each class mean from the origin, in units of the noise std (1.0 per feature).
+        Norm of each class mean (random direction), in units of the per-feature noise std 1.
     seed : int
         Seed of the generator (numpy ``default_rng``); the same seed gives the same graph.
 
@@ -186,7 +186,6 @@ def synthetic_csbm(num_nodes: int = 1000, num_classes: int = 4, num_features: in
     y = rng.integers(0, num_classes, size=num_nodes)
     means = rng.standard_normal((num_classes, num_features))
     means *= feature_snr / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-    means *= np.sqrt(num_features) ** 0.5
     x = means[y] + rng.standard_normal((num_nodes, num_features))
     n_edges = int(round(avg_degree * num_nodes / 2))
     src = rng.integers(0, num_nodes, size=n_edges)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import warnings
+
 import numpy as np
 import torch
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
@@ -61,8 +63,10 @@ class PropGraph:
     def adj_t(self) -> torch.Tensor:
         """``A_hat`` as a torch sparse CSR tensor (rows = destinations), built once."""
         if getattr(self, "_adj_t", None) is None:
-            self._adj_t = torch.sparse_csr_tensor(self.indptr_t, self.indices_t, self.edge_weight,
-                                                  (self.num_nodes, self.num_nodes))
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                self._adj_t = torch.sparse_csr_tensor(
+                    self.indptr_t, self.indices_t, self.edge_weight, (self.num_nodes, self.num_nodes))
         return self._adj_t
 
     @property
@@ -131,7 +135,9 @@ class _CSRMatmul(torch.autograd.Function):
 
 def csr_matmul(graph: PropGraph, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``A @ x`` (N, F) with edge values ``w`` (E,) in canonical order; differentiable in both."""
-    return _CSRMatmul.apply(w, x, graph)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return _CSRMatmul.apply(w, x, graph)
 
 
 def spmm(graph: PropGraph, x: torch.Tensor) -> torch.Tensor:

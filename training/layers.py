@@ -19,7 +19,7 @@ from training.quantizer_factory import QuantizerFactory
 
 
 class QuantLinear(nn.Module):
-    """``Q_out(Q_in(x) @ Q_w(W).T + b)``.
+    """``Q_out(dropout(Q_in(x)) @ Q_w(W).T + b)``.
 
     Shapes: input (N, in_features) float32, output (N, out_features) float32.
     """
@@ -32,8 +32,15 @@ class QuantLinear(nn.Module):
         self.q_w = qf.make("weight")
         self.q_out = qf.make(out_role)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.q_out(F.linear(self.q_in(x), self.q_w(self.lin.weight), self.lin.bias))
+    def forward(self, x: torch.Tensor, dropout: float = 0.0, quantize_first: bool = True) -> torch.Tensor:
+        """``dropout`` is applied to the input (training only): after the input quantizer when
+        ``quantize_first`` (its range then sees the same distribution in training and
+        evaluation), before it otherwise (the published code's order)."""
+        if quantize_first:
+            xq = F.dropout(self.q_in(x), dropout, self.training)
+        else:
+            xq = self.q_in(F.dropout(x, dropout, self.training))
+        return self.q_out(F.linear(xq, self.q_w(self.lin.weight), self.lin.bias))
 
 
 class QuantPropagate(MessagePassing):

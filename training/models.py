@@ -186,11 +186,9 @@ class DecoupledGNN(nn.Module):
         self.register_buffer("last_lambdas", torch.zeros(cfg.layers, dtype=torch.float32))
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.cfg.dropout
-        h = F.dropout(x, p, self.training)
-        h = F.relu(self.lin1(h))
-        h = F.dropout(h, p, self.training)
-        return self.lin2(h)
+        p, first = self.cfg.dropout, not self.cfg.paper_code
+        h = F.relu(self.lin1(x, p, first))
+        return self.lin2(h, p, first)
 
     def forward(self, x: torch.Tensor, graph: PropGraph) -> torch.Tensor:
         h0 = self.head(x)
@@ -231,8 +229,7 @@ class DeepGCN(nn.Module):
         w = self.q_edge(graph.edge_weight).detach()  # constant weights: alpha kept at its init
         h = x
         for i, (lin, prop) in enumerate(zip(self.lins, self.props)):
-            h = F.dropout(h, self.cfg.dropout, self.training)
-            h = prop(lin(h), graph, w)
+            h = prop(lin(h, self.cfg.dropout, not self.cfg.paper_code), graph, w)
             if i < self.cfg.layers - 1:
                 h = F.relu(h)
         return h
