@@ -1,0 +1,240 @@
+"""The end-to-end flow behind ``quagga run``: each stage is one ``quagga`` subcommand, run
+in-process with its outputs under one run directory (layout in :mod:`quagga.rundir`).
+
+A stage that fails is recorded with its error; stages that need its outputs are skipped,
+and every stage before it keeps its outputs.  ``run.json`` is rewritten after every stage,
+so an interrupted run still says how far it got.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from quagga.rundir import read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+#: (tag, --bits) of the trained precisions.
+PRECISIONS = (("fp32", "32"), ("int8", "8"), ("int4", "4"), ("int2", "2"))
+
+
+@dataclass
+class FlowOptions:
+    """Knobs of ``quagga run`` (defaults: the built-in synthetic graph, a few minutes on 2 cores)."""
+
+    out: Path
+    dataset: str | None = None
+    data_root: str | None = None
+    model: str = "smp"
+    layers: int = 10
+    epochs: int = 100
+    seeds: str = "0"
+    precisions: tuple[str, ...] = ("fp32", "int8", "int4", "int2")
+    rtl_precisions: tuple[str, ...] = ("int4", "int2")
+    rtl_rows: int = 64
+    rtl_simulator: str = "icarus"
+    bench_dataset: str = "synthetic"
+    bench_repeats: int = 3
+    skip: tuple[str, ...] = ()
+    extra_train_args: tuple[str, ...] = ()
+
+
+@dataclass
+class StageResult:
+    status: str  # ok | failed | skipped
+    seconds: float = 0.0
+    error: str | None = None
+    outputs: list[str] = field(default_factory=list)
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def _call(argv: list[str]) -> tuple[int, str]:
+    """Run ``quagga <argv>`` in-process; return (exit code, captured stderr tail)."""
+    from quagga.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # argparse errors
+            rc = int(exc.code) if isinstance(exc.code, int) else 2
+    tail = err.getvalue().strip().splitlines()[-3:]
+    return rc, " ".join(tail)
+
+
+class Flow:
+    """Runs the stages in order, recording each in ``run.json``."""
+
+    STAGES = ("data", "train", "simulate", "rtl", "estimate", "bench", "report")
+
+    def __init__(self, opts: FlowOptions, progress: Callable[[str, str], None] | None = None) -> None:
+        self.o = opts
+        self.run_dir = Path(opts.out)
+        self.progress = progress or (lambda stage, msg: None)
+        self.results: dict[str, StageResult] = {}
+        self.graph_npz = self.run_dir / "data" / "graph.npz"
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _record(self) -> None:
+        write_json_atomic(self.run_dir / "run.json", {
+            "dataset": self.o.dataset or "synthetic", "model": self.o.model, "layers": self.o.layers,
+            "epochs": self.o.epochs, "seeds": self.o.seeds, "machine": machine_description(),
+            "stages": {k: vars(v) for k, v in self.results.items()}})
+
+    def _stage(self, name: str, fn: Callable[[], list[str]], needs: tuple[str, ...] = ()) -> None:
+        if name in self.o.skip:
+            self.results[name] = StageResult("skipped", error="skipped by --skip")
+        elif any(self.results.get(n) is None or self.results[n].status != "ok" for n in needs):
+            missing = [n for n in needs if self.results.get(n) is None or self.results[n].status != "ok"]
+            self.results[name] = StageResult("skipped", error=f"needs {', '.join(missing)}")
+        else:
+            self.progress(name, "running")
+            t0 = time.perf_counter()
+            try:
+                outputs = fn()
+                self.results[name] = StageResult("ok", time.perf_counter() - t0, None, outputs)
+            except StageError as exc:
+                self.results[name] = StageResult("failed", time.perf_counter() - t0, str(exc))
+                log.error("stage %s failed: %s", name, exc)
+        self.progress(name, self.results[name].status)
+        self._record()
+
+    def _quagga(self, *argv: str) -> None:
+        rc, tail = _call([str(a) for a in argv])
+        if rc != 0:
+            raise StageError(f"`quagga {' '.join(map(str, argv))}` exited {rc}: {tail}")
+
+    # ------------------------------------------------------------------ stages
+    def data(self) -> list[str]:
+        """Load the dataset once and write its arrays (x, y, edge_index) for the numpy-only stages."""
+        import numpy as np
+
+        from training.data import load_dataset
+
+        try:
+            g = load_dataset(self.o.dataset, self.o.data_root)
+        except Exception as exc:  # noqa: BLE001 - reported as the stage's error
+            raise StageError(str(exc)) from None
+        self.graph_npz.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.graph_npz.with_name(".graph.tmp.npz")
+        np.savez(tmp, x=g.x.numpy(), y=g.y.numpy(), edge_index=g.edge_index.numpy())
+        os.replace(tmp, self.graph_npz)
+        return [str(self.graph_npz)]
+
+    def _dataset_args(self) -> list[str]:
+        args = ["--dataset", self.o.dataset] if self.o.dataset else []
+        return args + (["--data-root", self.o.data_root] if self.o.data_root else [])
+
+    def train(self) -> list[str]:
+        outs, errors = [], []
+        bits = dict(PRECISIONS)
+        for tag in self.o.precisions:
+            out = self.run_dir / "train" / tag
+            self.progress("train", tag)
+            try:
+                self._quagga("train", *self._dataset_args(), "--model", self.o.model, "--bits", bits[tag],
+                             "--layers", self.o.layers, "--epochs", self.o.epochs, "--seeds", self.o.seeds,
+                             "--no-progress", *self.o.extra_train_args, "--out", out)
+                outs.append(str(out))
+            except StageError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise StageError("; ".join(errors))
+        return outs
+
+    def _int_tags(self) -> list[str]:
+        return [t for t in self.o.precisions if t != "fp32"
+                and (self.run_dir / "train" / t / "model.qim").is_file()]
+
+    def simulate(self) -> list[str]:
+        outs, errors = [], []
+        for tag in self._int_tags():
+            self.progress("simulate", tag)
+            out = self.run_dir / "simulate" / tag
+            try:
+                self._quagga("simulate", self.run_dir / "train" / tag / "model.qim", "--dataset", self.graph_npz,
+                             "--out", out)
+                doc = read_json(out / "simulate.json") or {}
+                if not doc.get("bit_exact"):
+                    raise StageError(f"{tag}: simulator is not bit-exact ({doc.get('mismatches')} mismatches)")
+                outs.append(str(out))
+            except StageError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise StageError("; ".join(errors))
+        return outs
+
+    def rtl(self) -> list[str]:
+        outs, errors = [], []
+        for tag in [t for t in self.o.rtl_precisions if t in self._int_tags()]:
+            self.progress("rtl", tag)
+            js = self.run_dir / "rtl" / f"verify-{tag}.json"
+            try:
+                self._quagga("rtl", "verify", "--simulator", self.o.rtl_simulator,
+                             "--model", self.run_dir / "train" / tag / "model.qim",
+                             "--dataset", self.graph_npz, "--max-rows", self.o.rtl_rows,
+                             "--build-dir", self.run_dir / "rtl" / f"build-{tag}", "--json", js)
+                doc = read_json(js) or {}
+                if doc.get("mismatches"):
+                    raise StageError(f"{tag}: RTL mismatches {doc.get('mismatches')}")
+                outs.append(str(js))
+            except StageError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise StageError("; ".join(errors))
+        return outs
+
+    def estimate(self) -> list[str]:
+        d = self.run_dir / "estimate"
+        self._quagga("estimate", "--dataset", self.graph_npz, "--k-steps", self.o.layers,
+                     "--json", d / "estimate.json", "--markdown", d / "estimate.md", "--plot", d / "estimate.png")
+        return [str(d / "estimate.json")]
+
+    def bench(self) -> list[str]:
+        js = self.run_dir / "bench" / "bench.json"
+        args = ["bench", "--json", js, "--repeats", self.o.bench_repeats]
+        if self.o.bench_dataset == "quick":
+            args.append("--quick")
+        else:
+            args += ["--dataset", self.o.bench_dataset]
+        self._quagga(*args)
+        return [str(js)]
+
+    def report(self) -> list[str]:
+        from quagga.report import render
+
+        return [str(render(self.run_dir))]
+
+    def run(self) -> dict[str, StageResult]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._stage("data", self.data)
+        self._stage("train", self.train, needs=("data",))
+        self._stage("simulate", self.simulate, needs=("train",))
+        self._stage("rtl", self.rtl, needs=("train",))
+        self._stage("estimate", self.estimate, needs=("data",))
+        self._stage("bench", self.bench)
+        self._stage("report", self.report)
+        return self.results
+
+
+class StageError(RuntimeError):
+    """A stage failed; the message says which command and why."""

@@ -1,0 +1,382 @@
+"""Render a run directory (``quagga.rundir``) into ``report/index.md`` with tables and PNG plots.
+
+Every section reads the JSON the stages wrote; a stage that did not run is reported as
+such, never invented.  Repository-level results (``reports/training``, ``reports/rtl``,
+``reports/estimates``, ``reports/bench``) are included where present, labelled with their
+origin.  Plots use matplotlib's Agg backend.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from quagga.rundir import PRECISION_TAGS, read_json  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parent.parent
+#: The authors' notebook numbers on Cora (paper-notes 2.3): test accuracy at best validation, %.
+PAPER_CORA = {"fp32": 82.8, "int8": 82.1, "int4": 81.0, "int2": 73.3, "int2-bt": 75.6, "int2-sbt": 77.8}
+#: The abstract's inference speed-ups over full precision (method unpublished).
+PAPER_SPEEDUP = {"int4": 4.70, "int2": 5.11}
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.1f}"
+
+
+def _x(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}×"
+
+
+def _get(d: Any, *path: str, default: Any = None) -> Any:
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return default
+        d = d[p]
+    return d
+
+
+def _tags(run: Path, sub: str) -> list[str]:
+    base = run / sub
+    if not base.is_dir():
+        return []
+    have = sorted(p.name for p in base.iterdir() if p.is_dir())
+    return [t for t in PRECISION_TAGS if t in have] + [t for t in have if t not in PRECISION_TAGS]
+
+
+def collect(run: Path) -> dict[str, Any]:
+    """Read every stage output of ``run`` into one dict (missing pieces are None or empty)."""
+    run = Path(run)
+    out: dict[str, Any] = {"run": read_json(run / "run.json") or {}}
+    out["train"] = {t: read_json(run / "train" / t / "metrics.json") for t in _tags(run, "train")}
+    out["simulate"] = {t: read_json(run / "simulate" / t / "simulate.json") for t in _tags(run, "simulate")}
+    out["rtl"] = {p.stem.removeprefix("verify-"): read_json(p)
+                  for p in sorted((run / "rtl").glob("verify*.json"))} if (run / "rtl").is_dir() else {}
+    est = read_json(run / "estimate" / "estimate.json")
+    if isinstance(est, dict) and "estimates" in est:
+        est = est["estimates"][0] if est["estimates"] else None
+    out["estimate"] = est
+    out["bench"] = read_json(run / "bench" / "bench.json")
+    out["depth"] = read_json(run / "depth" / "depth.json")
+    out["synth"] = _find_synth()
+    out["sweep_csv"] = next(iter(sorted((run / "sweep").glob("*.csv"))), None) if (run / "sweep").is_dir() else None
+    return out
+
+
+def _find_synth() -> dict | None:
+    for name in ("synth.json", "synthesis.json"):
+        d = read_json(REPO / "reports" / "rtl" / name)
+        if d is not None:
+            return d
+    return None
+
+
+# ----------------------------------------------------------------------------- plots
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name
+
+
+def plot_accuracy_vs_bits(data: dict, out: Path) -> str | None:
+    rows = [(t, m) for t, m in data["train"].items() if m]
+    if not rows:
+        return None
+    tags = [t for t, _ in rows]
+    fq = [100 * (_get(m, "test_acc", "fake_quant", "mean") or 0) for _, m in rows]
+    it = [100 * (_get(m, "test_acc", "integer", "mean") or 0) for _, m in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    xs = range(len(tags))
+    ax.bar([x - 0.2 for x in xs], fq, width=0.4, label="fake-quant (QAT)")
+    ax.bar([x + 0.2 for x in xs], it, width=0.4, label="integer inference")
+    dataset = str(_get(data, "run", "dataset", default="") or "")
+    if dataset.lower() == "cora":
+        ref = [PAPER_CORA.get(t) for t in tags]
+        ax.plot(list(xs), [r if r is not None else float("nan") for r in ref], "k*", ms=10,
+                label="paper notebook (Cora)")
+    ax.set_xticks(list(xs), [t.upper() for t in tags])
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xlabel("precision of every quantized stage")
+    ax.set_title(f"Accuracy vs bit width ({dataset or 'dataset'})")
+    ax.set_ylim(0, 100)
+    ax.legend(loc="lower left")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, out / "accuracy_vs_bits.png")
+
+
+def plot_accuracy_vs_depth(data: dict, out: Path) -> str | None:
+    depth = data.get("depth")
+    if not depth or not depth.get("points"):
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    series: dict[str, list[tuple[int, float]]] = {}
+    for p in depth["points"]:
+        series.setdefault(p["label"], []).append((p["layers"], 100 * p["test_acc"]))
+    for label, pts in sorted(series.items()):
+        pts.sort()
+        ax.plot([a for a, _ in pts], [b for _, b in pts], "o-", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("propagation steps K / GCN layers L")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"Accuracy vs depth ({depth.get('dataset', '')})")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, out / "accuracy_vs_depth.png")
+
+
+def simulated_speedups(data: dict) -> dict[str, float]:
+    est = data.get("estimate") or {}
+    res = est.get("results") or {}
+    return {t: res[t]["speedup_vs_fp32"] for t in PRECISION_TAGS if t in res and "speedup_vs_fp32" in res[t]}
+
+
+def measured_speedups(data: dict, workload: str = "end_to_end") -> dict[str, float]:
+    bench = data.get("bench") or {}
+    w = _get(bench, "workloads", workload) or {}
+    return {t: v["speedup_vs_pyg"] for t, v in w.items() if isinstance(v, dict) and "speedup_vs_pyg" in v}
+
+
+def plot_speedups(data: dict, out: Path) -> str | None:
+    sim, meas = simulated_speedups(data), measured_speedups(data)
+    meas_agg = measured_speedups(data, "aggregation")
+    tags = [t for t in PRECISION_TAGS if t != "fp32" and (t in sim or t in meas or t in meas_agg)]
+    if not tags:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    xs = list(range(len(tags)))
+    w = 0.27
+    ax.bar([x - w for x in xs], [sim.get(t, 0) for t in tags], width=w, label="simulated accelerator (cycle model)")
+    ax.bar(xs, [meas.get(t, 0) for t in tags], width=w, label="measured CPU, end-to-end model")
+    ax.bar([x + w for x in xs], [meas_agg.get(t, 0) for t in tags], width=w, label="measured CPU, one aggregation")
+    for t, v in PAPER_SPEEDUP.items():
+        if t in tags:
+            ax.plot([tags.index(t)], [v], "k*", ms=10)
+    ax.plot([], [], "k*", label="paper's claim")
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_xticks(xs, [t.upper() for t in tags])
+    ax.set_ylabel("speed-up over FP32 (×)")
+    ax.set_title("Simulated vs measured speed-up")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, out / "speedup_simulated_vs_measured.png")
+
+
+def plot_energy_breakdown(data: dict, out: Path) -> str | None:
+    res = _get(data, "estimate", "results") or {}
+    tags = [t for t in PRECISION_TAGS if t in res and res[t].get("energy_by_unit")]
+    if not tags:
+        return None
+    units = sorted({u for t in tags for u in res[t]["energy_by_unit"]})
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    bottom = [0.0] * len(tags)
+    for u in units:
+        vals = []
+        for t in tags:
+            e = res[t]["energy_by_unit"].get(u, {})
+            lo, hi = e.get("low_j", 0.0), e.get("high_j", 0.0)
+            vals.append(1e6 * (lo + hi) / 2)
+        ax.bar([t.upper() for t in tags], vals, bottom=bottom, label=u.replace("_", " "))
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_ylabel("energy per inference (µJ, midpoint of range)")
+    ax.set_title("Energy breakdown by component")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, out / "energy_breakdown.png")
+
+
+def plot_synth(data: dict, out: Path) -> str | None:
+    synth = data.get("synth")
+    rows = synth.get("rows") if isinstance(synth, dict) else synth
+    if not rows:
+        return None
+    rows = [r for r in rows if isinstance(r, dict) and "bits" in r]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(str(r.get("group", r.get("series", f"word {r.get('word_bits', '?')} bits"))), []).append(r)
+    for label, rs in sorted(groups.items()):
+        rs.sort(key=lambda r: r["bits"])
+        key = "lut4" if "lut4" in rs[0] else ("luts" if "luts" in rs[0] else "cells")
+        ax.plot([r["bits"] for r in rs], [r.get(key, 0) for r in rs], "o-", label=f"{label} ({key})")
+    ax.set_xlabel("feature code bits")
+    ax.set_ylabel("area (cells / LUTs)")
+    ax.set_xticks([2, 4, 8])
+    ax.set_title("Synthesis area of the aggregation unit vs bits")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out / "synthesis_area.png")
+
+
+def plot_pareto(data: dict, out: Path) -> str | None:
+    path = data.get("sweep_csv")
+    if not path:
+        return None
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "seconds" not in rows[0] or "energy_j" not in rows[0]:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    by: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        by.setdefault(r.get("precision", "?"), []).append((float(r["seconds"]), float(r["energy_j"])))
+    for prec, pts in sorted(by.items()):
+        ax.scatter([1e6 * a for a, _ in pts], [1e6 * b for _, b in pts], s=12, label=prec.upper())
+    allp = sorted((float(r["seconds"]), float(r["energy_j"])) for r in rows)
+    front, best = [], float("inf")
+    for s, e in allp:
+        if e < best:
+            front.append((s, e))
+            best = e
+    ax.plot([1e6 * a for a, _ in front], [1e6 * b for _, b in front], "k-", lw=1, label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("time per inference (µs)")
+    ax.set_ylabel("energy per inference (µJ)")
+    ax.set_title("Design sweep: time vs energy")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, out / "sweep_pareto.png")
+
+
+# ----------------------------------------------------------------------------- tables
+
+def summary_table(data: dict) -> list[str]:
+    sim, meas, meas_agg = simulated_speedups(data), measured_speedups(data), measured_speedups(data, "aggregation")
+    res = _get(data, "estimate", "results") or {}
+    lines = ["| precision | test acc fake-quant (%) | test acc integer (%) | simulator bit-exact | "
+             "RTL mismatches | simulated speed-up | measured speed-up (model) | measured speed-up (aggregation) | "
+             "simulated energy saving |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for t in PRECISION_TAGS:
+        m = data["train"].get(t)
+        s = data["simulate"].get(t)
+        r = data["rtl"].get(t)
+        if not any((m, s, r, t in res, t in meas)):
+            continue
+        bit_exact = "—" if not s else ("yes" if s.get("bit_exact") else f"NO ({s.get('mismatches')})")
+        rtl = "—" if not r else f"{r.get('mismatches')} / {r.get('cases')} cases ({r.get('simulator')})"
+        lines.append(
+            f"| {t.upper()} | {_pct(_get(m, 'test_acc', 'fake_quant', 'mean'))} | "
+            f"{_pct(_get(m, 'test_acc', 'integer', 'mean'))} | {bit_exact} | {rtl} | {_x(sim.get(t))} | "
+            f"{_x(meas.get(t))} | {_x(meas_agg.get(t))} | {_x(_get(res, t, 'energy_ratio_vs_fp32'))} |")
+    return lines
+
+
+def ladder_table(data: dict) -> list[str]:
+    lines = ["| rung | what is compared | ran | cases | mismatches |", "| --- | --- | --- | --- | --- |"]
+    sims = [s for s in data["simulate"].values() if s]
+    rtls = [r for r in data["rtl"].values() if r]
+    est = data.get("estimate")
+    lines.append("| 1 | `quant` reference, exhaustive | in the test suite (`pytest tests/quant`) | — | — |")
+    lines.append("| 2 | trainer integer mode == `quant` reference | in the test suite (`pytest tests/training`) | — | — |")
+    if sims:
+        stages = sum(int(s.get("stages_checked", 0)) for s in sims)
+        mism = sum(int(s.get("mismatches", 0)) for s in sims)
+        lines.append(f"| 3 | simulator == trainer integer inference (this run) | yes | {stages} stages | {mism} |")
+    else:
+        lines.append("| 3 | simulator == trainer integer inference (this run) | no | — | — |")
+    if rtls:
+        cases = sum(int(r.get("cases", 0)) for r in rtls)
+        mism = sum(int(r.get("mismatches", 0)) for r in rtls)
+        sims_used = ", ".join(sorted({str(r.get("simulator")) for r in rtls}))
+        lines.append(f"| 4 | RTL (cocotb: {sims_used}) == simulator, trained rows | yes | {cases} | {mism} |")
+        cyc = [(c.get("cycles"), c.get("ideal_cycles")) for r in rtls for c in (r.get("per_case") or r.get("case_results") or [])
+               if isinstance(c, dict)]
+        if cyc:
+            bad = sum(1 for a, b in cyc if b is not None and a != b)
+            lines.append(f"| 5 | cycle model == RTL cycles (ideal source/sink) | yes | {len(cyc)} | {bad} |")
+        else:
+            lines.append("| 5 | cycle model == RTL cycles | in the test suite (`tests/sim/test_cycle_rtl.py`) | — | — |")
+    else:
+        lines.append("| 4 | RTL == simulator | no | — | — |")
+        lines.append("| 5 | cycle model == RTL cycles | in the test suite | — | — |")
+    lines.append(f"| 6 | simulated vs measured speed-ups | {'yes' if est and data.get('bench') else 'partly' if est or data.get('bench') else 'no'} | — | — |")
+    return lines
+
+
+EXPLANATION = """\
+The simulated accelerator and the measured CPU kernels answer different questions, so their
+speed-ups differ for reasons that can be named:
+
+* **Where the time goes.** The accelerator template streams one packed feature word per edge
+  per cycle; narrower codes mean more lanes per word, so a feature vector needs fewer passes,
+  and fewer DRAM bytes per edge.  Its speed-up is bounded by the bytes-per-edge ceiling once
+  memory-bound, and is 1× when a graph's feature width already fits one word at every
+  precision (e.g. 2 classes on Tolokers).
+* **On the CPU** random neighbour gathers are latency-bound; packed codes win by shrinking the
+  working set (more of it stays in cache) and by SWAR arithmetic (several lanes per 64-bit
+  add), not by narrower adders.  The FP32 PyG baseline also pays for materialising per-edge
+  messages and scattering them, which our CSR kernels never do — the ratio against our own
+  FP32 kernel, written the same way, isolates the effect of the bit width.
+* **Index bytes** (4 bytes per edge in CSR) do not shrink with the feature width, so at INT2
+  they dominate the traffic in both worlds.
+* **Dense layers** (the first linear layer on Cora/CiteSeer) dominate the simulated time for
+  graphs with many input features; the dense unit gains quadratically with the bit width in
+  the model, but the CPU GEMM gains little from sub-byte codes.
+"""
+
+
+def render(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Write ``<run>/report/index.md`` (or ``out/index.md``) and its plots; return the index path."""
+    run = Path(run)
+    if not run.is_dir():
+        raise FileNotFoundError(f"run directory {str(run)!r} does not exist")
+    out = Path(out) if out else run / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    data = collect(run)
+    plots = []
+    for fn in (plot_accuracy_vs_bits, plot_accuracy_vs_depth, plot_speedups, plot_energy_breakdown,
+               plot_synth, plot_pareto):
+        try:
+            name = fn(data, out)
+        except Exception as exc:  # a broken input file must not hide the rest of the report
+            log.warning("plot %s failed: %s", fn.__name__, exc)
+            name = None
+        if name:
+            plots.append(name)
+    info = data["run"]
+    lines = [f"# Quagga run report: {info.get('dataset', run.name)}", ""]
+    if info.get("machine"):
+        lines += [f"Machine: {info['machine']}", ""]
+    stages = info.get("stages") or {}
+    if stages:
+        lines += ["## Stages", "", "| stage | status | seconds | note |", "| --- | --- | --- | --- |"]
+        for name, st in stages.items():
+            lines.append(f"| {name} | {st.get('status')} | {st.get('seconds', 0):.1f} | {st.get('error') or ''} |")
+        lines.append("")
+    lines += ["## Summary", ""] + summary_table(data) + [""]
+    lines += ["## Verification ladder", ""] + ladder_table(data) + [""]
+    lines += ["## Simulated vs measured speed-up", "", EXPLANATION]
+    bench = data.get("bench")
+    if bench and bench.get("machine"):
+        m = bench["machine"]
+        lines += [f"Measured on: {m.get('cpu', m)}; threads {m.get('threads', '?')}; "
+                  f"load average at start {m.get('loadavg_start', '?')}.", ""]
+    lines += ["## Plots", ""]
+    titles = {"accuracy_vs_bits.png": "Accuracy vs bits", "accuracy_vs_depth.png": "Accuracy vs depth",
+              "speedup_simulated_vs_measured.png": "Simulated vs measured speed-up",
+              "energy_breakdown.png": "Energy breakdown", "synthesis_area.png": "Synthesis area vs bits",
+              "sweep_pareto.png": "Sweep Pareto front"}
+    for p in plots:
+        lines += [f"### {titles.get(p, p)}", "", f"![{titles.get(p, p)}]({p})", ""]
+    index = out / "index.md"
+    tmp = index.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, index)
+    log.info("report written to %s (%d plots)", index, len(plots))
+    return index
