@@ -356,7 +356,8 @@ def render(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path
     stages = info.get("stages") or {}
     if stages:
         lines += ["## Stages", "", "| stage | status | seconds | note |", "| --- | --- | --- | --- |"]
-        for name, st in stages.items():
+        order = ["data", "train", "simulate", "rtl", "estimate", "bench", "report"]
+        for name, st in sorted(stages.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99):
             lines.append(f"| {name} | {st.get('status')} | {st.get('seconds', 0):.1f} | {st.get('error') or ''} |")
         lines.append("")
     lines += ["## Summary", ""] + summary_table(data) + [""]
