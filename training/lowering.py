@@ -175,7 +175,7 @@ def _propagate(b: _Builder, prop: QuantPropagate, x: QP, edge: QP, max_degree: i
 
 
 def lower(model: torch.nn.Module, graph: PropGraph, *, num_features: int, normalize: str | None,
-          meta: dict | None = None) -> IntModel:
+          meta: dict | None = None, source_edge_index: np.ndarray | None = None) -> IntModel:
     """Translate ``model`` (trained, after an eval-mode forward) to an :class:`IntModel`.
 
     Parameters
@@ -185,6 +185,9 @@ def lower(model: torch.nn.Module, graph: PropGraph, *, num_features: int, normal
     num_features : input feature count
     normalize : input preprocessing (``"row_sum"`` or ``None``), as given to the model
     meta : extra metadata for the file (dataset, config, accuracies)
+    source_edge_index : (2, E) the dataset's edges as loaded (before self loops and
+        normalisation); the file's graph hash is taken over these, so a simulator loading the
+        same dataset can check it.  Defaults to the propagation graph's edges.
     """
     cfg = model.cfg
     if cfg.bits is None:
@@ -243,7 +246,7 @@ def lower(model: torch.nn.Module, graph: PropGraph, *, num_features: int, normal
     else:
         raise LoweringError(f"model type {type(model).__name__} has no integer form")
     b.ops.append(ArgmaxOp(inp=xk.name, out="pred"))
-    ei = graph.edge_index.cpu().numpy()
+    ei = graph.edge_index.cpu().numpy() if source_edge_index is None else np.asarray(source_edge_index)
     info = {"num_nodes": graph.num_nodes, "num_features": int(num_features),
             "num_edges": int(ei.shape[1]), "hash": graph_hash(ei, graph.num_nodes, num_features)}
     m = dict(meta or {})

@@ -89,8 +89,11 @@ def run_seeds(data: GraphData, mcfg: ModelConfig, tcfg: TrainConfig, *, device: 
         int_va = int_te = None
         try:
             im = lower(res.model, graph, num_features=data.num_features, normalize=data.normalize,
-                       meta={"dataset": data.name, "seed": seed})
+                       meta={"dataset": data.name, "seed": seed},
+                       source_edge_index=data.edge_index.cpu().numpy())
             pred = integer.predict(im, data.x, device).to(torch.int64)
+            # the trainer's own integer predictions travel with the model, for the simulator
+            im.tensors["trainer.pred"] = pred.cpu().numpy().astype(np.int32)
             int_va, int_te = accuracy(pred, y, masks[1]), accuracy(pred, y, masks[2])
             if i == 0:
                 first_int = im
