@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quagga.rundir import read_json, write_json_atomic
+from quant.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +135,8 @@ class Flow:
             g = load_dataset(self.o.dataset, self.o.data_root)
         except Exception as exc:  # noqa: BLE001 - reported as the stage's error
             raise StageError(str(exc)) from None
-        self.graph_npz.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.graph_npz.with_name(".graph.tmp.npz")
-        np.savez(tmp, x=g.x.numpy(), y=g.y.numpy(), edge_index=g.edge_index.numpy())
-        os.replace(tmp, self.graph_npz)
+        with atomic_path(self.graph_npz, suffix=".npz") as tmp:
+            np.savez(tmp, x=g.x.numpy(), y=g.y.numpy(), edge_index=g.edge_index.numpy())
         return [str(self.graph_npz)]
 
     def _dataset_args(self) -> list[str]:

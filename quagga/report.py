@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from quagga.rundir import PRECISION_TAGS, read_json  # noqa: E402
+from quant.fileio import write_text_atomic  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -375,9 +376,6 @@ def render(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path
               "sweep_pareto.png": "Sweep Pareto front"}
     for p in plots:
         lines += [f"### {titles.get(p, p)}", "", f"![{titles.get(p, p)}]({p})", ""]
-    index = out / "index.md"
-    tmp = index.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, index)
+    index = write_text_atomic(out / "index.md", "\n".join(lines) + "\n")
     log.info("report written to %s (%d plots)", index, len(plots))
     return index

@@ -28,7 +28,6 @@ import io
 import json
 import os
 import struct
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 from quant import CONTRACT_VERSION
 from quant.aggregate import AggregationParams, Requantizer, aggregate_reference, check_csr
 from quant.errors import QuantError, invalid
+from quant.fileio import write_bytes_atomic
 from quant.reference import (add_requantize, check_finite, check_scale, linear_accumulate,
                              quantize, relu_codes)
 from quant.spec import QuantSpec
@@ -381,17 +381,7 @@ def save(model: IntModel, path: str | os.PathLike) -> Path:
     header = json.dumps(model.header(), sort_keys=True, separators=(",", ":")).encode()
     body = MAGIC + struct.pack("<I", len(header)) + header + _npz_bytes(model.tensors)
     data = body + hashlib.sha256(body).digest()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomic(path, data)
 
 
 def load(path: str | os.PathLike, *, expect_graph_hash: str | None = None) -> IntModel:

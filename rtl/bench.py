@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import cocotb
@@ -25,6 +24,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from quant.fileio import write_text_atomic
 from rtl.vectors import compare_words, load_batch
 from sim.design import DesignPoint
 from sim.unit_stream import beats, config_values, ideal_cycles
@@ -34,10 +34,7 @@ MAX_IDLE = 1000
 
 
 def _write_json(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1))
 
 
 @cocotb.test()

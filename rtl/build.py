@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
+from quant.fileio import write_text_atomic
 from quant.pack import PACKABLE_BITS
 from sim.design import DesignError, DesignPoint
 
@@ -69,15 +69,6 @@ def to_verilog(dp: DesignPoint, name: str = TOP_NAME) -> str:
 def write_verilog(dp: DesignPoint, path: str | os.PathLike, name: str = TOP_NAME) -> Path:
     """Write :func:`to_verilog` to ``path`` atomically (temp file in the same dir + rename)."""
     text = to_verilog(dp, name=name)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    path = write_text_atomic(path, text)
     log.info("wrote %s (%d bytes)", path, len(text))
     return path

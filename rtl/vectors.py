@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from quant.fileio import atomic_path
 from quant.aggregate import AggregationParams, Requantizer, aggregate_reference
 from quant.errors import QuantError, invalid
 from sim.design import DesignPoint
@@ -152,15 +152,8 @@ def save_batch(path: str | os.PathLike, cases: Sequence[RtlCase]) -> Path:
     for k, c in enumerate(cases):
         for a in _ARRAYS:
             arrays[f"c{k}_{a}"] = np.asarray(getattr(c, a), np.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from quant.fileio import write_text_atomic
 from quant.aggregate import AggregationParams, Requantizer, aggregate_reference
 from quant.reference import acc_bits_required, derive_multiplier
 from quant.spec import QuantSpec
@@ -204,10 +205,7 @@ def main(argv: list[str] | None = None) -> int:
               progress=lambda m: print(f"... {m}", flush=True))
     print(format_table(res))
     if a.json:
-        tmp = a.json + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(res, fh, indent=1)
-        os.replace(tmp, a.json)
+        write_text_atomic(a.json, json.dumps(res, indent=1))
     return 0
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from quant.errors import QuantError, invalid
+from quant.errors import QuantError
 from quant.pack import PACKABLE_BITS
 from quant.reference import MAX_MULT_BITS, acc_bits_required
 from quant.spec import QuantSpec

@@ -14,13 +14,12 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from quant.fileio import write_bytes_atomic
 import quant
 from quant.aggregate import AggregationParams, Requantizer
 from quant.errors import QuantError
@@ -372,15 +371,7 @@ def case_from_propagation(name: str, design: DesignPoint, params: AggregationPar
 # ---------------------------------------------------------------------------------------
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_bytes_atomic(path, data)
 
 
 def save_case(case: GoldenCase, directory: str | Path) -> tuple[Path, Path]:

@@ -234,7 +234,6 @@ def golden_cases_from_model(path: str | Path, x: np.ndarray, design=None,
     ``x`` (N, F) float holds the raw input features of the model's graph.
     """
     from sim import golden
-    from sim.design import DesignPoint
 
     model = mi.load(path)
     env, _ = run_model(model, x)

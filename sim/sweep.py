@@ -20,12 +20,12 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from quant.fileio import write_text_atomic
 from quant.errors import QuantError
 from sim.design import DesignError, DesignPoint
 
@@ -153,14 +153,7 @@ def evaluate_task(task: SweepTask) -> dict:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def _read_cached(path: Path, task: SweepTask) -> dict | None:

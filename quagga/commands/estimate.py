@@ -15,9 +15,9 @@ import argparse
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
+from quant.fileio import write_bytes_atomic
 from quagga.cli import CLIError
 
 log = logging.getLogger(__name__)
@@ -80,20 +80,7 @@ def template_from_args(args: argparse.Namespace):
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_bytes_atomic(path, data.encode() if isinstance(data, str) else data)
 
 
 def _strip_phases(d: dict) -> dict:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
+from quant.fileio import write_text_atomic
 from quagga.cli import CLIError
 
 log = logging.getLogger(__name__)
@@ -86,15 +85,7 @@ def _design(args: argparse.Namespace):
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from quant.fileio import write_bytes_atomic
 from quagga.cli import CLIError
 
 log = logging.getLogger(__name__)
@@ -48,14 +47,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data)
 
 
 def load_graph_arrays(name: str | None, data_root: str | None, meta: dict) -> dict:

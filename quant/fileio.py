@@ -1,0 +1,60 @@
+"""Atomic output files, defined once for every package (stdlib only).
+
+A result file is written to a temporary file in the same directory and renamed over the
+target (``os.replace``), so a reader never sees a partial file and an error leaves no output.
+The temporary file gets the permissions a plain ``open(path, "w")`` would give (``0666 & ~umask``;
+``tempfile.mkstemp`` alone makes ``0600`` files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def _umask_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
+
+    For writers that want a file name (``np.savez``, ``torch.save``); ``suffix`` keeps the
+    extension such writers append or check (e.g. ``".npz"``).
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; return the path."""
+    return write_bytes_atomic(path, text.encode())
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, indent: int = 2) -> Path:
+    """Write ``data`` as JSON (sorted keys, trailing newline) to ``path`` atomically."""
+    return write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=True) + "\n")
