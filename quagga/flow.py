@@ -44,6 +44,7 @@ class FlowOptions:
     rtl_simulator: str = "icarus"
     bench_dataset: str = "synthetic"
     bench_repeats: int = 3
+    bench_steps: int = 2
     skip: tuple[str, ...] = ()
     extra_train_args: tuple[str, ...] = ()
 
@@ -210,7 +211,7 @@ class Flow:
 
     def bench(self) -> list[str]:
         js = self.run_dir / "bench" / "bench.json"
-        args = ["bench", "--json", js, "--repeats", self.o.bench_repeats]
+        args = ["bench", "--json", js, "--repeats", self.o.bench_repeats, "--steps", self.o.bench_steps]
         if self.o.bench_dataset == "quick":
             args.append("--quick")
         else:

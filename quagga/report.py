@@ -144,7 +144,7 @@ def simulated_speedups(data: dict) -> dict[str, float]:
     return {t: res[t]["speedup_vs_fp32"] for t in PRECISION_TAGS if t in res and "speedup_vs_fp32" in res[t]}
 
 
-def measured_speedups(data: dict, workload: str = "end_to_end") -> dict[str, float]:
+def measured_speedups(data: dict, workload: str = "smp") -> dict[str, float]:
     bench = data.get("bench") or {}
     w = _get(bench, "workloads", workload) or {}
     return {t: v["speedup_vs_pyg"] for t, v in w.items() if isinstance(v, dict) and "speedup_vs_pyg" in v}
@@ -367,8 +367,15 @@ def render(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path
     bench = data.get("bench")
     if bench and bench.get("machine"):
         m = bench["machine"]
-        lines += [f"Measured on: {m.get('cpu', m)}; threads {m.get('threads', '?')}; "
-                  f"load average at start {m.get('loadavg_start', '?')}.", ""]
+        smp = _get(bench, "workloads", "smp") or {}
+        lines += [f"Measured on: {m.get('cpu', m)}; {m.get('threads', '?')} threads; load average at start "
+                  f"{m.get('load_average_start', '?')}; graph {_get(bench, 'dataset', 'name', default='?')}; SMP steps "
+                  f"K={smp.get('steps', '?')}. Measured speed-ups are against the faster of PyG's two FP32 "
+                  "forms (edge_index scatter, sparse-CSR SpMM); see `bench/bench.json` for every ratio, "
+                  "including against our own FP32 kernel.", ""]
+        for note in bench.get("notes") or []:
+            lines.append(f"* {note}")
+        lines.append("")
     lines += ["## Plots", ""]
     titles = {"accuracy_vs_bits.png": "Accuracy vs bits", "accuracy_vs_depth.png": "Accuracy vs depth",
               "speedup_simulated_vs_measured.png": "Simulated vs measured speed-up",

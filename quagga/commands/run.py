@@ -30,7 +30,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rtl-simulator", default="icarus", choices=("icarus", "verilator"))
     parser.add_argument("--bench-dataset", default="synthetic",
                         help="graph of the measured benchmark: synthetic (5M edges), tolokers or quick")
-    parser.add_argument("--bench-repeats", type=int, default=3)
+    parser.add_argument("--bench-repeats", type=int, default=3, help="timed repeats of the benchmark (default 3)")
+    parser.add_argument("--bench-steps", type=int, default=2,
+                        help="SMP propagation steps K in the end-to-end benchmark (default 2 to keep `quagga run` "
+                             "short; `quagga bench` measures K=10)")
     parser.add_argument("--skip", default="", help="comma-separated stages to skip (e.g. bench,rtl)")
     parser.add_argument("--no-progress", action="store_true", help="no progress display")
 
@@ -47,13 +50,14 @@ def run(args: argparse.Namespace) -> int:
     for s in skip:
         if s not in Flow.STAGES:
             raise CLIError(f"--skip entry must be one of {list(Flow.STAGES)}, not {s!r}")
-    for name in ("layers", "epochs", "rtl_rows", "bench_repeats"):
+    for name in ("layers", "epochs", "rtl_rows", "bench_repeats", "bench_steps"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1, not {getattr(args, name)}")
     opts = FlowOptions(out=Path(args.out), dataset=args.dataset, data_root=args.data_root, model=args.model,
                        layers=args.layers, epochs=args.epochs, seeds=args.seeds, precisions=precs,
                        rtl_simulator=args.rtl_simulator, rtl_rows=args.rtl_rows,
-                       bench_dataset=args.bench_dataset, bench_repeats=args.bench_repeats, skip=skip)
+                       bench_dataset=args.bench_dataset, bench_repeats=args.bench_repeats,
+                       bench_steps=args.bench_steps, skip=skip)
 
     bar = None
     if not args.no_progress:
