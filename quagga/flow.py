@@ -58,15 +58,9 @@ class StageResult:
 
 
 def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, {platform.system()}"
+    from quagga.bench.machine import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} logical cores, Python {platform.python_version()}, {platform.system()}"
 
 
 def _call(argv: list[str]) -> tuple[int, str]:
@@ -144,64 +138,61 @@ class Flow:
         args = ["--dataset", self.o.dataset] if self.o.dataset else []
         return args + (["--data-root", self.o.data_root] if self.o.data_root else [])
 
-    def train(self) -> list[str]:
+    def _each(self, stage: str, tags: list[str], fn: Callable[[str], str]) -> list[str]:
+        """Run ``fn(tag)`` for every tag (each returns an output path); failures are collected,
+        so one precision failing does not stop the others, and the stage fails at the end."""
         outs, errors = [], []
-        bits = dict(PRECISIONS)
-        for tag in self.o.precisions:
-            out = self.run_dir / "train" / tag
-            self.progress("train", tag)
+        for tag in tags:
+            self.progress(stage, tag)
             try:
-                self._quagga("train", *self._dataset_args(), "--model", self.o.model, "--bits", bits[tag],
-                             "--layers", self.o.layers, "--epochs", self.o.epochs, "--seeds", self.o.seeds,
-                             "--no-progress", *self.o.extra_train_args, "--out", out)
-                outs.append(str(out))
+                outs.append(fn(tag))
             except StageError as exc:
                 errors.append(str(exc))
         if errors:
             raise StageError("; ".join(errors))
         return outs
+
+    def train(self) -> list[str]:
+        bits = dict(PRECISIONS)
+
+        def one(tag: str) -> str:
+            out = self.run_dir / "train" / tag
+            self._quagga("train", *self._dataset_args(), "--model", self.o.model, "--bits", bits[tag],
+                         "--layers", self.o.layers, "--epochs", self.o.epochs, "--seeds", self.o.seeds,
+                         "--no-progress", *self.o.extra_train_args, "--out", out)
+            return str(out)
+
+        return self._each("train", list(self.o.precisions), one)
 
     def _int_tags(self) -> list[str]:
         return [t for t in self.o.precisions if t != "fp32"
                 and (self.run_dir / "train" / t / "model.qim").is_file()]
 
     def simulate(self) -> list[str]:
-        outs, errors = [], []
-        for tag in self._int_tags():
-            self.progress("simulate", tag)
+        def one(tag: str) -> str:
             out = self.run_dir / "simulate" / tag
-            try:
-                self._quagga("simulate", self.run_dir / "train" / tag / "model.qim", "--dataset", self.graph_npz,
-                             "--out", out)
-                doc = read_json(out / "simulate.json") or {}
-                if not doc.get("bit_exact"):
-                    raise StageError(f"{tag}: simulator is not bit-exact ({doc.get('mismatches')} mismatches)")
-                outs.append(str(out))
-            except StageError as exc:
-                errors.append(str(exc))
-        if errors:
-            raise StageError("; ".join(errors))
-        return outs
+            self._quagga("simulate", self.run_dir / "train" / tag / "model.qim", "--dataset", self.graph_npz,
+                         "--out", out)
+            doc = read_json(out / "simulate.json") or {}
+            if not doc.get("bit_exact"):
+                raise StageError(f"{tag}: simulator is not bit-exact ({doc.get('mismatches')} mismatches)")
+            return str(out)
+
+        return self._each("simulate", self._int_tags(), one)
 
     def rtl(self) -> list[str]:
-        outs, errors = [], []
-        for tag in [t for t in self.o.rtl_precisions if t in self._int_tags()]:
-            self.progress("rtl", tag)
+        def one(tag: str) -> str:
             js = self.run_dir / "rtl" / f"verify-{tag}.json"
-            try:
-                self._quagga("rtl", "verify", "--simulator", self.o.rtl_simulator,
-                             "--model", self.run_dir / "train" / tag / "model.qim",
-                             "--dataset", self.graph_npz, "--max-rows", self.o.rtl_rows,
-                             "--build-dir", self.run_dir / "rtl" / f"build-{tag}", "--json", js)
-                doc = read_json(js) or {}
-                if doc.get("mismatches"):
-                    raise StageError(f"{tag}: RTL mismatches {doc.get('mismatches')}")
-                outs.append(str(js))
-            except StageError as exc:
-                errors.append(str(exc))
-        if errors:
-            raise StageError("; ".join(errors))
-        return outs
+            self._quagga("rtl", "verify", "--simulator", self.o.rtl_simulator,
+                         "--model", self.run_dir / "train" / tag / "model.qim",
+                         "--dataset", self.graph_npz, "--max-rows", self.o.rtl_rows,
+                         "--build-dir", self.run_dir / "rtl" / f"build-{tag}", "--json", js)
+            doc = read_json(js) or {}
+            if doc.get("mismatches") or doc.get("failed_cases"):
+                raise StageError(f"{tag}: RTL mismatches {doc.get('mismatches')}")
+            return str(js)
+
+        return self._each("rtl", [t for t in self.o.rtl_precisions if t in self._int_tags()], one)
 
     def estimate(self) -> list[str]:
         d = self.run_dir / "estimate"
