@@ -80,7 +80,7 @@ def _call(argv: list[str]) -> tuple[int, str]:
 class Flow:
     """Runs the stages in order, recording each in ``run.json``."""
 
-    STAGES = ("data", "train", "simulate", "rtl", "estimate", "bench", "report")
+    STAGES = ("data", "train", "simulate", "rtl", "depth", "estimate", "sweep", "bench", "report")
 
     def __init__(self, opts: FlowOptions, progress: Callable[[str, str], None] | None = None) -> None:
         self.o = opts
@@ -194,6 +194,37 @@ class Flow:
 
         return self._each("rtl", [t for t in self.o.rtl_precisions if t in self._int_tags()], one)
 
+    def depth(self) -> list[str]:
+        """Accuracy against depth on the run's graph: SMP at K = 2, 8, 32 and a plain deep GCN at
+        L = 2, 8, 16, all INT4 (message stage not quantized, to keep it short)."""
+        points = []
+        epochs = str(min(self.o.epochs, 60))
+
+        def one(spec: str) -> str:
+            model, layers = spec.split(":")
+            out = self.run_dir / "depth" / f"{model}-{layers}"
+            self._quagga("train", *self._dataset_args(), "--model", model, "--bits", "4", "--layers", layers,
+                         "--epochs", epochs, "--seeds", self.o.seeds.split(",")[0], "--no-msg-quant",
+                         "--no-progress", "--out", out)
+            m = read_json(out / "metrics.json") or {}
+            points.append({"label": f"{model.upper()} INT4", "model": model, "layers": int(layers),
+                           "test_acc": m["test_acc"]["fake_quant"]["mean"],
+                           "test_acc_integer": (m["test_acc"].get("integer") or {}).get("mean")})
+            return str(out)
+
+        outs = self._each("depth", ["smp:2", "smp:8", "smp:32", "gcn:2", "gcn:8", "gcn:16"], one)
+        write_json_atomic(self.run_dir / "depth" / "depth.json",
+                          {"dataset": self.o.dataset or "synthetic", "epochs": int(epochs), "points": points})
+        return outs
+
+    def sweep(self) -> list[str]:
+        """A small design-space sweep (word width x DRAM bandwidth x precision) through Dask."""
+        d = self.run_dir / "sweep"
+        self._quagga("sweep", "--dataset", self.graph_npz, "--k-steps", self.o.layers,
+                     "--vary", "word_bits=32,64,128", "--vary", "dram_bandwidth_gbs=64,256",
+                     "--csv", d / "sweep.csv", "--plot", d / "pareto.png", "--cache-dir", d / "cache")
+        return [str(d / "sweep.csv")]
+
     def estimate(self) -> list[str]:
         d = self.run_dir / "estimate"
         self._quagga("estimate", "--dataset", self.graph_npz, "--k-steps", self.o.layers,
@@ -221,7 +252,9 @@ class Flow:
         self._stage("train", self.train, needs=("data",))
         self._stage("simulate", self.simulate, needs=("train",))
         self._stage("rtl", self.rtl, needs=("train",))
+        self._stage("depth", self.depth, needs=("data",))
         self._stage("estimate", self.estimate, needs=("data",))
+        self._stage("sweep", self.sweep, needs=("data",))
         self._stage("bench", self.bench)
         self._stage("report", self.report)
         return self.results

