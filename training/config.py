@@ -8,7 +8,7 @@ commands (Cora, K = 10): dropout, learning rates, weight decays and SMP's constr
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from quant.errors import invalid
 

@@ -155,7 +155,7 @@ def render_plot(estimates: list[dict]) -> bytes:
             res = d["results"]
             vals = [res[p].get(key, np.nan) if p in res else np.nan for p in precs]
             pos = x + (i - (len(estimates) - 1) / 2) * width
-            bars = ax.bar(pos, vals, width, label=d["graph"]["name"])
+            ax.bar(pos, vals, width, label=d["graph"]["name"])
             if key.startswith("energy"):
                 lo = [res[p].get(key + "_low", np.nan) if p in res else np.nan for p in precs]
                 hi = [res[p].get(key + "_high", np.nan) if p in res else np.nan for p in precs]
