@@ -47,6 +47,17 @@ def requant_1(v: np.int64, m: np.int64, n: np.int64, z: np.int64, qmin: np.int64
     return r
 
 
+@njit(cache=True, inline="always")
+def sat_add(acc: np.int64, p: np.int64, lo: np.int64, hi: np.int64):
+    """Saturating accumulate: ``(clamp(acc + p, lo, hi), 1 if clamped else 0)``."""
+    s = acc + p
+    if s > hi:
+        return hi, 1
+    if s < lo:
+        return lo, 1
+    return s, 0
+
+
 @njit(cache=True, parallel=True)
 def aggregate_exact(indptr, indices, w, x, x_zero, w_zero, acc_lo, acc_hi,
                     msg_on, msg_m, msg_n, msg_z, msg_qmin, msg_qmax,
@@ -87,14 +98,8 @@ def aggregate_exact(indptr, indices, w, x, x_zero, w_zero, acc_lo, acc_hi,
                 p = (np.int64(x[src, l]) - x_zero) * wc
                 if msg_on:
                     p = requant_1(p, msg_m, msg_n, msg_z, msg_qmin, msg_qmax) - msg_z
-                s = acc[l] + p
-                if s > acc_hi:
-                    s = acc_hi
-                    cnt += 1
-                elif s < acc_lo:
-                    s = acc_lo
-                    cnt += 1
-                acc[l] = s
+                acc[l], c = sat_add(acc[l], p, acc_lo, acc_hi)
+                cnt += c
         sats[i] = cnt
         for l in range(n_feat):
             v = acc[l]

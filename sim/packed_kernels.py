@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from sim.kernels import requant_1
+from sim.kernels import requant_1, sat_add
 
 __all__ = ["add_requant_i16", "aggregate_planes", "gemm_requant_i32", "pack_rows", "relu_i16",
            "spmm_f32"]
@@ -373,14 +373,8 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
                     for l in range(n_feat):
                         u = np.int64((np.uint32(xb[src, jmap[l] % nb_bytes])
                                       >> np.uint32((jmap[l] // nb_bytes) * bits)) & mask)
-                        s = exact[l] + (u - z_u) * wc
-                        if s > acc_hi:
-                            s = acc_hi
-                            cnt += 1
-                        elif s < acc_lo:
-                            s = acc_lo
-                            cnt += 1
-                        exact[l] = s
+                        exact[l], c = sat_add(exact[l], (u - z_u) * wc, acc_lo, acc_hi)
+                        cnt += c
                 sats[i] = cnt
                 for l in range(n_feat):
                     y[i, l] = _out(exact[l], out_m, out_n, out_z, out_qmin, out_qmax, upd_on,
