@@ -1,13 +1,16 @@
 """Benchmark: bit-exact packed aggregation (INT2/INT4/INT8) against torch FP32 CSR SpMM.
 
 Both run in the same process on the same synthetic graph, same features count, same
-thread count; each kernel is warmed up once, then timed ``repeats`` times and reported by
-its median.  Every integer result is checked bit for bit against the exact kernel
-(:func:`sim.functional.aggregate`, itself tested equal to ``quant``'s reference) and, on
-the first rows, against :func:`quant.aggregate.aggregate_reference`.
+thread count; each kernel is warmed up once, then all are timed in ``repeats`` interleaved
+rounds (:func:`sim.timing.time_interleaved`, so load changes hit every kernel alike) and
+reported by their medians.  The integer kernel is timed writing its output as packed codes,
+the form the unit writes and the next layer reads (torch writes its FP32 result).  Every
+integer result is checked bit for bit against the exact kernel (:func:`sim.functional.aggregate`,
+itself tested equal to ``quant``'s reference), in int16 and packed form, and on the first
+rows against :func:`quant.aggregate.aggregate_reference`.
 
-torch is imported lazily inside :func:`time_torch_spmm` only; the simulator's library
-modules never import it.
+torch is imported lazily inside :func:`_torch_spmm_fn` and :func:`_torch_version` only; the
+simulator's library modules never import it.
 
 Run: ``python -m sim.bench_aggregation [--nodes N --edges E --features F --repeats R]``
 or ``quagga simulate --bench``.
@@ -21,8 +24,6 @@ import logging
 import math
 import os
 import platform
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -33,10 +34,17 @@ from quant.reference import acc_bits_required, derive_multiplier
 from quant.spec import QuantSpec
 from sim import functional
 from sim.graph import CSRGraph, degree_stats, synthetic_graph
+from sim.timing import median, time_interleaved
 
 log = logging.getLogger(__name__)
 
-__all__ = ["bench_params", "cpu_model", "format_table", "run", "time_torch_spmm"]
+__all__ = ["bench_params", "cpu_model", "format_table", "run"]
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
 
 
 def cpu_model() -> str:
@@ -64,18 +72,9 @@ def bench_params(bits: int, max_degree: int, mean_degree: float, rng: np.random.
     return AggregationParams(xs, x_zero, ws, 0, acc_bits, Requantizer(m, n, x_zero, xs))
 
 
-def _median_time(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
-
-
-def time_torch_spmm(graph: CSRGraph, w_float: np.ndarray, x_float: np.ndarray, repeats: int,
-                    threads: int) -> dict:
-    """Median time of ``torch.sparse.mm(A_csr, X)`` in FP32 (torch imported here only)."""
+def _torch_spmm_fn(graph: CSRGraph, w_float: np.ndarray, x_float: np.ndarray, threads: int
+                   ) -> Callable[[], object]:
+    """``torch.sparse.mm(A_csr, X)`` in FP32 as a callable (torch imported here only)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -84,11 +83,11 @@ def time_torch_spmm(graph: CSRGraph, w_float: np.ndarray, x_float: np.ndarray, r
                                 torch.from_numpy(w_float.astype(np.float32)),
                                 size=(n, graph.num_src), dtype=torch.float32)
     x = torch.from_numpy(x_float.astype(np.float32))
-    with torch.inference_mode():
-        torch.sparse.mm(a, x)  # warm-up
-        med, times = _median_time(lambda: torch.sparse.mm(a, x), repeats)
-    return {"median_s": med, "times_s": times, "torch": torch.__version__,
-            "threads": torch.get_num_threads()}
+
+    def call():
+        with torch.inference_mode():
+            return torch.sparse.mm(a, x)
+    return call
 
 
 def run(num_nodes: int = 100_000, num_edges: int = 1_000_000, num_features: int = 64,
@@ -132,41 +131,54 @@ def run(num_nodes: int = 100_000, num_edges: int = 1_000_000, num_features: int 
         "graph": {"kind": kind, "seed": seed, "num_nodes": num_nodes, "num_edges": g.num_edges,
                   "num_features": num_features, "degree": stats},
         "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "threads": threads,
-                    "numba": numba.__version__, "numpy": np.__version__},
+                    "numba": numba.__version__, "numpy": np.__version__,
+                    "torch": _torch_version()},
         "repeats": repeats,
     }
-    say("torch FP32 CSR SpMM")
     xf = rng.standard_normal((g.num_src, num_features)).astype(np.float32)
-    tt = time_torch_spmm(g, w.astype(np.float32) / 255.0, xf, repeats, threads)
-    tt["edges_per_s"] = g.num_edges / tt["median_s"]
-    tt["bytes_per_feature_row"] = 4 * num_features
-    result["torch_fp32"] = tt
+    fns: dict[str, Callable[[], object]] = {"torch_fp32": _torch_spmm_fn(g, w.astype(np.float32) / 255.0,
+                                                                          xf, threads)}
+    checks: dict[int, dict] = {}
+    ixc = functional.compact_indices(g.indices, g.num_src)
     for b in bits:
-        say(f"INT{b} packed aggregation")
+        say(f"INT{b}: pack, compile, check against the exact kernel and the reference")
         params = bench_params(b, stats["max"], stats["mean"], rng)
         x = rng.integers(params.x_spec.qmin, params.x_spec.qmax + 1, size=(g.num_src, num_features))
         xw = functional.pack_operand(x, params.x_spec)
         res = functional.aggregate_packed(g.indptr, g.indices, w, xw, num_features, params,
-                                          block=block)  # warm-up (and compile)
-        ixc = functional.compact_indices(g.indices, g.num_src)
+                                          block=block)  # validated call (and compile)
         w8 = functional.compact_weights(w, params.w_spec)
-        functional.aggregate_packed(g.indptr, ixc, w8, xw, num_features, params, block=block,
-                                    validate=False)
-        med, times = _median_time(lambda: functional.aggregate_packed(
-            g.indptr, ixc, w8, xw, num_features, params, block=block, validate=False), repeats)
+        timed = functional.aggregate_packed(g.indptr, ixc, w8, xw, num_features, params,
+                                            block=block, validate=False, packed_out=True)
         exact = functional.aggregate(g.indptr, g.indices, w, x, params)
         rows = min(check_rows, g.num_nodes)
         e = int(g.indptr[rows])
         ref = aggregate_reference(g.indptr[:rows + 1], g.indices[:e], w[:e], x, params)
         ok = bool(np.array_equal(res.y.astype(np.int32), exact.y)
-                  and res.saturations == exact.saturations
+                  and res.saturations == exact.saturations == timed.saturations
+                  and np.array_equal(timed.y, functional.pack_operand(exact.y, params.y_spec))
                   and np.array_equal(res.y[:rows].astype(np.int32), ref.y))
+        checks[b] = {"params": params, "ok": ok, "saturations": res.saturations,
+                     "out_bytes": timed.y.shape[1]}
+        fns[f"int{b}"] = (lambda p=params, xw=xw, w8=w8: functional.aggregate_packed(
+            g.indptr, ixc, w8, xw, num_features, p, block=block, validate=False, packed_out=True))
+    say(f"timing: {repeats} interleaved rounds of torch FP32 and INT{'/'.join(map(str, bits))}")
+    times = time_interleaved(fns, repeats)
+    t_med = median(times["torch_fp32"])
+    result["torch_fp32"] = {"median_s": t_med, "times_s": times["torch_fp32"],
+                            "edges_per_s": g.num_edges / t_med,
+                            "bytes_per_feature_row": 4 * num_features, "threads": threads}
+    for b in bits:
+        med = median(times[f"int{b}"])
+        c = checks[b]
         result[f"int{b}"] = {
-            "median_s": med, "times_s": times, "edges_per_s": g.num_edges / med,
-            "speedup_vs_torch_fp32": tt["median_s"] / med, "bit_exact": ok,
+            "median_s": med, "times_s": times[f"int{b}"], "edges_per_s": g.num_edges / med,
+            "speedup_vs_torch_fp32": t_med / med, "bit_exact": c["ok"],
+            "output": f"packed INT{c['params'].y_spec.bits} codes (what the unit writes), uint8 "
+                      f"(N, {c['out_bytes']})",
             "checked_against": ["sim.functional.aggregate (all rows)",
-                                f"quant.aggregate.aggregate_reference (first {rows} rows)"],
-            "saturations": res.saturations, "acc_bits": params.acc_bits,
+                                f"quant.aggregate.aggregate_reference (first {min(check_rows, g.num_nodes)} rows)"],
+            "saturations": c["saturations"], "acc_bits": c["params"].acc_bits,
             "bytes_per_feature_row": math.ceil(num_features * b / 8),
         }
     return result

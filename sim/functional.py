@@ -258,7 +258,7 @@ def packed_supported(params: AggregationParams) -> bool:
 
 def aggregate_packed(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb: np.ndarray,
                      num_features: int, params: AggregationParams, block: int = 64,
-                     validate: bool = True) -> AggregationResult:
+                     validate: bool = True, packed_out: bool = False) -> AggregationResult:
     """One propagation step on packed operands, bit-exact with :func:`aggregate`.
 
     Parameters
@@ -277,11 +277,16 @@ def aggregate_packed(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb:
     validate : bool
         Check the CSR structure, weight codes and ``xb`` (skip only on trusted inputs, e.g.
         in benchmarks and in :mod:`sim.packed_model`, which validates once).
+    packed_out : bool
+        Return the output codes packed as :func:`pack_operand` packs them (what the unit
+        writes for the next layer) instead of as int16; needs a packable output width.
 
     Returns
     -------
     AggregationResult
-        ``y`` int16 (N, F) output codes; ``saturations``; ``extra["row_saturations"]``.
+        ``y``: int16 (N, F) output codes, or with ``packed_out`` uint8
+        (N, ceil(F * out_bits / 8)) offset-binary packed codes equal to
+        ``pack_operand(codes, params.y_spec)``; ``saturations``; ``extra["row_saturations"]``.
     """
     from sim import packed_kernels
 
@@ -306,11 +311,18 @@ def aggregate_packed(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb:
         indices = compact_indices(indices, xb.shape[0])
     if w.dtype not in (np.uint8, np.uint16):
         w = compact_weights(w, params.w_spec)
+    from quant.pack import PACKABLE_BITS
+
+    ys = params.y_spec
+    if packed_out and ys.bits not in PACKABLE_BITS:
+        raise invalid("output bits", ys.bits, f"one of {PACKABLE_BITS} for packed_out")
     lo, hi = acc_range(params.acc_bits)
     upd = _rq_args(params.upd)
-    y, sats = packed_kernels.aggregate_planes(
+    y16, yb, sats = packed_kernels.aggregate_planes(
         np.ascontiguousarray(indptr, dtype=np.int64), indices, w, xb, int(num_features), xs.bits,
         params.x_zero + packed_offset(xs), _centred_max(xs, params.x_zero), params.w_zero, lo, hi,
         params.out.multiplier, params.out.shift, params.out.zero_point, params.out.spec.qmin,
-        params.out.spec.qmax, *upd, int(block))
-    return AggregationResult(y=y, saturations=int(sats.sum()), extra={"row_saturations": sats})
+        params.out.spec.qmax, *upd, int(block), ys.bits if packed_out else 0,
+        packed_offset(ys) if packed_out else 0)
+    return AggregationResult(y=yb if packed_out else y16, saturations=int(sats.sum()),
+                             extra={"row_saturations": sats})

@@ -179,7 +179,7 @@ def _plane_sums(xb, indices, w, start, end, bits, unit, acc16, acc32, tot):
 @njit(cache=True, parallel=True)
 def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, acc_lo, acc_hi,
                      out_m, out_n, out_z, out_qmin, out_qmax,
-                     upd_on, upd_m, upd_n, upd_z, upd_qmin, upd_qmax, block):
+                     upd_on, upd_m, upd_n, upd_z, upd_qmin, upd_qmax, block, pack_bits, pack_off):
     """One propagation step on packed feature rows (no message requantization).
 
     Parameters
@@ -207,11 +207,18 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
         code range.
     block : int
         Destination rows per parallel work item.
+    pack_bits, pack_off : int
+        ``pack_bits = 0``: return the output codes as int16 ``(N, F)``.  Otherwise pack
+        ``code + pack_off`` (offset binary) at ``pack_bits`` in {1, 2, 4, 8} bits per lane, the
+        layout of :func:`quant.pack.pack_codes` with zero padding lanes: uint8
+        ``(N, ceil(F * pack_bits / 8))``, what the unit writes for the next layer.
 
     Returns
     -------
-    y : int16 (N, F)
+    y : int16 (N, F), or (0, F) when packing
         Output codes.
+    yb : uint8 (N, B_out), or (0, 0) when not packing
+        Packed output codes.
     sats : int64 (N,)
         Saturation events per row (0 on the fast path, which cannot saturate).
     """
@@ -235,7 +242,12 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
     jmap = np.empty(n_feat, dtype=np.int64)  # lane l -> plane index p * B + k
     for l in range(n_feat):
         jmap[l] = (l % planes) * nb_bytes + l // planes
-    y = np.empty((n_rows, n_feat), dtype=np.int16)
+    same_layout = pack_bits == bits
+    pack_per = 8 // pack_bits if pack_bits > 0 else 1
+    out_bytes = (n_feat + pack_per - 1) // pack_per if pack_bits > 0 else 0
+    last_lanes = n_feat - (out_bytes - 1) * pack_per  # valid lanes in the last output byte
+    y = np.empty((0 if pack_bits > 0 else n_rows, n_feat), dtype=np.int16)
+    yb = np.empty((n_rows if pack_bits > 0 else 0, out_bytes), dtype=np.uint8)
     sats = np.zeros(n_rows, dtype=np.int64)
     n_blocks = (n_rows + block - 1) // block
     for b in prange(n_blocks):
@@ -243,7 +255,8 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
         acc32 = np.zeros(n_lanes, dtype=np.uint32)
         tot = np.zeros(n_lanes, dtype=np.int64)
         totu = np.zeros(n_lanes, dtype=np.int64)
-        exact = np.zeros(n_feat, dtype=np.int64)
+        r = np.zeros(n_lanes, dtype=np.int64)  # output codes in plane order
+        a2 = acc16.reshape((planes, nb_bytes))
         for i in range(b * block, min(n_rows, (b + 1) * block)):
             start = indptr[i]
             end = indptr[i + 1]
@@ -262,9 +275,20 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
             deg = end - start
             if bound * x_cmax <= lim:
                 # T = sum_e u_e * w_e per plane lane (written out here so LLVM vectorises it)
-                for k in range(n_lanes):
-                    tot[k] = 0
-                if bits == 8:
+                if bits == 8 and s_w <= budget32:
+                    # no lane can wrap in this row: no checks in the edge loop
+                    for k in range(nb_bytes):
+                        acc32[k] = 0
+                    for e in range(start, end):
+                        src = indices[e]
+                        wv = np.uint32(w[e])
+                        for k in range(nb_bytes):
+                            acc32[k] += np.uint32(xb[src, k]) * wv
+                    for k in range(nb_bytes):
+                        tot[k] = np.int64(acc32[k])
+                elif bits == 8:
+                    for k in range(n_lanes):
+                        tot[k] = 0
                     for k in range(nb_bytes):
                         acc32[k] = 0
                     run = np.int64(0)
@@ -284,11 +308,15 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
                         tot[k] += np.int64(acc32[k])
                 elif swar and s_w <= budget16 and nb_bytes == 1:
                     # no slot can wrap in this row: a tight reduction LLVM can vectorise (gathers)
+                    for k in range(n_lanes):
+                        tot[k] = 0
                     a0 = np.uint64(0)
                     for e in range(start, end):
                         a0 += spread[xb[indices[e], 0]] * np.uint64(w[e])
                     _swar_flush(a0, tot, 0, nb_bytes, planes)
                 elif swar:  # rows of one or two bytes: 16-bit SWAR slots, one multiply per byte
+                    for k in range(n_lanes):
+                        tot[k] = 0
                     a0 = np.uint64(0)
                     a1 = np.uint64(0)
                     run = np.int64(0)
@@ -310,7 +338,35 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
                     _swar_flush(a0, tot, 0, nb_bytes, planes)
                     if nb_bytes == 2:
                         _swar_flush(a1, tot, 1, nb_bytes, planes)
+                elif s_w <= budget16 and (bits == 2 or bits == 4):
+                    # no uint16 lane can wrap in this row: one (planes, B) accumulator, no
+                    # checks in the edge loop, constant shifts per plane (vectorised)
+                    for p in range(planes):
+                        for k in range(nb_bytes):
+                            a2[p, k] = 0
+                    if bits == 2:
+                        for e in range(start, end):
+                            src = indices[e]
+                            wv = np.uint16(w[e])
+                            for k in range(nb_bytes):
+                                v = np.uint16(xb[src, k])
+                                a2[0, k] += (v & np.uint16(3)) * wv
+                                a2[1, k] += ((v >> np.uint16(2)) & np.uint16(3)) * wv
+                                a2[2, k] += ((v >> np.uint16(4)) & np.uint16(3)) * wv
+                                a2[3, k] += (v >> np.uint16(6)) * wv
+                    else:
+                        for e in range(start, end):
+                            src = indices[e]
+                            wv = np.uint16(w[e])
+                            for k in range(nb_bytes):
+                                v = np.uint16(xb[src, k])
+                                a2[0, k] += (v & np.uint16(15)) * wv
+                                a2[1, k] += (v >> np.uint16(4)) * wv
+                    for k in range(n_lanes):
+                        tot[k] = np.int64(acc16[k])
                 else:
+                    for k in range(n_lanes):
+                        tot[k] = 0
                     for k in range(n_lanes):
                         acc16[k] = 0
                     run = np.int64(0)
@@ -353,33 +409,52 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
                 corr = deg * z_u * w_zero - z_u * s_w
                 if need_u:
                     for k in range(n_lanes):
-                        tot[k] -= w_zero * totu[k]
-                for l in range(n_feat):
-                    exact[l] = tot[jmap[l]] + corr
-                _requant_row(exact, n_feat, out_m, out_n, out_z, out_qmin, out_qmax)
+                        r[k] = tot[k] - w_zero * totu[k] + corr
+                else:
+                    for k in range(n_lanes):
+                        r[k] = tot[k] + corr
+                # requantize in plane order (contiguous lanes; lanes past F are discarded)
+                _requant_row(r, n_lanes, out_m, out_n, out_z, out_qmin, out_qmax)
                 if upd_on:
-                    for l in range(n_feat):
-                        exact[l] -= out_z
-                    _requant_row(exact, n_feat, upd_m, upd_n, upd_z, upd_qmin, upd_qmax)
-                for l in range(n_feat):
-                    y[i, l] = exact[l]
+                    for k in range(n_lanes):
+                        r[k] -= out_z
+                    _requant_row(r, n_lanes, upd_m, upd_n, upd_z, upd_qmin, upd_qmax)
             else:  # saturation possible: exact edge-by-edge accumulation with clamping
-                for l in range(n_feat):
-                    exact[l] = 0
+                for k in range(n_lanes):
+                    tot[k] = 0
                 cnt = np.int64(0)
                 for e in range(start, end):
                     src = indices[e]
                     wc = np.int64(w[e]) - w_zero
                     for l in range(n_feat):
-                        u = np.int64((np.uint32(xb[src, jmap[l] % nb_bytes])
-                                      >> np.uint32((jmap[l] // nb_bytes) * bits)) & mask)
-                        exact[l], c = sat_add(exact[l], (u - z_u) * wc, acc_lo, acc_hi)
+                        j = jmap[l]
+                        u = np.int64((np.uint32(xb[src, j % nb_bytes])
+                                      >> np.uint32((j // nb_bytes) * bits)) & mask)
+                        tot[j], c = sat_add(tot[j], (u - z_u) * wc, acc_lo, acc_hi)
                         cnt += c
                 sats[i] = cnt
                 for l in range(n_feat):
-                    y[i, l] = _out(exact[l], out_m, out_n, out_z, out_qmin, out_qmax, upd_on,
-                                   upd_m, upd_n, upd_z, upd_qmin, upd_qmax)
-    return y, sats
+                    j = jmap[l]
+                    r[j] = _out(tot[j], out_m, out_n, out_z, out_qmin, out_qmax, upd_on,
+                                upd_m, upd_n, upd_z, upd_qmin, upd_qmax)
+            if pack_bits == 0:
+                for l in range(n_feat):
+                    y[i, l] = r[jmap[l]]
+            elif same_layout:  # plane p of byte k is lane k * P + p: pack straight from planes
+                for k in range(nb_bytes):
+                    v = r[k] + pack_off
+                    for p in range(1, planes):
+                        v |= (r[p * nb_bytes + k] + pack_off) << (p * bits)
+                    yb[i, k] = np.uint8(v)
+                if last_lanes < planes:
+                    yb[i, nb_bytes - 1] &= np.uint8((1 << (last_lanes * bits)) - 1)
+            else:
+                for k in range(out_bytes):
+                    yb[i, k] = 0
+                for l in range(n_feat):
+                    yb[i, l // pack_per] |= np.uint8(
+                        (r[jmap[l]] + pack_off) << ((l % pack_per) * pack_bits))
+    return y, yb, sats
 
 
 @njit(cache=True, parallel=True)

@@ -31,7 +31,7 @@ import numpy as np
 
 from quagga.bench import machine
 from quagga.bench.smp_int import gcn_norm_numpy, smp_int_model
-from quagga.bench.timing import median, time_interleaved
+from sim.timing import median, time_interleaved
 from quant import model_ir as mi
 from quant.aggregate import AggregationParams, Requantizer, aggregate_reference
 from quant.errors import QuantError

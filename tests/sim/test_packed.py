@@ -25,6 +25,11 @@ def _check(indptr, indices, w, x, params, f=None):
     assert r.y.dtype == np.int16
     assert np.array_equal(r.y.astype(np.int32), ref.y)
     assert r.saturations == ref.saturations
+    # the packed output (what the unit writes for the next layer) holds the same codes
+    rp = fn.aggregate_packed(indptr, indices, w, xb, f, params, packed_out=True)
+    assert rp.y.dtype == np.uint8
+    assert np.array_equal(rp.y, fn.pack_operand(ref.y, params.y_spec))
+    assert rp.saturations == ref.saturations
     return r, ref
 
 
@@ -137,3 +142,20 @@ def test_packed_validates_operand_shape():
     xb = fn.pack_operand(c.x, c.params.x_spec)
     with pytest.raises(ValueError, match="xb"):
         fn.aggregate_packed(c.indptr, c.indices, c.w, xb[:, :-1], c.num_features, c.params)
+
+
+@pytest.mark.parametrize("in_bits,out_bits", [(2, 4), (2, 8), (4, 2), (8, 1), (1, 2), (4, 8)])
+@pytest.mark.parametrize("f", [1, 5, 13, 64])
+def test_packed_out_other_width(in_bits, out_bits, f):
+    """Output codes of another width than the input pack lane by lane (padding lanes zero)."""
+    rng = np.random.default_rng(in_bits * 100 + out_bits * 10 + f)
+    xs, ys = QuantSpec(in_bits), QuantSpec(out_bits, signed=out_bits > 2)
+    n, e = 40, 300
+    indptr = np.concatenate([[0], np.sort(rng.integers(0, e + 1, n - 1)), [e]]).astype(np.int64)
+    indices = rng.integers(0, n, e)
+    w = rng.integers(0, 256, e)
+    x = rng.integers(xs.qmin, xs.qmax + 1, (n, f))
+    m, sh = derive_multiplier(ys.levels / (8.0 * 255 * xs.levels), 16)
+    params = AggregationParams(xs, 0, QuantSpec(8), 0, acc_bits_required(in_bits, 8, e),
+                               Requantizer(m, sh, 0 if not ys.signed else -1, ys))
+    _check(indptr, indices, w, x, params, f)
