@@ -4,7 +4,11 @@
 training; exported as int32 at ``s_x * s_w``).  :class:`QuantPropagate` is a PyG
 ``MessagePassing`` (sum aggregation) whose ``message``, ``aggregate`` and ``update``
 hooks fake-quantize the per-edge message ``w_ij * x_j``, the row sum and the output: the
-three stages of the aggregation unit (``quant.aggregate``).
+three stages of the aggregation unit (``quant.aggregate``).  With the message stage
+quantized, the default path is PyG's fused ``message_and_aggregate`` hook running
+:func:`training.fused_message.quantized_message_sum` (same forward values, no per-edge
+tensors kept for the backward pass); ``fused=False`` keeps the per-edge ``message`` /
+``aggregate`` hooks (the reference the fused path is tested against).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import MessagePassing
 
+from training.fused_message import fusable, quantized_message_sum
 from training.graph import PropGraph, csr_matmul
 from training.quantizer_factory import QuantizerFactory
 
@@ -55,28 +60,42 @@ class QuantPropagate(MessagePassing):
         Role of the last quantized stage (``"comb"`` for a model's final output).
     share : str, optional
         Prefix of shared-alpha keys in paper-code mode.
+    fused : bool
+        Quantized messages through :func:`training.fused_message.quantized_message_sum`
+        (default) instead of per-edge PyG ``message`` / ``aggregate`` hooks.  Quantizer
+        kinds the fused op does not know always take the per-edge path.
 
     Shapes: ``x`` (N, F), ``edge_weight`` (E,) in the graph's canonical order; returns (N, F).
     """
 
     def __init__(self, qf: QuantizerFactory, msg: bool = True, upd: bool = True,
-                 out_role: str = "act", share: str | None = "prop") -> None:
+                 out_role: str = "act", share: str | None = "prop", fused: bool = True) -> None:
         super().__init__(aggr="sum", flow="source_to_target")
+        self.fused = bool(fused)
         key = (lambda s: f"{share}.{s}") if share else (lambda s: None)
         self.q_msg = qf.make("inner", share=key("msg")) if msg else None
         self.q_agg = qf.make(out_role if not upd else "inner", share=key("agg"))
         self.q_upd = qf.make(out_role, share=key("upd")) if upd else None
 
     def forward(self, x: torch.Tensor, graph: PropGraph, edge_weight: torch.Tensor) -> torch.Tensor:
-        """Per-edge messages when the message stage is quantized; otherwise PyG's fused
-        ``message_and_aggregate`` path on the sparse adjacency (one CSR SpMM, no E x F tensor)."""
-        if self.q_msg is None:
-            return self.propagate(graph.adj_t, x=x, edge_weight=edge_weight, graph=graph)
-        return self.propagate(graph.edge_index, x=x, edge_weight=edge_weight, graph=graph)
+        """PyG's fused ``message_and_aggregate`` path on the sparse adjacency (no E x F tensor
+        kept), or, with ``fused=False`` and a quantized message stage, per-edge messages."""
+        if self.q_msg is not None and not (self.fused and fusable(self.q_msg)):
+            return self.propagate(graph.edge_index, x=x, edge_weight=edge_weight, graph=graph)
+        return self.propagate(graph.adj_t, x=x, edge_weight=edge_weight, graph=graph)
 
     def message_and_aggregate(self, adj_t, x: torch.Tensor, edge_weight: torch.Tensor,
                               graph: PropGraph) -> torch.Tensor:
-        return self.q_agg(csr_matmul(graph, edge_weight, x))
+        """``Q_agg(A_hat x)``: one CSR SpMM, or with the message stage quantized the fused
+        gather / quantize / sum over the canonical edge list (PyG's sum aggregation)."""
+        if self.q_msg is None:
+            return self.q_agg(csr_matmul(graph, edge_weight, x))
+        src, dst = graph.edge_index
+        agg = lambda vals, index, ptr, n: self.aggr_module(  # noqa: E731
+            vals, None, ptr=ptr, dim_size=n, dim=self.node_dim)  # segment sum over CSR rows
+        tr = None if graph.t_perm is None else (graph.t_indptr, graph.t_indices, graph.t_perm)
+        return self.q_agg(quantized_message_sum(self.q_msg, x, edge_weight, src, dst,
+                                                graph.indptr_t, graph.num_nodes, agg, tr))
 
     def message(self, x_j: torch.Tensor, edge_weight: torch.Tensor) -> torch.Tensor:
         m = edge_weight.unsqueeze(-1) * x_j

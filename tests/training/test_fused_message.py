@@ -1,0 +1,236 @@
+"""The fused quantized message path against the per-edge PyG hooks it replaces.
+
+Forward values (outputs and every quantizer buffer) must be equal with ``torch.equal``.
+Gradients are float sums taken in another order (a CSR product and dot products instead of
+elementwise autograd ops), so they are compared with ``torch.allclose(rtol=1e-5,
+atol=1e-5 * scale)`` where ``scale`` is the largest magnitude of the reference gradient.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.nn.aggr import SumAggregation
+from torch_geometric.utils import scatter
+
+import training.layers as layers
+from quant import model_ir
+from quant.errors import QuantError
+from quant.model_ir import preprocess_features
+from quant.quantizers import make_quantizer
+from training import fused_message, integer
+from training.fused_message import fusable, quantized_message_sum
+from training.graph import build_prop_graph
+from training.layers import QuantPropagate
+from training.lowering import lower
+from training.quantizer_factory import QuantizerFactory
+from trainer_fixtures import train_tiny
+
+KINDS = [("qlr", 4, {}), ("qlr", 8, {"momentum": 0.3}), ("qlr", 3, {"rounding": "half_up"}),
+         ("qlr_paper", 4, {}), ("symmetric", 4, {}), ("observer", 4, {}),
+         ("observer", 4, {"signed": True}), ("bt", 2, {}), ("bt*", 2, {}), ("qlr_paper", 2, {})]
+KIND_IDS = [f"{k}-{b}{'-' + '-'.join(kw) if kw else ''}" for k, b, kw in KINDS]
+
+
+def random_edges(seed: int, n: int = 40, e: int = 160) -> torch.Tensor:
+    """(2, E) edges with a hub (node 0), an isolated node (n - 1), self loops and duplicates."""
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n - 1, (2, e), generator=g)
+    hub = torch.stack([torch.zeros(n // 2, dtype=torch.long), torch.randperm(n - 1, generator=g)[:n // 2]])
+    loops = torch.arange(0, n - 1, 7).repeat(2, 1)
+    ei = torch.cat([ei, hub, hub.flip(0), loops, ei[:, :10]], dim=1)  # last block: duplicates
+    return ei
+
+
+def _pair(kind: str, bits: int, kw: dict):
+    """A fused propagation step with a message quantizer of ``kind`` and an unfused copy."""
+    a = QuantPropagate(QuantizerFactory(bits=4))
+    a.q_msg = make_quantizer(kind, bits, **kw)
+    b = copy.deepcopy(a)
+    b.fused = False
+    return a, b
+
+
+def _close(got: torch.Tensor, ref: torch.Tensor) -> bool:
+    scale = float(ref.abs().max()) if ref.numel() else 0.0
+    return torch.allclose(got, ref, rtol=1e-5, atol=1e-5 * max(scale, 1e-3))
+
+
+def _check_step(a, b, g, x, w, seed):
+    """One forward + backward of both modules; forward equal, gradients close."""
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    wa, wb = w.clone().requires_grad_(), w.clone().requires_grad_()
+    ya, yb = a(xa, g, wa), b(xb, g, wb)
+    assert torch.equal(ya, yb)
+    up = torch.randn(ya.shape, generator=torch.Generator().manual_seed(seed))
+    (ya * up).sum().backward()
+    (yb * up).sum().backward()
+    assert _close(xa.grad, xb.grad)
+    assert _close(wa.grad, wb.grad)
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    for k in pa:
+        if pb[k].grad is None:
+            assert pa[k].grad is None or float(pa[k].grad.abs().max()) == 0.0, k
+        else:
+            assert _close(pa[k].grad, pb[k].grad), (k, pa[k].grad, pb[k].grad)
+    for k, v in b.state_dict().items():
+        assert torch.equal(a.state_dict()[k], v), k
+    for m in (a, b):
+        m.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("kind,bits,kw", KINDS, ids=KIND_IDS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_propagate_equal_to_unfused(kind, bits, kw, seed):
+    g = build_prop_graph(random_edges(seed), 40)
+    a, b = _pair(kind, bits, kw)
+    assert a.fused and fusable(a.q_msg)
+    torch.manual_seed(seed)
+    x = torch.randn(40, 3)
+    for it in range(4):   # first call (range / alpha init), then training calls
+        _check_step(a, b, g, x * (1.0 + 0.4 * it) - 0.1 * it, g.edge_weight, seed + it)
+    a.eval(), b.eval()
+    with torch.no_grad():
+        assert torch.equal(a(x, g, g.edge_weight), b(x, g, g.edge_weight))
+
+
+@pytest.mark.parametrize("kind,bits,kw", KINDS[:1] + KINDS[3:4] + KINDS[7:8], ids=["qlr", "paper", "bt"])
+def test_heavy_clipping_and_no_transpose(kind, bits, kw, monkeypatch):
+    """Most messages clipped (the edge-by-edge input gradient) and a graph without the
+    transposed structure (always edge by edge)."""
+    calls = []
+    real = fused_message._transposed
+    monkeypatch.setattr(fused_message, "_transposed", lambda *a: calls.append(1) or real(*a))
+    g = build_prop_graph(random_edges(3), 40)
+    a, b = _pair(kind, bits, kw)
+    x = torch.randn(40, 2, generator=torch.Generator().manual_seed(3))
+    _check_step(a, b, g, x, g.edge_weight, 0)
+    assert calls or kind == "bt"   # BT: its initial alpha already clips over a quarter
+    for m in (a, b):
+        m.q_msg.alpha.data.fill_(0.02)
+    calls.clear()
+    _check_step(a, b, g, x, g.edge_weight, 1)
+    assert not calls or kind == "qlr_paper"
+    g.t_perm = g.t_indptr = g.t_indices = None
+    calls.clear()
+    _check_step(a, b, g, x, g.edge_weight, 2)
+    assert not calls
+
+
+def test_wide_features_and_disabled_quantizer():
+    g = build_prop_graph(random_edges(5, n=30, e=90), 30)
+    a, b = _pair("qlr", 4, {})
+    x = torch.randn(30, 17, generator=torch.Generator().manual_seed(5))
+    _check_step(a, b, g, x, g.edge_weight, 0)
+    a = QuantPropagate(QuantizerFactory(bits=None))   # FP32: message stage is a passthrough
+    b = copy.deepcopy(a)
+    b.fused = False
+    _check_step(a, b, g, x, g.edge_weight, 1)
+
+
+def test_function_on_raw_edges_with_empty_rows():
+    """Rows without any edge (no self loop either) sum to zero, as PyG's scatter gives."""
+    n = 12
+    ei = random_edges(7, n=n, e=30)
+    ei = ei[:, ei[1] % 3 != 0]   # every third node has no in-edge
+    order = torch.argsort(ei[1] * n + ei[0])
+    src, dst = ei[0, order], ei[1, order]
+    ptr = torch.zeros(n + 1, dtype=torch.long)
+    ptr[1:] = torch.cumsum(torch.bincount(dst, minlength=n), 0)
+    w = torch.rand(src.numel(), generator=torch.Generator().manual_seed(7))
+    x = torch.randn(n, 4, generator=torch.Generator().manual_seed(8))
+    q = make_quantizer("qlr", 4)
+    q_ref = copy.deepcopy(q)
+    aggr = SumAggregation()
+    out = quantized_message_sum(q, x, w, src, dst, ptr, n,
+                                lambda v, i, p, k: aggr(v, None, ptr=p, dim_size=k, dim=-2))
+    ref = scatter(q_ref(w.unsqueeze(-1) * x[src]), dst, dim=0, dim_size=n, reduce="sum")
+    assert torch.equal(out, ref)
+    assert torch.equal(out[::3], torch.zeros_like(out[::3]))
+
+
+def test_non_finite_message_refused_like_unfused():
+    g = build_prop_graph(random_edges(0), 40)
+    a, b = _pair("qlr", 4, {})
+    x = torch.randn(40, 3)
+    x[5, 1] = float("nan")
+    errs = []
+    for m in (a, b):
+        with pytest.raises(QuantError) as e:
+            m(x, g, g.edge_weight)
+        errs.append(str(e.value))
+    assert errs[0] == errs[1]
+    assert not bool(a.q_msg.initialized) and not bool(b.q_msg.initialized)
+
+
+def test_unknown_quantizer_kind_takes_unfused_path():
+    class Custom(type(make_quantizer("qlr", 4))):
+        pass
+
+    g = build_prop_graph(random_edges(0), 40)
+    a = QuantPropagate(QuantizerFactory(bits=4))
+    a.q_msg = Custom(4)
+    assert not fusable(a.q_msg)
+    b = copy.deepcopy(a)
+    b.fused = False
+    _check_step(a, b, g, torch.randn(40, 3), g.edge_weight, 0)
+
+
+def _set_fused(model, fused: bool) -> None:
+    for m in model.modules():
+        if isinstance(m, QuantPropagate):
+            m.fused = fused
+
+
+@pytest.mark.parametrize("model", ["smp", "appnp", "gcn"])
+def test_model_forward_and_export_unchanged(model, tmp_path):
+    """A trained model: eval logits and the exported integer model file are the same
+    through either path."""
+    d, g, res = train_tiny(model, 4, epochs=3)
+    x = torch.from_numpy(preprocess_features(d.x.numpy(), d.normalize))
+    m = res.model
+    outs, files = [], []
+    for fused in (True, False):
+        _set_fused(m, fused)
+        m.eval()
+        with torch.no_grad():
+            outs.append(m(x, g))
+        im = lower(m, g, num_features=d.num_features, normalize=d.normalize)
+        files.append(model_ir.save(im, tmp_path / f"fused-{fused}.qim").read_bytes())
+    assert torch.equal(outs[0], outs[1])
+    assert files[0] == files[1]
+
+
+def test_training_matches_unfused(monkeypatch):
+    """Three epochs of SMP INT4 through each path: same predictions of the integer model,
+    parameters equal to float rounding."""
+    d, g, fused_res = train_tiny("smp", 4, epochs=3)
+    monkeypatch.setattr(layers, "fusable", lambda q: False)
+    _, _, ref_res = train_tiny("smp", 4, epochs=3)
+    for (k, p), (_, r) in zip(fused_res.model.state_dict().items(),
+                              ref_res.model.state_dict().items()):
+        if p.dtype.is_floating_point:
+            assert torch.allclose(p, r, rtol=1e-4, atol=1e-5), k
+        else:
+            assert torch.equal(p, r), k
+    ims = [lower(r.model, g, num_features=d.num_features, normalize=d.normalize)
+           for r in (fused_res, ref_res)]
+    assert torch.equal(integer.predict(ims[0], d.x), integer.predict(ims[1], d.x))
+
+
+def test_workspace_reuse_does_not_leak_between_calls():
+    """Two modules on graphs of different sizes, interleaved, keep their own results."""
+    g1 = build_prop_graph(random_edges(1), 40)
+    g2 = build_prop_graph(random_edges(2, n=25, e=60), 25)
+    a1, b1 = _pair("qlr", 4, {})
+    a2, b2 = _pair("qlr", 4, {})
+    x1, x2 = torch.randn(40, 3), torch.randn(25, 3)
+    y1 = a1(x1, g1, g1.edge_weight)
+    y2 = a2(x2, g2, g2.edge_weight)
+    assert torch.equal(y1, b1(x1, g1, g1.edge_weight))
+    assert torch.equal(y2, b2(x2, g2, g2.edge_weight))
+    assert np.isfinite(y1.detach().numpy()).all()
+    assert fused_message.FUSABLE

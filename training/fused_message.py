@@ -1,0 +1,379 @@
+"""Fused per-edge message quantization: gather, weight, fake-quantize and sum in one op.
+
+The paper quantizes every message ``m_e = w_e * x[src_e]`` of a propagation step before the
+row sum.  Written as PyG ``message`` / ``aggregate`` hooks, autograd keeps about six
+(E, C) float tensors per step (gathered features, message, ``m / s + z``, clamp mask, codes,
+dequantized message), each a fresh allocation, and its backward pass gathers and scatters
+(E, C) tensors again; on a graph with a million edges that dominates a training epoch.
+
+:class:`FusedQuantMessage` computes the same forward values, operation for operation, in
+reused workspace buffers, and keeps for the backward pass only what the gradients need:
+
+* the positions of the messages whose gradient is cut (clipped by the quantizer), usually few;
+* ``R`` (N, C), the row sums of the per-message coefficient of the scale (or alpha) gradient.
+
+Forward (rounding and clamp in the order of ``FakeQuantizer._fake``; ``u = m / s``)::
+
+    m   = w[:, None] * x[src]                  (E, C)
+    v   = u + z
+    q   = T(R(clamp(v, qmin, qmax)))           R: the spec's rounding; T: BT truncation or identity
+    out = segment_sum((q - z) * s, dst)        (N, C), PyG's sum aggregation over the CSR rows
+
+Backward (straight-through rounding and truncation; ``g`` the (N, C) upstream gradient;
+``k = [qmin <= v <= qmax]``)::
+
+    dL/dx = A^T g - sum over clipped (e, c) of w_e g[dst_e, c] at (src_e, c)
+    dL/ds = sum_(i, c) g[i, c] * R[i, c],   R = segment_sum((q - z) - k * u, dst)
+    dL/dw = sum_c k g[dst] * x[src]          (only when the edge weights need a gradient)
+
+``A^T g`` is one CSR product with the graph's transposed structure.  Mathematically these
+are the gradients autograd computes on the unfused path (``dL/dm = g[dst] k``,
+``dL/ds = sum g[dst] (q - z) - sum g[dst] k (m / s)``); the sums are taken in another order,
+so they agree to float32 rounding, not bit for bit.
+
+Published-code mode (``paper_code``, :class:`quant.quantizers._PaperCodeQLR`): rounding
+before the clamp, the mask is ``lo_s <= x_hat <= hi_s`` on the dequantized message, ``s``
+gets no gradient and alpha gets ``sum g[dst] k (q - q~)`` with ``q~ = x_hat / s + z``
+(snapped to the BT grid in BT modes).
+
+The forward values are bit-identical to the unfused path: the same float32 operations on the
+same values, and the row sums add each row's messages in edge order starting from zero, as
+PyG's ``scatter`` (``scatter_add_``) does; ``tests/training/test_fused_message.py`` checks
+both with ``torch.equal``.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from quant import torch_ops
+from quant.quantizers import (FakeQuantizer, MinMaxObserverQuantizer, QLRQuantizer,
+                              SymmetricQuantizer)
+from quant.spec import QuantSpec, Rounding
+from quant.truncation import BT_STEP
+
+__all__ = ["FUSABLE", "FusedQuantMessage", "fusable", "quantized_message_sum"]
+
+#: Quantizer classes whose forward this module reproduces (others take the unfused path).
+FUSABLE = (QLRQuantizer, SymmetricQuantizer, MinMaxObserverQuantizer)
+
+#: Above this fraction of clipped messages the input gradient is summed edge by edge
+#: instead of ``A^T g`` minus the clipped terms (less cancellation).
+_DIRECT_FRACTION = 0.25
+
+_local = threading.local()
+
+
+def fusable(q: FakeQuantizer | None) -> bool:
+    """Whether :func:`quantized_message_sum` reproduces quantizer ``q`` exactly."""
+    return q is not None and type(q) in FUSABLE
+
+
+def _workspace(slot: int, like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """A reused scratch tensor of ``shape`` (per thread; reallocated when the shape changes).
+
+    A fresh (E, C) allocation is page-faulted in on every use; a few reused buffers remove
+    that cost.  Contents are undefined on return; nothing returned to a caller aliases one.
+    """
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        pool = _local.pool = {}
+    key = (slot, like.dtype, like.device)
+    buf = pool.get(key)
+    if buf is None or tuple(buf.shape) != tuple(shape):
+        buf = pool[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
+    return buf
+
+
+def _cached(name: str, t: torch.Tensor, extra: tuple, build: Callable[[], torch.Tensor]
+            ) -> torch.Tensor:
+    """``build()``, remembered (per thread, one entry per ``name``) for tensor ``t``.
+
+    The key is ``t``'s memory address, shape, strides and version counter plus ``extra``;
+    the entry holds a reference to ``t``, so the address cannot be reused by another tensor
+    while the entry lives, and an in-place change of ``t`` bumps its version.
+    """
+    key = (t.data_ptr(), tuple(t.shape), t.stride(), t.dtype, t.device, t._version) + extra
+    cache = getattr(_local, "cache", None)
+    if cache is None:
+        cache = _local.cache = {}
+    hit = cache.get(name)
+    if hit is not None and hit[0] == key:
+        return hit[2]
+    value = build()
+    cache[name] = (key, t, value)
+    return value
+
+
+def _transposed(w: torch.Tensor, t_indptr: torch.Tensor, t_indices: torch.Tensor,
+                t_perm: torch.Tensor, n: int) -> torch.Tensor:
+    """``A^T`` as a CSR tensor (rows = sources), for the last ``(w, t_perm)`` seen.
+
+    Every propagation step of one model forward gets the same edge weights, so the permuted
+    values are built once per forward, not once per step.
+    """
+    def build():
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return torch.sparse_csr_tensor(t_indptr, t_indices, w.index_select(0, t_perm), (n, n))
+    return _cached("transposed", w, (t_perm.data_ptr(), t_perm._version, n), build)
+
+
+def _flat_index(src: torch.Tensor, c: int) -> torch.Tensor:
+    """``src * c + arange(c)`` flattened (E * c,) int64: the positions of ``x[src]`` in
+    ``x.view(-1)``.  A 1-D gather with these is several times faster than ``index_select``
+    of (E, c) rows for small ``c``."""
+    return _cached("flat", src, (c,), lambda: (
+        src.unsqueeze(-1) * c + torch.arange(c, device=src.device)).view(-1))
+
+
+def _expanded(w: torch.Tensor, c: int) -> torch.Tensor:
+    """``w[:, None]`` as a contiguous (E, c) tensor (a broadcast multiply over a trailing
+    dimension of 2 is several times slower than a contiguous one)."""
+    return _cached("wide", w, (c,), lambda: w.unsqueeze(-1).expand(w.shape[0], c).contiguous())
+
+
+@dataclass
+class _Plan:
+    """What the autograd function needs besides its tensor inputs."""
+
+    src: torch.Tensor                  # (E,) int64 sources, canonical (destination-sorted) order
+    dst: torch.Tensor                  # (E,) int64 destinations
+    ptr: torch.Tensor                  # (N + 1,) int64 CSR row pointers over dst
+    num_nodes: int
+    aggregate: Callable                # (vals (E, C), dst, ptr, N) -> (N, C) row sums
+    transposed: tuple | None = None    # (t_indptr, t_indices, t_perm) or None
+    spec: QuantSpec | None = None      # None: quantizer disabled, messages summed as they are
+    z: int = 0
+    truncate: Callable | None = None   # BT / BT* truncation of float codes, or None
+    bt: tuple = (None, 0)              # (bt_mode, skew) for the published-code alpha gradient
+    paper: bool = False
+    lo_s: torch.Tensor | None = None
+    hi_s: torch.Tensor | None = None
+    grad: bool = True                  # autograd is recording (else skip backward bookkeeping)
+    message: torch.Tensor | None = None  # the forward's (E, C) messages, consumed in place
+
+
+def _gather_message(x: torch.Tensor, w: torch.Tensor, src: torch.Tensor,
+                    out: torch.Tensor) -> torch.Tensor:
+    """``out = w[:, None] * x[src]`` (E, C), written into ``out`` (same float32 products)."""
+    c = x.shape[1]
+    torch.index_select(x.contiguous().view(-1), 0, _flat_index(src, c), out=out.view(-1))
+    return out.mul_(_expanded(w, c))
+
+
+def _round_(v: torch.Tensor, rounding: Rounding) -> torch.Tensor:
+    """:func:`quant.torch_ops.round_float` in place (same values)."""
+    if rounding is Rounding.HALF_EVEN:
+        return v.round_()
+    return v.copy_(torch_ops.round_float(v, rounding))
+
+
+def _nonzero_flat(t: torch.Tensor) -> torch.Tensor:
+    """Flat positions of the non-zero entries of ``t`` (int64, 1-D)."""
+    return torch.nonzero(t.view(-1)).view(-1)
+
+
+class FusedQuantMessage(torch.autograd.Function):
+    """``segment_sum(Q(w[:, None] * x[src]), dst)`` with a compact backward (module doc).
+
+    Inputs: ``x`` (N, C) float32; ``w`` (E,) float32; ``s`` 0-d float32 scale (may require
+    grad); ``alpha`` 0-d parameter (published-code mode, else ``None``); ``plan``.
+    Returns (N, C) float32.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, s, alpha, plan: _Plan):  # noqa: D102
+        e, c = plan.src.numel(), x.shape[1]
+        a = plan.message if plan.message is not None else _gather_message(
+            x, w, plan.src, _workspace(0, x, (e, c)))
+        plan.message = None
+        need_x = plan.grad and (x.requires_grad or w.requires_grad)
+        need_p = plan.grad and (s.requires_grad or (alpha is not None and alpha.requires_grad))
+        cut = coef = None
+        if plan.spec is None:
+            out = plan.aggregate(a, plan.dst, plan.ptr, plan.num_nodes)
+        elif plan.paper:
+            out, cut, coef = _forward_paper(a, s, plan, need_x, need_p)
+        else:
+            out, cut, coef = _forward_clip(a, s, plan, need_x, need_p)
+        ctx.save_for_backward(x, w, x.new_empty(0, dtype=torch.int64) if cut is None else cut,
+                              x.new_empty(0) if coef is None else coef)
+        ctx.plan = plan
+        ctx.alpha_shape = None if alpha is None else alpha.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        x, w, cut, coef = ctx.saved_tensors
+        plan: _Plan = ctx.plan
+        need_x, need_w, need_s, need_a = ctx.needs_input_grad[:4]
+        g = g.contiguous()
+        gx = gw = gs = ga = None
+        if need_s or need_a:
+            gp = torch.dot(g.view(-1), coef.view(-1))
+            if need_s:
+                gs = gp.reshape(())
+            else:
+                ga = gp.reshape(ctx.alpha_shape)
+        c = x.shape[1]
+        if need_w:
+            gm = g.index_select(0, plan.dst)
+            gm.view(-1)[cut] = 0.0
+            gw = (gm * x.index_select(0, plan.src)).sum(dim=1)
+        if need_x:
+            direct = (plan.transposed is None
+                      or cut.numel() > _DIRECT_FRACTION * plan.src.numel() * c)
+            if direct:
+                gm = g.index_select(0, plan.dst)
+                gm.view(-1)[cut] = 0.0
+                gx = torch.zeros_like(x).index_add_(0, plan.src, gm.mul_(w.unsqueeze(-1)))
+            else:
+                at = _transposed(w, *plan.transposed, plan.num_nodes)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                    gx = torch.sparse.mm(at, g)
+                if cut.numel():
+                    ed, ch = cut // c, cut % c
+                    corr = w[ed] * g[plan.dst[ed], ch]
+                    gx.index_put_((plan.src[ed], ch), corr.neg_(), accumulate=True)
+        return gx, gw, gs, ga, None
+
+
+def _forward_clip(a: torch.Tensor, s: torch.Tensor, plan: _Plan, need_x: bool,
+                  need_p: bool):
+    """Forward of ``FakeQuantizer._fake`` (clamp, round, truncate) on messages ``a`` (E, C).
+
+    Returns ``(out (N, C), clipped flat positions or None, R (N, C) or None)``; ``a`` is
+    overwritten with ``m / s``.
+    """
+    spec, zt = plan.spec, torch.tensor(float(plan.z), dtype=torch.float32)
+    v = _workspace(1, a, a.shape)
+    q = _workspace(2, a, a.shape)
+    u = a.div_(s)
+    torch.add(u, zt, out=v)
+    torch.clamp(v, spec.qmin, spec.qmax, out=q)
+    cut = None
+    if need_x or need_p:
+        cut = _nonzero_flat(v.sub_(q))                 # v != clamp(v): outside [qmin, qmax]
+    _round_(q, spec.rounding)
+    if plan.truncate is not None:
+        q.copy_(plan.truncate(q))
+    q.sub_(zt)                                         # q - z
+    coef = None
+    if need_p:
+        r = torch.sub(q, u, out=v)                     # (q - z) - u inside the clip range
+        r.view(-1)[cut] = q.view(-1)[cut]              # (q - z) where clipped
+        coef = plan.aggregate(r, plan.dst, plan.ptr, plan.num_nodes)
+    out = plan.aggregate(q.mul_(s), plan.dst, plan.ptr, plan.num_nodes)
+    return out, cut, coef
+
+
+def _forward_paper(a: torch.Tensor, s: torch.Tensor, plan: _Plan, need_x: bool,
+                   need_p: bool):
+    """Forward of :class:`quant.quantizers._PaperCodeQLR` on messages ``a`` (E, C).
+
+    Same return values as :func:`_forward_clip`; the cut positions are the messages whose
+    dequantized value lies outside ``[lo_s, hi_s]``.
+    """
+    spec, zt = plan.spec, torch.tensor(float(plan.z), dtype=torch.float32)
+    q = _workspace(1, a, a.shape)
+    xh = _workspace(2, a, a.shape)
+    torch.add(a.div_(s), zt, out=q)                    # scaled_codes_float: x / s + z,
+    _round_(q, spec.rounding).clamp_(spec.qmin, spec.qmax)   # round, then clamp
+    if plan.truncate is not None:
+        q.copy_(plan.truncate(q))
+    torch.sub(q, zt, out=xh).mul_(s)                   # x_hat = (q - z) * s
+    cut = coef = None
+    if need_x or need_p:
+        keep = (xh >= plan.lo_s).logical_and_(xh <= plan.hi_s)
+        cut = _nonzero_flat(keep.logical_not_())
+    if need_p:
+        qt = torch.div(xh, s, out=a).add_(zt)          # q~ = x_hat / s + z
+        bt_mode, skew = plan.bt
+        if bt_mode is not None:
+            qt.add_(skew).div_(BT_STEP).round_().mul_(BT_STEP)
+        r = torch.sub(q.round(), qt, out=a)            # round(q) - q~
+        r.view(-1)[cut] = 0.0
+        coef = plan.aggregate(r, plan.dst, plan.ptr, plan.num_nodes)
+    out = plan.aggregate(xh, plan.dst, plan.ptr, plan.num_nodes)
+    return out, cut, coef
+
+
+def _prepare(q: FakeQuantizer, m: torch.Tensor) -> tuple[torch.Tensor, int, torch.Tensor,
+                                                         torch.Tensor]:
+    """The bookkeeping of ``FakeQuantizer.forward`` on the messages ``m`` (E, C).
+
+    Finiteness check, range tracking, first-call alpha initialisation, call counter, in the
+    same order; returns ``(s, z, lo_s, hi_s)`` with ``s`` differentiable in alpha.  The
+    finiteness check looks at the minimum and maximum first (NaN and infinities reach them)
+    and scans the whole tensor, for the error message, only when one is not finite.
+    """
+    lo, hi = torch.aminmax(m)
+    if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
+        torch_ops.check_finite(m)
+    first = not bool(q.initialized)
+    if first:
+        q._update_range(m)
+        q._on_first_call(m)
+        q.initialized.fill_(True)
+    if q.training:
+        q.calls += 1
+        if not first:
+            q._on_training_call(m)
+            q._update_range(m)
+    lo_s, hi_s = q._scaled_range_t()
+    s, z = q._scale_zero_t(lo_s, hi_s, q.code_spec)
+    return s, z, lo_s, hi_s
+
+
+def quantized_message_sum(q: FakeQuantizer, x: torch.Tensor, w: torch.Tensor,
+                          src: torch.Tensor, dst: torch.Tensor, ptr: torch.Tensor,
+                          num_nodes: int, aggregate: Callable,
+                          transposed: tuple | None = None) -> torch.Tensor:
+    """``sum_{e: dst_e = i} Q(w_e x[src_e])`` for every node ``i`` (fused; module doc).
+
+    Parameters
+    ----------
+    q : FakeQuantizer
+        The message quantizer (``fusable(q)``); its state (range, alpha initialisation,
+        call counter) is updated exactly as its own ``forward`` would update it.
+    x : (N, C) float32 node features
+    w : (E,) float32 edge weights
+    src, dst : (E,) int64 edge endpoints, sorted by ``dst``
+    ptr : (N + 1,) int64 CSR row pointers of ``dst``
+    num_nodes : int
+    aggregate : callable
+        ``aggregate(vals (E, C), dst, ptr, num_nodes) -> (N, C)``: the row sums (PyG's sum
+        aggregation); must add each row's values in edge order.
+    transposed : (t_indptr, t_indices, t_perm), optional
+        The source-sorted CSR structure of the same edges (``PropGraph``), for the input
+        gradient as one sparse product; without it the gradient is summed edge by edge.
+
+    Returns
+    -------
+    (N, C) float32, bit-identical to ``aggregate(q(w[:, None] * x[src]), ...)``.
+    """
+    x = x.to(torch.float32)
+    w = w.to(torch.float32)
+    m = _gather_message(x.detach(), w.detach(), src,
+                        _workspace(0, x, (src.numel(), x.shape[1])))
+    plan = _Plan(src=src, dst=dst, ptr=ptr, num_nodes=num_nodes, aggregate=aggregate,
+                 transposed=transposed, grad=torch.is_grad_enabled(), message=m)
+    if not q.enabled:
+        return FusedQuantMessage.apply(x, w, x.new_ones(()), None, plan)
+    s, z, lo_s, hi_s = _prepare(q, m)
+    plan.spec, plan.z = q.code_spec, z
+    bt_mode = getattr(q, "bt_mode", None)
+    if bt_mode is not None:
+        plan.truncate = q._truncate
+        plan.bt = (bt_mode, q._skew())
+    if getattr(q, "paper_code", False):
+        plan.paper, plan.lo_s, plan.hi_s = True, lo_s.detach(), hi_s.detach()
+        return FusedQuantMessage.apply(x, w, s.detach(), q.alpha, plan)
+    return FusedQuantMessage.apply(x, w, s, None, plan)
