@@ -182,6 +182,10 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
                      upd_on, upd_m, upd_n, upd_z, upd_qmin, upd_qmax, block, pack_bits, pack_off):
     """One propagation step on packed feature rows (no message requantization).
 
+    Rows of the common case (INT2/INT4 features of three or more bytes, weight zero point 0,
+    a weight sum that proves no uint16 lane can wrap and no saturation, non-negative shifts)
+    go through :func:`_tight_rows`; every other row through :func:`_general_rows`.
+
     Parameters
     ----------
     indptr : int64 (N + 1,)
@@ -224,6 +228,122 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
     """
     n_rows = indptr.shape[0] - 1
     nb_bytes = xb.shape[1]
+    pack_per = 8 // pack_bits if pack_bits > 0 else 1
+    out_bytes = (n_feat + pack_per - 1) // pack_per if pack_bits > 0 else 0
+    y = np.empty((0 if pack_bits > 0 else n_rows, n_feat), dtype=np.int16)
+    yb = np.empty((n_rows if pack_bits > 0 else 0, out_bytes), dtype=np.uint8)
+    sats = np.zeros(n_rows, dtype=np.int64)
+    lim = acc_hi if acc_hi < -acc_lo else -acc_lo
+    tight = (w_zero == 0 and (bits == 2 or bits == 4) and nb_bytes > 2 and out_n >= 0
+             and (upd_n >= 0 or not upd_on) and (pack_bits == 0 or pack_bits == bits))
+    if tight:
+        todo = _tight_rows(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
+                           out_m, out_n, out_z, out_qmin, out_qmax,
+                           upd_on, upd_m, upd_n, upd_z, upd_qmin, upd_qmax, block, pack_bits,
+                           pack_off, y, yb)
+        rows = np.flatnonzero(todo)
+    else:
+        rows = np.arange(n_rows)
+    if rows.shape[0] > 0:
+        _general_rows(rows, indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, acc_lo,
+                      acc_hi, out_m, out_n, out_z, out_qmin, out_qmax, upd_on, upd_m, upd_n,
+                      upd_z, upd_qmin, upd_qmax, block, pack_bits, pack_off, y, yb, sats)
+    return y, yb, sats
+
+
+@njit(cache=True, parallel=True)
+def _tight_rows(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
+                out_m, out_n, out_z, out_qmin, out_qmax,
+                upd_on, upd_m, upd_n, upd_z, upd_qmin, upd_qmax, block, pack_bits, pack_off,
+                y, yb):
+    """The common case of :func:`aggregate_planes` (INT2/INT4, weight zero point 0), written
+    as one small loop nest so that LLVM vectorises it: each row is accumulated in a
+    ``(planes, B)`` uint16 array with constant shifts and masks per plane and no checks in the
+    edge loop, then requantized and written (packed straight from the planes).  The weight
+    sum ``S_w`` is summed on the way; a row whose ``S_w`` could have wrapped a lane
+    (``S_w > 65535 // umax``) or whose bound ``S_w * x_cmax`` exceeds the accumulator is
+    not written and is flagged for :func:`_general_rows`.  Returns bool (N,) flags.
+    """
+    n_rows = indptr.shape[0] - 1
+    nb = xb.shape[1]
+    planes = 8 // bits
+    budget16 = np.int64(65535 // ((1 << bits) - 1))
+    half_out = (np.int64(1) << (out_n - 1)) if out_n > 0 else np.int64(0)
+    half_upd = (np.int64(1) << (upd_n - 1)) if upd_n > 0 else np.int64(0)
+    last_lanes = n_feat - (nb - 1) * planes  # valid lanes in the last byte
+    todo = np.zeros(n_rows, dtype=np.bool_)
+    n_blocks = (n_rows + block - 1) // block
+    for b in prange(n_blocks):
+        acc = np.zeros((planes, nb), dtype=np.uint16)
+        r = np.zeros((planes, nb), dtype=np.int64)
+        for i in range(b * block, min(n_rows, (b + 1) * block)):
+            start = indptr[i]
+            end = indptr[i + 1]
+            for p in range(planes):
+                for k in range(nb):
+                    acc[p, k] = 0
+            s_w = np.int64(0)
+            if bits == 2:
+                for e in range(start, end):
+                    src = indices[e]
+                    s_w += np.int64(w[e])
+                    wv = np.uint16(w[e])
+                    for k in range(nb):
+                        v = np.uint16(xb[src, k])
+                        acc[0, k] += (v & np.uint16(3)) * wv
+                        acc[1, k] += ((v >> np.uint16(2)) & np.uint16(3)) * wv
+                        acc[2, k] += ((v >> np.uint16(4)) & np.uint16(3)) * wv
+                        acc[3, k] += (v >> np.uint16(6)) * wv
+            else:
+                for e in range(start, end):
+                    src = indices[e]
+                    s_w += np.int64(w[e])
+                    wv = np.uint16(w[e])
+                    for k in range(nb):
+                        v = np.uint16(xb[src, k])
+                        acc[0, k] += (v & np.uint16(15)) * wv
+                        acc[1, k] += (v >> np.uint16(4)) * wv
+            if s_w > budget16 or s_w * x_cmax > lim:
+                todo[i] = True
+                continue
+            # sum_e (u - z_u) w_e = T - z_u S_w; requantize (and update-requantize) per lane
+            corr = half_out - z_u * s_w * out_m
+            for p in range(planes):
+                for k in range(nb):
+                    q = ((np.int64(acc[p, k]) * out_m + corr) >> out_n) + out_z
+                    r[p, k] = min(max(q, out_qmin), out_qmax)
+            if upd_on:
+                corr_u = half_upd - out_z * upd_m
+                for p in range(planes):
+                    for k in range(nb):
+                        q = ((r[p, k] * upd_m + corr_u) >> upd_n) + upd_z
+                        r[p, k] = min(max(q, upd_qmin), upd_qmax)
+            if pack_bits == 0:
+                for k in range(nb):
+                    for p in range(planes):
+                        if k * planes + p < n_feat:
+                            y[i, k * planes + p] = r[p, k]
+            else:  # lane k * P + p is plane p of byte k: pack straight from the planes
+                for k in range(nb):
+                    q = r[0, k] + pack_off
+                    for p in range(1, planes):
+                        q |= (r[p, k] + pack_off) << (p * bits)
+                    yb[i, k] = np.uint8(q)
+                if last_lanes < planes:
+                    yb[i, nb - 1] &= np.uint8((1 << (last_lanes * bits)) - 1)
+    return todo
+
+
+@njit(cache=True, parallel=True)
+def _general_rows(rows, indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, acc_lo, acc_hi,
+                  out_m, out_n, out_z, out_qmin, out_qmax, upd_on, upd_m, upd_n, upd_z, upd_qmin,
+                  upd_qmax, block, pack_bits, pack_off, y, yb, sats):
+    """Rows ``rows`` of :func:`aggregate_planes` in general: every width and weight zero
+    point, flushes of the narrow lanes for long rows, SWAR for one- and two-byte rows, and
+    the exact edge-by-edge path with clamping for rows that may saturate.  Writes ``y`` or
+    ``yb`` and ``sats`` in place."""
+    n_rows = rows.shape[0]
+    nb_bytes = xb.shape[1]
     planes = 8 // bits
     n_lanes = planes * nb_bytes
     mask = np.uint32((1 << bits) - 1)
@@ -246,9 +366,6 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
     pack_per = 8 // pack_bits if pack_bits > 0 else 1
     out_bytes = (n_feat + pack_per - 1) // pack_per if pack_bits > 0 else 0
     last_lanes = n_feat - (out_bytes - 1) * pack_per  # valid lanes in the last output byte
-    y = np.empty((0 if pack_bits > 0 else n_rows, n_feat), dtype=np.int16)
-    yb = np.empty((n_rows if pack_bits > 0 else 0, out_bytes), dtype=np.uint8)
-    sats = np.zeros(n_rows, dtype=np.int64)
     n_blocks = (n_rows + block - 1) // block
     for b in prange(n_blocks):
         acc16 = np.zeros(n_lanes, dtype=np.uint16)
@@ -257,7 +374,8 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
         totu = np.zeros(n_lanes, dtype=np.int64)
         r = np.zeros(n_lanes, dtype=np.int64)  # output codes in plane order
         a2 = acc16.reshape((planes, nb_bytes))
-        for i in range(b * block, min(n_rows, (b + 1) * block)):
+        for ri in range(b * block, min(n_rows, (b + 1) * block)):
+            i = rows[ri]
             start = indptr[i]
             end = indptr[i + 1]
             bound = np.int64(0)
@@ -454,7 +572,6 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
                 for l in range(n_feat):
                     yb[i, l // pack_per] |= np.uint8(
                         (r[jmap[l]] + pack_off) << ((l % pack_per) * pack_bits))
-    return y, yb, sats
 
 
 @njit(cache=True, parallel=True)
