@@ -175,7 +175,13 @@ def _round_(v: torch.Tensor, rounding: Rounding) -> torch.Tensor:
 
 
 def _nonzero_flat(t: torch.Tensor) -> torch.Tensor:
-    """Flat positions of the non-zero entries of ``t`` (int64, 1-D)."""
+    """Flat positions of the non-zero entries of ``t`` (int64, 1-D).
+
+    Through a bool copy: ``nonzero`` on bool is about twice as fast as on float32, and the
+    float -> bool conversion is a cheap vectorised pass.
+    """
+    if t.dtype != torch.bool:
+        t = t.to(torch.bool)
     return torch.nonzero(t.view(-1)).view(-1)
 
 
@@ -224,24 +230,26 @@ class FusedQuantMessage(torch.autograd.Function):
         c = x.shape[1]
         if need_w:
             gm = g.index_select(0, plan.dst)
-            gm.view(-1)[cut] = 0.0
+            gm.view(-1).index_fill_(0, cut, 0.0)
             gw = (gm * x.index_select(0, plan.src)).sum(dim=1)
         if need_x:
             direct = (plan.transposed is None
                       or cut.numel() > _DIRECT_FRACTION * plan.src.numel() * c)
             if direct:
                 gm = g.index_select(0, plan.dst)
-                gm.view(-1)[cut] = 0.0
+                gm.view(-1).index_fill_(0, cut, 0.0)
                 gx = torch.zeros_like(x).index_add_(0, plan.src, gm.mul_(w.unsqueeze(-1)))
             else:
                 at = _transposed(w, *plan.transposed, plan.num_nodes)
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
                     gx = torch.sparse.mm(at, g)
-                if cut.numel():
-                    ed, ch = cut // c, cut % c
-                    corr = w[ed] * g[plan.dst[ed], ch]
-                    gx.index_put_((plan.src[ed], ch), corr.neg_(), accumulate=True)
+                if cut.numel():   # flat 1-D index ops: cheaper than 2-D advanced indexing
+                    ed = torch.div(cut, c, rounding_mode="floor")
+                    ch = cut - ed * c
+                    corr = g.view(-1).index_select(0, plan.dst.index_select(0, ed).mul_(c).add_(ch))
+                    corr.mul_(w.index_select(0, ed)).neg_()
+                    gx.view(-1).index_add_(0, plan.src.index_select(0, ed).mul_(c).add_(ch), corr)
         return gx, gw, gs, ga, None
 
 
@@ -267,8 +275,8 @@ def _forward_clip(a: torch.Tensor, s: torch.Tensor, plan: _Plan, need_x: bool,
     q.sub_(zt)                                         # q - z
     coef = None
     if need_p:
-        r = torch.sub(q, u, out=v)                     # (q - z) - u inside the clip range
-        r.view(-1)[cut] = q.view(-1)[cut]              # (q - z) where clipped
+        u.view(-1).index_fill_(0, cut, 0.0)            # k * u
+        r = torch.sub(q, u, out=v)                     # (q - z) - k * u
         coef = plan.aggregate(r, plan.dst, plan.ptr, plan.num_nodes)
     out = plan.aggregate(q.mul_(s), plan.dst, plan.ptr, plan.num_nodes)
     return out, cut, coef
@@ -299,7 +307,7 @@ def _forward_paper(a: torch.Tensor, s: torch.Tensor, plan: _Plan, need_x: bool,
         if bt_mode is not None:
             qt.add_(skew).div_(BT_STEP).round_().mul_(BT_STEP)
         r = torch.sub(q.round(), qt, out=a)            # round(q) - q~
-        r.view(-1)[cut] = 0.0
+        r.view(-1).index_fill_(0, cut, 0.0)
         coef = plan.aggregate(r, plan.dst, plan.ptr, plan.num_nodes)
     out = plan.aggregate(xh, plan.dst, plan.ptr, plan.num_nodes)
     return out, cut, coef
@@ -317,16 +325,17 @@ def _prepare(q: FakeQuantizer, m: torch.Tensor) -> tuple[torch.Tensor, int, torc
     lo, hi = torch.aminmax(m)
     if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
         torch_ops.check_finite(m)
+    ends = torch.stack([lo, hi])   # the range update reads only min and max: same values
     first = not bool(q.initialized)
     if first:
-        q._update_range(m)
+        q._update_range(ends)
         q._on_first_call(m)
         q.initialized.fill_(True)
     if q.training:
         q.calls += 1
         if not first:
             q._on_training_call(m)
-            q._update_range(m)
+            q._update_range(ends)
     lo_s, hi_s = q._scaled_range_t()
     s, z = q._scale_zero_t(lo_s, hi_s, q.code_spec)
     return s, z, lo_s, hi_s
