@@ -34,6 +34,8 @@ TABLE_ROWS = [("FP32", "32", "none"), ("INT8", "8", "none"), ("INT4", "4", "none
 #: paper-notes section 4 pass bands (test accuracy, %)
 TARGETS = {"FP32": 81.3, "INT8": 80.6, "INT4": 79.5, "INT2": 70.3, "INT2-BT": 72.6, "INT2-BT*": 74.8}
 DEPTHS = (2, 4, 8, 16, 32, 64)
+#: alternating runs of each model in the scale measurement (each keeps its fastest epoch)
+SCALE_REPEATS = 3
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +91,14 @@ def scale(dataset: str, data_root: str | None, epochs: int) -> None:
     """SMP INT4 vs FP32 PyG APPNP on one large graph: seconds per epoch and peak memory.
 
     Each measurement runs in its own subprocess (``python -m training.experiments
-    _scale_one``) so that peak RSS (``ru_maxrss``) belongs to one model only.
+    _scale_one``) so that peak RSS (``ru_maxrss``) belongs to one model only.  The three
+    models run in turn, three times over, and each keeps its fastest epoch: on a shared
+    machine the minimum is the least disturbed measurement, and alternating spreads any
+    background load over all three.
     """
     rows: dict = {}
     kinds = ("smp-int4", "pyg-appnp-fp32", "smp-int4-msgq")
-    for rep in range(2):  # alternate the models, keep each one's fastest epoch (shared machine)
+    for rep in range(SCALE_REPEATS):
         for kind in kinds:
             cmd = [sys.executable, "-m", "training.experiments", "_scale_one", kind, "--dataset", dataset,
                    "--epochs", str(epochs)] + (["--data-root", data_root] if data_root else [])
@@ -103,6 +108,10 @@ def scale(dataset: str, data_root: str | None, epochs: int) -> None:
                 r["sec_per_epoch"] = min(r["sec_per_epoch"], rows[kind]["sec_per_epoch"])
                 r["peak_rss_mib"] = max(r["peak_rss_mib"], rows[kind]["peak_rss_mib"])
                 r["first_epoch_sec"] = min(r["first_epoch_sec"], rows[kind]["first_epoch_sec"])
+                r["load_avg_1min"] = rows[kind]["load_avg_1min"] + [r["load_avg_1min"]]
+            else:
+                r["load_avg_1min"] = [r["load_avg_1min"]]
+            r["repeats"] = rep + 1
             rows[kind] = r
     for k in ("smp-int4", "smp-int4-msgq"):
         rows[k]["ratio_time"] = rows[k]["sec_per_epoch"] / rows["pyg-appnp-fp32"]["sec_per_epoch"]
@@ -160,7 +169,8 @@ def _scale_one(kind: str, dataset: str, data_root: str | None, epochs: int) -> N
     steady = min(times[1:]) if len(times) > 1 else times[0]
     print(json.dumps({"kind": kind, "dataset": d.name, "num_nodes": d.num_nodes, "num_edges": d.num_edges,
                       "epochs": epochs, "sec_per_epoch": steady, "first_epoch_sec": times[0],
-                      "peak_rss_mib": peak, "rss_before_model_mib": base_rss}))
+                      "peak_rss_mib": peak, "rss_before_model_mib": base_rss,
+                      "load_avg_1min": os.getloadavg()[0]}))
 
 
 # ---------------------------------------------------------------------------------------
@@ -216,10 +226,17 @@ def render() -> None:
         s = json.loads(p.read_text())
         b = s["pyg-appnp-fp32"]
         lines += [f"## Scale: {b['dataset']} ({b['num_nodes']} nodes, {b['num_edges']} edges), one thread",
-                  "", "Training epoch (forward + backward + Adam step): the fastest epoch after the first, over two",
+                  "", "Training epoch (forward + backward + Adam step): the fastest epoch after the first, over "
+                  f"{b.get('repeats', 2)}",
                   "alternating runs of each model (the machine is shared, so the minimum is the least disturbed);",
-                  "peak RSS of a process that trains only that model (`ru_maxrss`).", "",
-                  "| model | s / epoch | first epoch (s) | peak RSS (MiB) | time ratio | memory ratio |",
+                  "peak RSS of a process that trains only that model (`ru_maxrss`).  The per-edge message path",
+                  "is `training/fused_message.py` (same forward values as PyG's per-edge hooks, compact backward).",
+                  ""]
+        if b.get("load_avg_1min"):
+            loads = [v for k in s if isinstance(s[k], dict) for v in s[k].get("load_avg_1min", [])]
+            lines += [f"Machine load (1-minute average) during the runs: {min(loads):.1f} to {max(loads):.1f} "
+                      f"on {os.cpu_count()} cores.", ""]
+        lines += ["| model | s / epoch | first epoch (s) | peak RSS (MiB) | time ratio | memory ratio |",
                   "|---|---|---|---|---|---|"]
         for k, label in (("smp-int4", "SMP INT4, K=10, message stage not quantized (fused SpMM)"),
                          ("smp-int4-msgq", "SMP INT4, K=10, per-edge message quantization (paper)")):

@@ -156,6 +156,7 @@ class _Plan:
     lo_s: torch.Tensor | None = None
     hi_s: torch.Tensor | None = None
     grad: bool = True                  # autograd is recording (else skip backward bookkeeping)
+    ends: tuple | None = None          # (min, max) of the messages, 0-d tensors
     message: torch.Tensor | None = None  # the forward's (E, C) messages, consumed in place
 
 
@@ -253,6 +254,15 @@ class FusedQuantMessage(torch.autograd.Function):
         return gx, gw, gs, ga, None
 
 
+def _inside(ends: tuple[torch.Tensor, torch.Tensor], s: torch.Tensor, zt: torch.Tensor,
+            spec: QuantSpec) -> bool:
+    """Whether no message is clipped: ``m / s + z`` is monotone in ``m`` (``s > 0``, each
+    float32 operation rounds monotonically), so the smallest and largest message bound every
+    ``v``."""
+    lo, hi = ends
+    return bool(lo / s + zt >= spec.qmin) and bool(hi / s + zt <= spec.qmax)
+
+
 def _forward_clip(a: torch.Tensor, s: torch.Tensor, plan: _Plan, need_x: bool,
                   need_p: bool):
     """Forward of ``FakeQuantizer._fake`` (clamp, round, truncate) on messages ``a`` (E, C).
@@ -268,7 +278,10 @@ def _forward_clip(a: torch.Tensor, s: torch.Tensor, plan: _Plan, need_x: bool,
     torch.clamp(v, spec.qmin, spec.qmax, out=q)
     cut = None
     if need_x or need_p:
-        cut = _nonzero_flat(v.sub_(q))                 # v != clamp(v): outside [qmin, qmax]
+        if plan.ends is not None and _inside(plan.ends, s, zt, spec):
+            cut = torch.empty(0, dtype=torch.int64, device=a.device)
+        else:
+            cut = _nonzero_flat(v.sub_(q))             # v != clamp(v): outside [qmin, qmax]
     _round_(q, spec.rounding)
     if plan.truncate is not None:
         q.copy_(plan.truncate(q))
@@ -314,18 +327,20 @@ def _forward_paper(a: torch.Tensor, s: torch.Tensor, plan: _Plan, need_x: bool,
 
 
 def _prepare(q: FakeQuantizer, m: torch.Tensor) -> tuple[torch.Tensor, int, torch.Tensor,
-                                                         torch.Tensor]:
+                                                         torch.Tensor, tuple]:
     """The bookkeeping of ``FakeQuantizer.forward`` on the messages ``m`` (E, C).
 
     Finiteness check, range tracking, first-call alpha initialisation, call counter, in the
-    same order; returns ``(s, z, lo_s, hi_s)`` with ``s`` differentiable in alpha.  The
-    finiteness check looks at the minimum and maximum first (NaN and infinities reach them)
+    same order; returns ``(s, z, lo_s, hi_s, (min m, max m))`` with ``s`` differentiable
+    in alpha.  The range update is given the two-element tensor ``[min m, max m]``: it reads
+    only the minimum and maximum, so the stored range is the same without two more scans of
+    the (E, C) tensor.  The finiteness check looks at the minimum and maximum first (NaN and infinities reach them)
     and scans the whole tensor, for the error message, only when one is not finite.
     """
     lo, hi = torch.aminmax(m)
     if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
         torch_ops.check_finite(m)
-    ends = torch.stack([lo, hi])   # the range update reads only min and max: same values
+    ends = torch.stack([lo, hi])
     first = not bool(q.initialized)
     if first:
         q._update_range(ends)
@@ -338,7 +353,7 @@ def _prepare(q: FakeQuantizer, m: torch.Tensor) -> tuple[torch.Tensor, int, torc
             q._update_range(ends)
     lo_s, hi_s = q._scaled_range_t()
     s, z = q._scale_zero_t(lo_s, hi_s, q.code_spec)
-    return s, z, lo_s, hi_s
+    return s, z, lo_s, hi_s, (lo, hi)
 
 
 def quantized_message_sum(q: FakeQuantizer, x: torch.Tensor, w: torch.Tensor,
@@ -376,7 +391,7 @@ def quantized_message_sum(q: FakeQuantizer, x: torch.Tensor, w: torch.Tensor,
                  transposed=transposed, grad=torch.is_grad_enabled(), message=m)
     if not q.enabled:
         return FusedQuantMessage.apply(x, w, x.new_ones(()), None, plan)
-    s, z, lo_s, hi_s = _prepare(q, m)
+    s, z, lo_s, hi_s, plan.ends = _prepare(q, m)
     plan.spec, plan.z = q.code_spec, z
     bt_mode = getattr(q, "bt_mode", None)
     if bt_mode is not None:

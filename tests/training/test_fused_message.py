@@ -234,3 +234,20 @@ def test_workspace_reuse_does_not_leak_between_calls():
     assert torch.equal(y2, b2(x2, g2, g2.edge_weight))
     assert np.isfinite(y1.detach().numpy()).all()
     assert fused_message.FUSABLE
+
+
+def test_no_clipping_skips_the_scan(monkeypatch):
+    """With a range wider than every message (alpha > 1) the clip positions are known to be
+    empty from the minimum and maximum alone; gradients still match."""
+    scans = []
+    real = fused_message._nonzero_flat
+    monkeypatch.setattr(fused_message, "_nonzero_flat", lambda t: scans.append(1) or real(t))
+    g = build_prop_graph(random_edges(4), 40)
+    a, b = _pair("qlr", 4, {})
+    x = torch.randn(40, 3, generator=torch.Generator().manual_seed(4))
+    _check_step(a, b, g, x, g.edge_weight, 0)
+    for m in (a, b):
+        m.q_msg.alpha.data.fill_(1.5)
+    scans.clear()
+    _check_step(a, b, g, x, g.edge_weight, 1)
+    assert not scans
