@@ -71,6 +71,11 @@ class ModelConfig:
     warm_start : bool
         SMP (correct mode): start each training forward's multiplier and slack from where the
         previous one ended, instead of ``lambda_init`` every forward.
+    alpha_reinit : int or None
+        Re-run every quantizer's alpha grid search every ``alpha_reinit`` training forwards
+        (epochs), on that forward's tensor; ``None``: only at the first call.  The published
+        code does this on CiteSeer (every 100 quantizer calls, about 50 epochs); see
+        :func:`paper_defaults`.
     """
 
     model: str = "smp"
@@ -93,6 +98,7 @@ class ModelConfig:
     emp_lambda2: float = 9.0
     paper_code: bool = False
     warm_start: bool = False
+    alpha_reinit: int | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -113,6 +119,10 @@ class ModelConfig:
             raise invalid("mult_bits", self.mult_bits, "an int in 2..31")
         if self.bt is not None and self.bits != 2:
             raise invalid("bits", self.bits, f"2 when bt={self.bt!r}")
+        if self.alpha_reinit is not None and (isinstance(self.alpha_reinit, bool)
+                                              or not isinstance(self.alpha_reinit, int)
+                                              or self.alpha_reinit < 1):
+            raise invalid("alpha_reinit", self.alpha_reinit, "an int >= 1 or None")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -148,14 +158,27 @@ class TrainConfig:
         return d
 
 
-def paper_defaults(model: str, bits: int | None, bt: str | None) -> dict:
+#: epochs between alpha grid searches (the published code's 100 quantizer calls on CiteSeer)
+ALPHA_REINIT_EPOCHS = 50
+
+
+def paper_defaults(model: str, bits: int | None, bt: str | None, *, paper_code: bool = False,
+                   dataset: str | None = None) -> dict:
     """Per-configuration hyper-parameters of the published README commands (Cora).
 
     Returns keys ``dropout``, ``alpha_c`` (SMP), ``lr``, ``weight_decay``, ``lr_alpha``,
-    ``weight_decay_alpha``.
+    ``weight_decay_alpha`` and ``alpha_reinit``.
+
+    ``alpha_reinit`` is :data:`ALPHA_REINIT_EPOCHS` in the corrected mode, on every dataset.
+    With the corrected alpha gradient and the paper's ``lr_alpha = 1e-4``, Adam moves alpha by
+    at most about 0.02 in 200 epochs, so without a new grid search every range keeps the
+    multiplier found on the *untrained* network's first tensors (docs/training.md, INT2
+    findings).  In ``paper_code`` mode it follows the published code: CiteSeer only.
     """
     d = {"dropout": 0.5, "alpha_c": 1e-5, "lr": 0.01, "weight_decay": 1e-5, "lr_alpha": 1e-4,
-         "weight_decay_alpha": 1e-5}
+         "weight_decay_alpha": 1e-5, "alpha_reinit": ALPHA_REINIT_EPOCHS}
+    if paper_code and (dataset or "").lower() != "citeseer":
+        d["alpha_reinit"] = None
     if bits is None:
         d.update(dropout=0.8, alpha_c=0.1)
     elif bits >= 8:

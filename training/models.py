@@ -40,7 +40,8 @@ from training.quantizer_factory import QuantizerFactory
 
 def make_factory(cfg: ModelConfig) -> QuantizerFactory:
     return QuantizerFactory(bits=cfg.bits, bt=cfg.bt, edge_bits=cfg.edge_bits,
-                            comb_bits=cfg.comb_bits, paper_code=cfg.paper_code)
+                            comb_bits=cfg.comb_bits, paper_code=cfg.paper_code,
+                            alpha_reinit=cfg.alpha_reinit)
 
 
 def build_model(cfg: ModelConfig, in_features: int, num_classes: int) -> nn.Module:

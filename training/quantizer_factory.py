@@ -55,6 +55,8 @@ class QuantizerFactory:
         Widths of the ``edge`` and ``comb`` roles.
     paper_code : bool
         Published-code compatibility: its QLR backward pass and shared alphas.
+    alpha_reinit : int or None
+        Every quantizer re-runs its alpha grid search every ``alpha_reinit`` training calls.
     """
 
     bits: int | None
@@ -62,6 +64,7 @@ class QuantizerFactory:
     edge_bits: int = 8
     comb_bits: int = 8
     paper_code: bool = False
+    alpha_reinit: int | None = None
     _shared: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -85,9 +88,10 @@ class QuantizerFactory:
             if share not in self._shared:
                 self._shared[share] = nn.Parameter(torch.ones(()))
             alpha = self._shared[share]
+        kw = {"paper_code": self.paper_code, "alpha": alpha, "reinit_every": self.alpha_reinit}
         if role == "edge":
-            return QLRQuantizer(self.edge_bits, paper_code=self.paper_code, alpha=alpha)
+            return QLRQuantizer(self.edge_bits, **kw)
         if role == "comb":
-            return QLRQuantizer(self.comb_bits, paper_code=self.paper_code, alpha=alpha)
+            return QLRQuantizer(self.comb_bits, **kw)
         bt = None if role == "inner" else self.bt
-        return QLRQuantizer(self.bits, bt_mode=bt, paper_code=self.paper_code, alpha=alpha)
+        return QLRQuantizer(self.bits, bt_mode=bt, **kw)

@@ -49,6 +49,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--mult-bits", type=int, default=16)
     m.add_argument("--no-msg-quant", action="store_true", help="do not quantize per-edge messages")
     m.add_argument("--no-upd-quant", action="store_true", help="do not quantize the update stage")
+    m.add_argument("--alpha-reinit", type=int, default=None,
+                   help="re-run the alpha grid search every N epochs (0: never; default 50, "
+                        "with --paper-code only on CiteSeer as the published code)")
     m.add_argument("--paper-code", action="store_true",
                    help="reproduce the published code's behaviour (labelled as such in the outputs)")
     t = parser.add_argument_group("training")
@@ -102,14 +105,17 @@ def run(args) -> int:
         "num_nodes": args.synthetic_nodes, "num_classes": args.synthetic_classes,
         "num_features": args.synthetic_features, "avg_degree": args.synthetic_degree,
         "homophily": args.synthetic_homophily, "seed": args.synthetic_seed})
-    pd = paper_defaults(args.model, bits, bt)
+    pd = paper_defaults(args.model, bits, bt, paper_code=args.paper_code, dataset=data.name)
+    if args.alpha_reinit is not None and args.alpha_reinit < 0:
+        raise CLIError(f"--alpha-reinit must be >= 0, not {args.alpha_reinit}")
+    reinit = pd["alpha_reinit"] if args.alpha_reinit is None else (args.alpha_reinit or None)
     layers = args.layers if args.layers is not None else (2 if args.model == "gcn" else 10)
     mcfg = ModelConfig(model=args.model, bits=bits, bt=bt, layers=layers, hidden=args.hidden,
                        dropout=pd["dropout"] if args.dropout is None else args.dropout,
                        alpha_c=pd["alpha_c"] if args.alpha_c is None else args.alpha_c,
                        edge_bits=args.edge_bits, comb_bits=args.comb_bits, mult_bits=args.mult_bits,
                        msg_quant=not args.no_msg_quant, upd_quant=not args.no_upd_quant,
-                       paper_code=args.paper_code)
+                       paper_code=args.paper_code, alpha_reinit=reinit)
     tcfg = TrainConfig(epochs=args.epochs,
                        lr=pd["lr"] if args.lr is None else args.lr,
                        weight_decay=pd["weight_decay"] if args.weight_decay is None else args.weight_decay,
