@@ -131,6 +131,8 @@ def run(num_nodes: int = 100_000, num_edges: int = 1_000_000, num_features: int 
         "graph": {"kind": kind, "seed": seed, "num_nodes": num_nodes, "num_edges": g.num_edges,
                   "num_features": num_features, "degree": stats},
         "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "threads": threads,
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+                    "load_average_start": list(os.getloadavg()),
                     "numba": numba.__version__, "numpy": np.__version__,
                     "torch": _torch_version()},
         "repeats": repeats,
@@ -162,8 +164,10 @@ def run(num_nodes: int = 100_000, num_edges: int = 1_000_000, num_features: int 
                      "out_bytes": timed.y.shape[1]}
         fns[f"int{b}"] = (lambda p=params, xw=xw, w8=w8: functional.aggregate_packed(
             g.indptr, ixc, w8, xw, num_features, p, block=block, validate=False, packed_out=True))
+    result["machine"]["numba_threading_layer"] = numba.threading_layer()
     say(f"timing: {repeats} interleaved rounds of torch FP32 and INT{'/'.join(map(str, bits))}")
     times = time_interleaved(fns, repeats)
+    result["machine"]["load_average_end"] = list(os.getloadavg())
     t_med = median(times["torch_fp32"])
     result["torch_fp32"] = {"median_s": t_med, "times_s": times["torch_fp32"],
                             "edges_per_s": g.num_edges / t_med,
@@ -189,7 +193,9 @@ def format_table(res: dict) -> str:
     g = res["graph"]
     lines = [f"graph: {g['kind']} N={g['num_nodes']} E={g['num_edges']} F={g['num_features']} "
              f"(max degree {g['degree']['max']}); machine: {res['machine']['cpu']}, "
-             f"{res['machine']['threads']} threads; {res['repeats']} repeats, medians",
+             f"{res['machine']['threads']} threads; {res['repeats']} interleaved repeats, medians; "
+             f"load average {res['machine']['load_average_start'][0]:.1f} -> "
+             f"{res['machine']['load_average_end'][0]:.1f}",
              f"{'kernel':<26}{'median ms':>11}{'Medges/s':>11}{'vs torch':>10}{'bit-exact':>11}"]
     t = res["torch_fp32"]
     lines.append(f"{'torch FP32 CSR SpMM':<26}{t['median_s'] * 1e3:>11.2f}{t['edges_per_s'] / 1e6:>11.1f}"

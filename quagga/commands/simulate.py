@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--graph-kind", default="uniform", choices=["uniform", "powerlaw"],
                         help="--bench: synthetic graph kind")
     parser.add_argument("--seed", type=int, default=0, help="--bench: graph seed")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="--bench: numba and torch threads (default 2)")
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -144,11 +147,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
+    # OpenMP threads that spin at barriers steal the CPU on a shared machine (docs/benchmarks.md)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from sim import bench_aggregation
 
+    if args.threads < 1:
+        raise CLIError(f"--threads must be at least 1, got {args.threads}")
     res = bench_aggregation.run(num_nodes=args.nodes, num_edges=args.edges,
                                 num_features=args.features, repeats=args.repeats,
-                                kind=args.graph_kind, seed=args.seed,
+                                kind=args.graph_kind, seed=args.seed, threads=args.threads,
                                 progress=lambda m: print(f"... {m}", flush=True))
     print(bench_aggregation.format_table(res))
     if args.out:
