@@ -57,7 +57,7 @@ from quant.quantizers import (FakeQuantizer, MinMaxObserverQuantizer, QLRQuantiz
 from quant.spec import QuantSpec, Rounding
 from quant.truncation import BT_STEP
 
-__all__ = ["FUSABLE", "FusedQuantMessage", "fusable", "quantized_message_sum"]
+__all__ = ["FUSABLE", "FusedQuantMessage", "fusable", "quantized_message_sum", "transposed_csr"]
 
 #: Quantizer classes whose forward this module reproduces (others take the unfused path).
 FUSABLE = (QLRQuantizer, SymmetricQuantizer, MinMaxObserverQuantizer)
@@ -90,46 +90,59 @@ def _workspace(slot: int, like: torch.Tensor, shape: tuple[int, ...]) -> torch.T
     return buf
 
 
+#: entries kept per cache name (a few graphs / edge-weight tensors alive at once)
+_CACHE_ENTRIES = 4
+
+
 def _cached(name: str, t: torch.Tensor, extra: tuple, build: Callable[[], torch.Tensor]
             ) -> torch.Tensor:
-    """``build()``, remembered (per thread, one entry per ``name``) for tensor ``t``.
+    """``build()``, remembered (per thread, the last few per ``name``) for tensor ``t``.
 
     The key is ``t``'s memory address, shape, strides and version counter plus ``extra``;
-    the entry holds a reference to ``t``, so the address cannot be reused by another tensor
+    an entry holds a reference to ``t``, so the address cannot be reused by another tensor
     while the entry lives, and an in-place change of ``t`` bumps its version.
     """
     key = (t.data_ptr(), tuple(t.shape), t.stride(), t.dtype, t.device, t._version) + extra
     cache = getattr(_local, "cache", None)
     if cache is None:
         cache = _local.cache = {}
-    hit = cache.get(name)
-    if hit is not None and hit[0] == key:
-        return hit[2]
+    entries = cache.setdefault(name, [])
+    for i, (k, _, value) in enumerate(entries):
+        if k == key:
+            entries.insert(0, entries.pop(i))
+            return value
     value = build()
-    cache[name] = (key, t, value)
+    entries.insert(0, (key, t, value))
+    del entries[_CACHE_ENTRIES:]
     return value
 
 
-def _transposed(w: torch.Tensor, t_indptr: torch.Tensor, t_indices: torch.Tensor,
-                t_perm: torch.Tensor, n: int) -> torch.Tensor:
-    """``A^T`` as a CSR tensor (rows = sources), for the last ``(w, t_perm)`` seen.
+def transposed_csr(w: torch.Tensor, t_indptr: torch.Tensor, t_indices: torch.Tensor,
+                   t_perm: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """``A^T`` as a torch CSR tensor (rows = sources) with values ``w[t_perm]``, cached.
 
-    Every propagation step of one model forward gets the same edge weights, so the permuted
-    values are built once per forward, not once per step.
+    ``w`` (E,) holds the edge values in canonical (destination-sorted) order and
+    ``(t_indptr, t_indices, t_perm)`` is the source-sorted structure of the same edges
+    (:class:`training.graph.PropGraph`).  Every propagation step of one model forward gets
+    the same edge-weight tensor, so the permuted values are gathered once per forward, not
+    once per step and backward pass.
     """
     def build():
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            return torch.sparse_csr_tensor(t_indptr, t_indices, w.index_select(0, t_perm), (n, n))
-    return _cached("transposed", w, (t_perm.data_ptr(), t_perm._version, n), build)
+            return torch.sparse_csr_tensor(t_indptr, t_indices, w.index_select(0, t_perm),
+                                           tuple(shape))
+    return _cached("transposed", w, (t_perm.data_ptr(), t_perm._version, tuple(shape)), build)
 
 
-def _flat_index(src: torch.Tensor, c: int) -> torch.Tensor:
-    """``src * c + arange(c)`` flattened (E * c,) int64: the positions of ``x[src]`` in
-    ``x.view(-1)``.  A 1-D gather with these is several times faster than ``index_select``
-    of (E, c) rows for small ``c``."""
-    return _cached("flat", src, (c,), lambda: (
-        src.unsqueeze(-1) * c + torch.arange(c, device=src.device)).view(-1))
+def _flat_index(src: torch.Tensor, c: int, n: int) -> torch.Tensor:
+    """``src * c + arange(c)`` flattened (E * c,): the positions of ``x[src]`` in
+    ``x.view(-1)`` for ``x`` of shape (n, c).  A 1-D gather with these is several times
+    faster than ``index_select`` of (E, c) rows for small ``c``; int32 when ``n * c`` fits
+    (half the index bytes to read)."""
+    dtype = torch.int32 if n * c < 2 ** 31 else torch.int64
+    return _cached("flat", src, (c, dtype), lambda: (
+        src.unsqueeze(-1) * c + torch.arange(c, device=src.device)).view(-1).to(dtype))
 
 
 def _expanded(w: torch.Tensor, c: int) -> torch.Tensor:
@@ -164,7 +177,8 @@ def _gather_message(x: torch.Tensor, w: torch.Tensor, src: torch.Tensor,
                     out: torch.Tensor) -> torch.Tensor:
     """``out = w[:, None] * x[src]`` (E, C), written into ``out`` (same float32 products)."""
     c = x.shape[1]
-    torch.index_select(x.contiguous().view(-1), 0, _flat_index(src, c), out=out.view(-1))
+    torch.index_select(x.contiguous().view(-1), 0, _flat_index(src, c, x.shape[0]),
+                       out=out.view(-1))
     return out.mul_(_expanded(w, c))
 
 
@@ -241,7 +255,7 @@ class FusedQuantMessage(torch.autograd.Function):
                 gm.view(-1).index_fill_(0, cut, 0.0)
                 gx = torch.zeros_like(x).index_add_(0, plan.src, gm.mul_(w.unsqueeze(-1)))
             else:
-                at = _transposed(w, *plan.transposed, plan.num_nodes)
+                at = transposed_csr(w, *plan.transposed, (x.shape[0], plan.num_nodes))
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
                     gx = torch.sparse.mm(at, g)

@@ -18,6 +18,7 @@ import torch
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from quant.model_ir import csr_from_edges
+from training.fused_message import transposed_csr
 
 
 @dataclass
@@ -124,8 +125,8 @@ class _CSRMatmul(torch.autograd.Function):
         gr = ctx.graph
         gw = gx = None
         if ctx.needs_input_grad[1]:
-            at = torch.sparse_csr_tensor(gr.t_indptr, gr.t_indices, w[gr.t_perm],
-                                         (x.shape[0], gr.num_nodes))
+            at = transposed_csr(  # cached: built once per edge-weight tensor, not per call
+                w, gr.t_indptr, gr.t_indices, gr.t_perm, (x.shape[0], gr.num_nodes))
             gx = torch.sparse.mm(at, g.contiguous())
         if ctx.needs_input_grad[0]:
             src, dst = gr.edge_index

@@ -102,8 +102,8 @@ def test_heavy_clipping_and_no_transpose(kind, bits, kw, monkeypatch):
     """Most messages clipped (the edge-by-edge input gradient) and a graph without the
     transposed structure (always edge by edge)."""
     calls = []
-    real = fused_message._transposed
-    monkeypatch.setattr(fused_message, "_transposed", lambda *a: calls.append(1) or real(*a))
+    real = fused_message.transposed_csr
+    monkeypatch.setattr(fused_message, "transposed_csr", lambda *a: calls.append(1) or real(*a))
     g = build_prop_graph(random_edges(3), 40)
     a, b = _pair(kind, bits, kw)
     x = torch.randn(40, 2, generator=torch.Generator().manual_seed(3))
