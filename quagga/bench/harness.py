@@ -144,7 +144,7 @@ def _aggregation(g: dict, csr: tuple, bits: tuple[int, ...], repeats: int, threa
         xb = functional.pack_operand(x, p.x_spec)
         cases[b] = (p, x, xb)
         fns[f"int{b}"] = (lambda p=p, xb=xb: functional.aggregate_packed(
-            indptr, ixc, w8, xb, features, p, validate=False))
+            indptr, ixc, w8, xb, features, p, validate=False, packed_out=True))
     say(f"aggregation F={features}: timing {', '.join(fns)} x {repeats} (interleaved)")
     with torch.inference_mode():
         times = time_interleaved(fns, repeats)
@@ -159,10 +159,14 @@ def _aggregation(g: dict, csr: tuple, bits: tuple[int, ...], repeats: int, threa
         rows = min(2000, n)
         er = int(indptr[rows])
         ref = aggregate_reference(indptr[:rows + 1], indices[:er], w_codes[:er], x, p)
+        timed = functional.aggregate_packed(indptr, ixc, w8, xb, features, p, validate=False,
+                                            packed_out=True)
         ok = bool(np.array_equal(r.y.astype(np.int32), exact.y) and r.saturations == exact.saturations
+                  and np.array_equal(timed.y, functional.pack_operand(exact.y, p.y_spec))
                   and np.array_equal(r.y[:rows].astype(np.int32), ref.y))
         med = median(times[f"int{b}"])
         ent = {"median_s": med, "times_s": times[f"int{b}"], "edges_per_s": e / med, "bit_exact": ok,
+               "output": f"packed INT{p.y_spec.bits} codes, uint8 (N, {timed.y.shape[1]})",
                "checked_against": ["sim.functional.aggregate (all rows)",
                                    f"quant.aggregate.aggregate_reference (first {rows} rows)"],
                "saturations": r.saturations, "acc_bits": p.acc_bits,
