@@ -251,3 +251,33 @@ def test_no_clipping_skips_the_scan(monkeypatch):
     scans.clear()
     _check_step(a, b, g, x, g.edge_weight, 1)
     assert not scans
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_message_ends_equal_scan(seed):
+    """Per-node extreme weights give the exact minimum and maximum message (any weight
+    signs, zero weights and features, nodes without out-edges)."""
+    gen = torch.Generator().manual_seed(seed)
+    g = build_prop_graph(random_edges(seed), 40)
+    src = g.edge_index[0]
+    w = g.edge_weight.clone()
+    if seed % 2:
+        w = torch.randn(w.shape, generator=gen)
+        w[::5] = 0.0
+    x = torch.randn(40, 3, generator=gen) * 10 ** float(seed - 3)
+    x[3] = 0.0
+    x[4, 1] = -0.0
+    m = w.unsqueeze(-1) * x[src]
+    lo, hi = fused_message._message_ends(x, w, (g.t_indptr, g.t_indices, g.t_perm))
+    assert torch.equal(lo, m.min()) and torch.equal(hi, m.max())
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 64, 1001])
+def test_nonzero_flat_equals_nonzero(n):
+    gen = torch.Generator().manual_seed(n)
+    t = torch.randn(n, generator=gen)
+    t[torch.rand(n, generator=gen) < 0.8] = 0.0
+    t[::9] = -0.0
+    for v in (t, t.view(-1, 1), t.to(torch.bool), t[1:] if n else t):
+        assert torch.equal(fused_message._nonzero_flat(v),
+                           torch.nonzero(v.reshape(-1)).view(-1))
