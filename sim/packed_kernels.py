@@ -450,7 +450,6 @@ def _general_rows(rows, indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zer
         tot = np.zeros(n_lanes, dtype=np.int64)
         totu = np.zeros(n_lanes, dtype=np.int64)
         r = np.zeros(n_lanes, dtype=np.int64)  # output codes in plane order
-        a2 = acc16.reshape((planes, nb_bytes))
         for ri in range(b * block, min(n_rows, (b + 1) * block)):
             i = rows[ri]
             start = indptr[i]
@@ -533,32 +532,6 @@ def _general_rows(rows, indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zer
                     _swar_flush(a0, tot, 0, nb_bytes, planes)
                     if nb_bytes == 2:
                         _swar_flush(a1, tot, 1, nb_bytes, planes)
-                elif s_w <= budget16 and (bits == 2 or bits == 4):
-                    # no uint16 lane can wrap in this row: one (planes, B) accumulator, no
-                    # checks in the edge loop, constant shifts per plane (vectorised)
-                    for p in range(planes):
-                        for k in range(nb_bytes):
-                            a2[p, k] = 0
-                    if bits == 2:
-                        for e in range(start, end):
-                            src = indices[e]
-                            wv = np.uint16(w[e])
-                            for k in range(nb_bytes):
-                                v = np.uint16(xb[src, k])
-                                a2[0, k] += (v & np.uint16(3)) * wv
-                                a2[1, k] += ((v >> np.uint16(2)) & np.uint16(3)) * wv
-                                a2[2, k] += ((v >> np.uint16(4)) & np.uint16(3)) * wv
-                                a2[3, k] += (v >> np.uint16(6)) * wv
-                    else:
-                        for e in range(start, end):
-                            src = indices[e]
-                            wv = np.uint16(w[e])
-                            for k in range(nb_bytes):
-                                v = np.uint16(xb[src, k])
-                                a2[0, k] += (v & np.uint16(15)) * wv
-                                a2[1, k] += (v >> np.uint16(4)) * wv
-                    for k in range(n_lanes):
-                        tot[k] = np.int64(acc16[k])
                 else:
                     for k in range(n_lanes):
                         tot[k] = 0
