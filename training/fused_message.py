@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from quant import torch_ops
 from quant.quantizers import (FakeQuantizer, MinMaxObserverQuantizer, QLRQuantizer,
@@ -236,6 +237,7 @@ class FusedQuantMessage(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g):  # noqa: D102
         x, w, cut, coef = ctx.saved_tensors
         plan: _Plan = ctx.plan

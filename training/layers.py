@@ -80,7 +80,7 @@ class QuantPropagate(MessagePassing):
     def forward(self, x: torch.Tensor, graph: PropGraph, edge_weight: torch.Tensor) -> torch.Tensor:
         """PyG's fused ``message_and_aggregate`` path on the sparse adjacency (no E x F tensor
         kept), or, with ``fused=False`` and a quantized message stage, per-edge messages."""
-        if self.q_msg is not None and not (self.fused and fusable(self.q_msg)):
+        if self.q_msg is not None and not (getattr(self, "fused", True) and fusable(self.q_msg)):
             return self.propagate(graph.edge_index, x=x, edge_weight=edge_weight, graph=graph)
         return self.propagate(graph.adj_t, x=x, edge_weight=edge_weight, graph=graph)
 
