@@ -311,7 +311,7 @@ def _forward_clip(a: torch.Tensor, s: torch.Tensor, plan: _Plan, need_x: bool,
     coef = None
     if need_p:
         u.view(-1).index_fill_(0, cut, 0.0)            # k * u
-        r = torch.sub(q, u, out=v)                     # (q - z) - k * u
+        r = torch.sub(q, u, out=u)                     # (q - z) - k * u, in place of u
         coef = plan.aggregate(r, plan.dst, plan.ptr, plan.num_nodes)
     out = plan.aggregate(q.mul_(s), plan.dst, plan.ptr, plan.num_nodes)
     return out, cut, coef
