@@ -53,7 +53,7 @@ from sim.kernels import requant_1, sat_add
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 __all__ = ["add_requant_i16", "aggregate_planes", "gemm_requant_i32", "pack_rows", "relu_i16",
-           "requant_exact_f32", "spmm_f32"]
+           "spmm_f32"]
 
 
 @njit(cache=True, inline="always")
@@ -716,22 +716,6 @@ def gemm_requant_i32(x, x_zero, wt, bias, m, n, z, qmin, qmax, block):
                         acc[j] += xv * wt[t, j]
             for j in range(c):
                 y[i, j] = requant_1(np.int64(acc[j]) + bias[j], m, n, z, qmin, qmax)
-    return y
-
-
-@njit(cache=True, parallel=True)
-def requant_exact_f32(acc, bias, m, n, z, qmin, qmax, block):
-    """``clamp(round_shift((int64(acc) + bias) * m, n) + z, qmin, qmax)`` over an (R, C)
-    float32 accumulator whose entries are exact integers (see
-    :meth:`sim.packed_model.PackedRunner` for the bound that makes an FP32 GEMM exact);
-    int16 out."""
-    rows, c = acc.shape
-    y = np.empty((rows, c), dtype=np.int16)
-    n_blocks = (rows + block - 1) // block
-    for b in prange(n_blocks):
-        for i in range(b * block, min(rows, (b + 1) * block)):
-            for j in range(c):
-                y[i, j] = requant_1(np.int64(acc[i, j]) + bias[j], m, n, z, qmin, qmax)
     return y
 
 

@@ -31,9 +31,6 @@ log = logging.getLogger(__name__)
 __all__ = ["PackedRunner"]
 
 _INT32_LIMIT = (1 << 31) - 1
-#: every integer of magnitude below 2**24 is a float32; a GEMM whose partial sums stay below
-#: it is exact in float32 in any summation order (so BLAS sgemm computes the integer GEMM)
-_F32_EXACT = 1 << 24
 #: Element-wise ops on fewer elements than this run on one thread: a parallel region costs
 #: a fork and a barrier, which on a shared, loaded machine can stall for a scheduler tick.
 SERIAL_ELEMENTS = 1 << 20
@@ -96,12 +93,11 @@ class PackedRunner:
                 w = np.asarray(model.tensors[op.weight]).astype(np.int64) - int(op.w_zero)
                 b = (np.asarray(model.tensors[op.bias]).astype(np.int64) if op.bias
                      else np.zeros(w.shape[0], np.int64))
-                self._linears[op.out] = (np.ascontiguousarray(w.T.astype(np.int32)), b,
-                                         np.ascontiguousarray(w.T.astype(np.float32)))
+                self._linears[op.out] = (np.ascontiguousarray(w.T.astype(np.int32)), b)
 
     # ------------------------------------------------------------------ ops
     def _linear(self, op: mi.LinearOp, xin: np.ndarray) -> np.ndarray:
-        wt, bias, wt_f = self._linears[op.out]
+        wt, bias = self._linears[op.out]
         rq = op.requant
         xmax = int(np.abs(xin.astype(np.int64) - op.x_zero).max()) if xin.size else 0
         wmax = int(np.abs(wt).max()) if wt.size else 0
@@ -113,15 +109,6 @@ class PackedRunner:
             acc = functional.linear(xin, op.x_zero, self.model.tensors[op.weight], op.w_zero,
                                     self.model.tensors[op.bias] if op.bias else None)
             return functional.requantize(acc, rq)
-        if wt.shape[0] * xmax * wmax < _F32_EXACT:
-            # |every partial sum| <= K * max|x - zx| * max|w - zw| < 2**24: BLAS sgemm is exact
-            xf = xin.astype(np.float32)
-            xf -= np.float32(op.x_zero)
-            acc = xf @ wt_f
-            with _threads_for(acc.size):
-                return packed_kernels.requant_exact_f32(acc, bias, rq.multiplier, rq.shift,
-                                                        rq.zero_point, rq.spec.qmin, rq.spec.qmax,
-                                                        self.block)
         with _threads_for(xin.shape[0] * wt.shape[0] * wt.shape[1] // 16):
             return packed_kernels.gemm_requant_i32(np.ascontiguousarray(xin), int(op.x_zero), wt,
                                                    bias, rq.multiplier, rq.shift, rq.zero_point,

@@ -95,19 +95,3 @@ def test_unknown_dataset_is_a_quant_error():
 
     with pytest.raises(QuantError, match="dataset"):
         harness.load_graph("nope")
-
-
-@pytest.mark.parametrize("f32_exact", [0, 1 << 24])
-def test_packed_runner_gemm_paths_agree(monkeypatch, f32_exact):
-    """The exact-FP32 (BLAS) GEMM path and the int32 numba GEMM give the reference's codes."""
-    import sim.packed_model as pm
-
-    monkeypatch.setattr(pm, "_F32_EXACT", f32_exact)
-    rng = np.random.default_rng(7)
-    n = 150
-    ei = np.stack([rng.integers(0, n, 900), rng.integers(0, n, 900)])
-    x = rng.random((n, 40)).astype(np.float32)
-    model, _, _, _ = smp_int_model(ei, x, 4, 8, seed=7, steps=2)
-    env, _ = PackedRunner(model).run(x)
-    for k, v in model.run(x).items():
-        assert np.array_equal(np.asarray(v).astype(np.int64), env[k].astype(np.int64)), k
