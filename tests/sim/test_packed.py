@@ -159,3 +159,72 @@ def test_packed_out_other_width(in_bits, out_bits, f):
     params = AggregationParams(xs, 0, QuantSpec(8), 0, acc_bits_required(in_bits, 8, e),
                                Requantizer(m, sh, 0 if not ys.signed else -1, ys))
     _check(indptr, indices, w, x, params, f)
+
+
+def _fuzz_case(seed: int):
+    """One seeded random propagation step for the packed kernel: any width and signedness,
+    1..80 features, hub rows long enough to fail the uint16 weight-sum check, empty rows,
+    self loops and duplicate edges, narrow (saturating) or safe accumulators, weight zero
+    points, update requantizers, positive, zero and negative shifts, outputs of any width."""
+    rng = np.random.default_rng(seed)
+    bits = int(rng.choice([1, 2, 4, 8], p=[0.1, 0.4, 0.35, 0.15]))
+    xs = QuantSpec(bits, signed=bool(rng.random() < 0.3))
+    n = int(rng.integers(2, 60))
+    f = int(rng.choice([1, 2, 3, 7, 8, 16, 33, 64, int(rng.integers(1, 81))]))
+    deg = rng.integers(0, 12, n)
+    deg[rng.random(n) < 0.15] = 0
+    if rng.random() < 0.4:
+        deg[int(rng.integers(0, n))] = int(rng.integers(100, 400))  # S_w past 65535 // umax
+    indptr = np.concatenate([[0], np.cumsum(deg)]).astype(np.int64)
+    e = int(indptr[-1])
+    indices = rng.integers(0, n, e)
+    if e and rng.random() < 0.5:
+        rows = np.repeat(np.arange(n), deg)
+        loops = rng.random(e) < 0.2
+        indices[loops] = rows[loops]  # self loops
+        indices[1::3] = indices[::3][:len(indices[1::3])]  # duplicates
+    w_bits = int(rng.choice([8, 8, 8, 4, 6]))
+    ws = QuantSpec(w_bits)
+    w = rng.integers(0, ws.qmax + 1, e)
+    if rng.random() < 0.3:
+        w[:] = ws.qmax
+    w_zero = 0 if rng.random() < 0.7 else int(rng.integers(0, ws.qmax + 1))
+    x_zero = int(rng.integers(xs.qmin, xs.qmax + 1))
+    x = rng.integers(xs.qmin, xs.qmax + 1, (n, f))
+    if rng.random() < 0.3:
+        x[:] = xs.qmax if rng.random() < 0.5 else xs.qmin
+    safe = acc_bits_required(bits, w_bits, max(1, int(deg.max(initial=1)))) + 1
+    acc = safe if rng.random() < 0.75 else int(rng.integers(max(bits + w_bits - 2, 4), safe + 1))
+    ys = QuantSpec(int(rng.choice([1, 2, 4, 8])), signed=bool(rng.random() < 0.3))
+    mean = max(1.0, float(deg.mean())) * (ws.qmax / 2) * (xs.levels / 2)
+    m, sh = derive_multiplier(float(rng.uniform(0.2, 4.0)) * ys.levels / (2 * mean), 16)
+    if rng.random() < 0.1:
+        m, sh = int(rng.integers(1, 4)), int(rng.integers(-2, 1))  # zero and negative shifts
+    out = Requantizer(m, sh, int(rng.integers(ys.qmin, ys.qmax + 1)), ys)
+    upd = None
+    if rng.random() < 0.4:
+        us = QuantSpec(int(rng.choice([2, 4, 8])), signed=bool(rng.random() < 0.3))
+        upd = Requantizer(*derive_multiplier(float(rng.uniform(0.3, 3.0)) * us.levels / ys.levels, 16),
+                          int(rng.integers(us.qmin, us.qmax + 1)), us)
+    return indptr, indices, w, x, AggregationParams(xs, x_zero, ws, w_zero, acc, out, upd=upd), f
+
+
+def _fuzz(seeds):
+    checked = 0
+    for seed in seeds:
+        indptr, indices, w, x, params, f = _fuzz_case(seed)
+        if not fn.packed_supported(params):
+            continue
+        _check(indptr, indices, w, x, params, f)
+        checked += 1
+    return checked
+
+
+def test_packed_fuzz_seeded_share():
+    """CI share of the packed-kernel fuzz (the full count runs with --runslow)."""
+    assert _fuzz(range(150)) >= 100
+
+
+@pytest.mark.slow
+def test_packed_fuzz_full():
+    assert _fuzz(range(150, 2150)) >= 1500
