@@ -259,7 +259,9 @@ def render() -> None:
         if b.get("load_avg_1min"):
             loads = [v for k in s if isinstance(s[k], dict) for v in s[k].get("load_avg_1min", [])]
             lines += [f"Machine load (1-minute average) during the runs: {min(loads):.1f} to {max(loads):.1f} "
-                      f"on {os.cpu_count()} cores.", ""]
+                      f"on {os.cpu_count()} cores.  CPU s / epoch is the process CPU time of an epoch",
+                      "(again the minimum): other processes inflate wall time by whatever share of a core they",
+                      "take, so on a loaded machine the CPU-time ratio is the steadier comparison.", ""]
         cpu = "cpu_sec_per_epoch" in b   # CPU seconds of the process: less sensitive to other load
         lines += ["| model | s / epoch | first epoch (s) | peak RSS (MiB) | time ratio | memory ratio |"
                   + (" CPU s / epoch | CPU time ratio |" if cpu else ""),
