@@ -258,17 +258,23 @@ def test_message_ends_equal_scan(seed):
     """Per-node extreme weights give the exact minimum and maximum message (any weight
     signs, zero weights and features, nodes without out-edges)."""
     gen = torch.Generator().manual_seed(seed)
-    g = build_prop_graph(random_edges(seed), 40)
-    src = g.edge_index[0]
-    w = g.edge_weight.clone()
-    if seed % 2:
-        w = torch.randn(w.shape, generator=gen)
+    if seed % 2:   # raw edges: node 39 and others have no out-edge, signed weights
+        ei = random_edges(seed)
+        t_indptr, t_indices, t_perm = (torch.from_numpy(a) for a in
+                                       model_ir.csr_from_edges(ei.numpy()[::-1].copy(), 40))
+        src = ei[0]
+        w = torch.randn(src.shape, generator=gen)
         w[::5] = 0.0
+    else:          # a propagation graph (every node has its self loop)
+        g = build_prop_graph(random_edges(seed), 40)
+        src, w = g.edge_index[0], g.edge_weight.clone()
+        t_indptr, t_indices, t_perm = g.t_indptr, g.t_indices, g.t_perm
     x = torch.randn(40, 3, generator=gen) * 10 ** float(seed - 3)
     x[3] = 0.0
     x[4, 1] = -0.0
+    x[39] = 1e30 if seed % 2 else x[39]   # never in a message when node 39 has no out-edge
     m = w.unsqueeze(-1) * x[src]
-    lo, hi = fused_message._message_ends(x, w, (g.t_indptr, g.t_indices, g.t_perm))
+    lo, hi = fused_message._message_ends(x, w, (t_indptr, t_indices, t_perm))
     assert torch.equal(lo, m.min()) and torch.equal(hi, m.max())
 
 
@@ -281,3 +287,18 @@ def test_nonzero_flat_equals_nonzero(n):
     for v in (t, t.view(-1, 1), t.to(torch.bool), t[1:] if n else t):
         assert torch.equal(fused_message._nonzero_flat(v),
                            torch.nonzero(v.reshape(-1)).view(-1))
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 4, 5, 8])
+def test_gather_rows_bit_exact(c):
+    """Rows gathered as one wide element (C = 1, 2, 4) or element by element: same bits,
+    including -0.0, subnormals and odd storage offsets."""
+    gen = torch.Generator().manual_seed(c)
+    base = torch.randn(31 * c + 1, generator=gen)
+    base[::7] = -0.0
+    base[1::11] = 1e-41
+    for x in (base[:30 * c].view(30, c), base[1:30 * c + 1].view(30, c)):
+        src = torch.randint(0, 30, (200,), generator=gen)
+        out = torch.empty(200, c)
+        fused_message._gather_rows(x, src, out)
+        assert torch.equal(out.view(torch.int32), x[src].view(torch.int32))
