@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 from torch_geometric.nn.aggr import SumAggregation
@@ -221,19 +220,30 @@ def test_training_matches_unfused(monkeypatch):
     assert torch.equal(integer.predict(ims[0], d.x), integer.predict(ims[1], d.x))
 
 
-def test_workspace_reuse_does_not_leak_between_calls():
-    """Two modules on graphs of different sizes, interleaved, keep their own results."""
+def test_workspaces_and_caches_between_graphs():
+    """Two graphs of different sizes with forward and backward interleaved, an edge-weight
+    tensor changed in place between calls, and cleared caches: every result as unfused."""
     g1 = build_prop_graph(random_edges(1), 40)
     g2 = build_prop_graph(random_edges(2, n=25, e=60), 25)
     a1, b1 = _pair("qlr", 4, {})
     a2, b2 = _pair("qlr", 4, {})
-    x1, x2 = torch.randn(40, 3), torch.randn(25, 3)
-    y1 = a1(x1, g1, g1.edge_weight)
-    y2 = a2(x2, g2, g2.edge_weight)
-    assert torch.equal(y1, b1(x1, g1, g1.edge_weight))
-    assert torch.equal(y2, b2(x2, g2, g2.edge_weight))
-    assert np.isfinite(y1.detach().numpy()).all()
-    assert fused_message.FUSABLE
+    x1 = torch.randn(40, 3).requires_grad_()
+    x2 = torch.randn(25, 2).requires_grad_()
+    w1 = g1.edge_weight.clone()
+    y1, y2 = a1(x1, g1, w1), a2(x2, g2, g2.edge_weight)
+    y1.sum().backward()
+    y2.sum().backward()
+    gx1, gx2 = x1.grad.clone(), x2.grad.clone()
+    x1.grad = x2.grad = None
+    z1, z2 = b1(x1, g1, w1), b2(x2, g2, g2.edge_weight)
+    (z1.sum() + z2.sum()).backward()
+    assert torch.equal(y1, z1) and torch.equal(y2, z2)
+    assert _close(gx1, x1.grad) and _close(gx2, x2.grad)
+    with torch.no_grad():
+        w1.mul_(0.5)        # same tensor, new values: cached products must not be reused
+        assert torch.equal(a1(x1, g1, w1), b1(x1, g1, w1))
+        fused_message.clear_caches()
+        assert torch.equal(a1(x1, g1, w1), b1(x1, g1, w1))
 
 
 def test_no_clipping_skips_the_scan(monkeypatch):
