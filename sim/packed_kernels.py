@@ -187,7 +187,7 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
                      upd_on, upd_m, upd_n, upd_z, upd_qmin, upd_qmax, block, pack_bits, pack_off):
     """One propagation step on packed feature rows (no message requantization).
 
-    Rows of the common case (INT2/INT4 features of three or more bytes, weight zero point 0,
+    Rows of the common case (INT2/INT4 features, weight zero point 0,
     a weight sum that proves no uint16 lane can wrap and no saturation, non-negative shifts)
     go through :func:`_tight_rows`; every other row through :func:`_general_rows`.
 
@@ -239,9 +239,16 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
     yb = np.empty((n_rows if pack_bits > 0 else 0, out_bytes), dtype=np.uint8)
     sats = np.zeros(n_rows, dtype=np.int64)
     lim = acc_hi if acc_hi < -acc_lo else -acc_lo
-    tight = (w_zero == 0 and (bits == 2 or bits == 4) and nb_bytes > 2 and out_n >= 0
+    tight = (w_zero == 0 and (bits == 2 or bits == 4) and out_n >= 0
              and (upd_n >= 0 or not upd_on) and (pack_bits == 0 or pack_bits == bits))
-    if tight and bits == 4 and nb_bytes % 2 == 0 and _LITTLE_ENDIAN:
+    if tight and nb_bytes <= 2:
+        # rows of one or two bytes (few features, e.g. SMP's classes): 16-bit SWAR slots
+        todo = _tight_rows_swar(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
+                                out_m, out_n, out_z, out_qmin, out_qmax,
+                                upd_on, upd_m, upd_n, upd_z, upd_qmin, upd_qmax, block,
+                                pack_bits, pack_off, y, yb)
+        rows = np.flatnonzero(todo)
+    elif tight and bits == 4 and nb_bytes % 2 == 0 and _LITTLE_ENDIAN:
         # INT4 rows read as uint16 words: four nibble planes, no byte widening
         todo = _tight_rows_int4_words(indptr, indices, w, xb.view(np.uint16), n_feat, z_u,
                                       x_cmax, lim, out_m, out_n, out_z, out_qmin, out_qmax,
@@ -343,6 +350,77 @@ def _tight_rows(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
                     yb[i, k] = np.uint8(q)
                 if last_lanes < planes:
                     yb[i, nb - 1] &= np.uint8((1 << (last_lanes * bits)) - 1)
+    return todo
+
+
+@njit(cache=True, parallel=True)
+def _tight_rows_swar(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
+                     out_m, out_n, out_z, out_qmin, out_qmax,
+                     upd_on, upd_m, upd_n, upd_z, upd_qmin, upd_qmax, block, pack_bits,
+                     pack_off, y, yb):
+    """:func:`_tight_rows` for INT2/INT4 rows of one or two bytes (few features; the
+    general kernel's SWAR path with the checks moved out of the edge loop): a
+    256-entry table spreads a byte's lanes into the 16-bit slots of a uint64, so one
+    multiply-add per byte and edge accumulates all its lanes (slot ``p`` of word ``k`` is
+    lane ``k * P + p``).  Same checks, flags and results as :func:`_tight_rows`."""
+    n_rows = indptr.shape[0] - 1
+    nb = xb.shape[1]
+    planes = 8 // bits
+    umask = (1 << bits) - 1
+    budget16 = np.int64(65535 // umask)
+    spread = np.zeros(256, dtype=np.uint64)
+    for v in range(256):
+        t = np.uint64(0)
+        for p in range(planes):
+            t |= np.uint64((v >> (p * bits)) & umask) << np.uint64(16 * p)
+        spread[v] = t
+    half_out = (np.int64(1) << (out_n - 1)) if out_n > 0 else np.int64(0)
+    half_upd = (np.int64(1) << (upd_n - 1)) if upd_n > 0 else np.int64(0)
+    todo = np.zeros(n_rows, dtype=np.bool_)
+    n_blocks = (n_rows + block - 1) // block
+    for b in prange(n_blocks):
+        r = np.zeros(2 * planes, dtype=np.int64)
+        for i in range(b * block, min(n_rows, (b + 1) * block)):
+            a0 = np.uint64(0)
+            a1 = np.uint64(0)
+            s_w = np.int64(0)
+            if nb == 1:
+                for e in range(indptr[i], indptr[i + 1]):
+                    we = w[e]
+                    s_w += np.int64(we)
+                    a0 += spread[xb[indices[e], 0]] * np.uint64(we)
+            else:
+                for e in range(indptr[i], indptr[i + 1]):
+                    we = w[e]
+                    src = indices[e]
+                    s_w += np.int64(we)
+                    a0 += spread[xb[src, 0]] * np.uint64(we)
+                    a1 += spread[xb[src, 1]] * np.uint64(we)
+            if s_w > budget16 or s_w * x_cmax > lim:
+                todo[i] = True
+                continue
+            corr = half_out - z_u * s_w * out_m
+            n_l = min(n_feat, nb * planes)
+            for l in range(n_l):
+                a = a0 if l < planes else a1
+                slot = np.int64((a >> np.uint64(16 * (l % planes))) & np.uint64(0xFFFF))
+                q = ((slot * out_m + corr) >> out_n) + out_z
+                q = min(max(q, out_qmin), out_qmax)
+                if upd_on:
+                    q = (((q - out_z) * upd_m + half_upd) >> upd_n) + upd_z
+                    q = min(max(q, upd_qmin), upd_qmax)
+                r[l] = q
+            if pack_bits == 0:
+                for l in range(n_l):
+                    y[i, l] = r[l]
+            else:
+                for k in range(nb):
+                    v = np.int64(0)
+                    for p in range(planes):
+                        l = k * planes + p
+                        if l < n_feat:
+                            v |= (r[l] + pack_off) << (p * bits)
+                    yb[i, k] = np.uint8(v)
     return todo
 
 
