@@ -10,15 +10,18 @@ from training.run import run_seeds
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("bits", [4, 8])
-def test_cora_smp_one_seed(data_root, bits):
+@pytest.mark.parametrize("bits, floor, gap", [(4, 0.77, 0.01), (8, 0.77, 0.01), (2, 0.70, 0.02)])
+def test_cora_smp_one_seed(data_root, bits, floor, gap):
+    """One seed of the paper's protocol; the INT2 fake-quant / integer gap of single seeds
+    reaches about 1.1 points (reports/training/tables.md)."""
     d = load_dataset("Cora", data_root)
     pd = paper_defaults("smp", bits, None)
-    m = ModelConfig(model="smp", bits=bits, dropout=pd["dropout"], alpha_c=pd["alpha_c"])
+    m = ModelConfig(model="smp", bits=bits, dropout=pd["dropout"], alpha_c=pd["alpha_c"],
+                    alpha_reinit=pd["alpha_reinit"])
     t = TrainConfig(epochs=200, lr=pd["lr"], weight_decay=pd["weight_decay"],
                     weight_decay_alpha=pd["weight_decay_alpha"], seeds=(0,))
     r = run_seeds(d, m, t)
     fq, it = r.metrics["test_acc"]["fake_quant"]["mean"], r.metrics["test_acc"]["integer"]["mean"]
-    assert fq >= 0.77
-    assert abs(fq - it) <= 0.01
+    assert fq >= floor
+    assert abs(fq - it) <= gap
     assert r.metrics["integer_equals_numpy_reference"] is True
