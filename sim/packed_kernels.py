@@ -83,6 +83,20 @@ def _requant_row(r, n, m, sh, z, qmin, qmax):
         r[l] = min(max(r[l], qmin), qmax)
 
 
+@njit(cache=True)
+def _spread_table(bits):
+    """Byte -> uint64 with the byte's lanes (``bits`` wide, at most four) in 16-bit slots:
+    slot ``p`` holds lane ``p``, so one 64-bit multiply-add serves every lane of a byte (SWAR)."""
+    table = np.zeros(256, dtype=np.uint64)
+    slots = min(8 // bits, 4)
+    for v in range(256):
+        t = np.uint64(0)
+        for p in range(slots):
+            t |= np.uint64((v >> (p * bits)) & ((1 << bits) - 1)) << np.uint64(16 * p)
+        table[v] = t
+    return table
+
+
 @njit(cache=True, inline="always")
 def _swar_flush(a, tot, k, nb, planes):
     """Add the 16-bit slots of SWAR word ``a`` (byte ``k`` of the row) to the plane totals."""
@@ -368,12 +382,7 @@ def _tight_rows_swar(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
     planes = 8 // bits
     umask = (1 << bits) - 1
     budget16 = np.int64(65535 // umask)
-    spread = np.zeros(256, dtype=np.uint64)
-    for v in range(256):
-        t = np.uint64(0)
-        for p in range(planes):
-            t |= np.uint64((v >> (p * bits)) & umask) << np.uint64(16 * p)
-        spread[v] = t
+    spread = _spread_table(bits)
     half_out = (np.int64(1) << (out_n - 1)) if out_n > 0 else np.int64(0)
     half_upd = (np.int64(1) << (upd_n - 1)) if upd_n > 0 else np.int64(0)
     todo = np.zeros(n_rows, dtype=np.bool_)
@@ -508,12 +517,7 @@ def _general_rows(rows, indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zer
     lim = acc_hi if acc_hi < -acc_lo else -acc_lo
     # one- and two-byte rows (few features): byte -> 16-bit slots table, one multiply per byte
     swar = nb_bytes <= 2 and (bits == 2 or bits == 4)
-    spread = np.zeros(256, dtype=np.uint64)
-    for v in range(256):
-        t = np.uint64(0)
-        for p in range(planes if bits > 1 else 1):
-            t |= np.uint64((v >> (p * bits)) & ((1 << bits) - 1)) << np.uint64(16 * p)
-        spread[v] = t
+    spread = _spread_table(bits)
     jmap = np.empty(n_feat, dtype=np.int64)  # lane l -> plane index p * B + k
     for l in range(n_feat):
         jmap[l] = (l % planes) * nb_bytes + l // planes
