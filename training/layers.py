@@ -23,8 +23,33 @@ from training.graph import PropGraph, csr_matmul
 from training.quantizer_factory import QuantizerFactory
 
 
+def _scale(q) -> torch.Tensor:
+    """The float32 scale ``q`` quantizes with now (the forward's; ``qparams()`` in eval mode)."""
+    lo_s, hi_s = q._scaled_range_t()
+    return q._scale_zero_t(lo_s, hi_s, q.code_spec)[0].detach()
+
+
+def fake_quant_bias(bias: torch.Tensor, scale_x: torch.Tensor, scale_w: torch.Tensor) -> torch.Tensor:
+    """The bias the integer model adds: ``round(b / (s_x s_w)) * s_x s_w``, straight-through.
+
+    The integer code is computed as :func:`quant.reference.quantize_bias` computes it (float64
+    product of the float32 scales, half to even), so it equals the exported int32 bias
+    exactly; the value is returned in float32.  Gradient: identity on ``bias``.
+
+    Shapes: ``bias`` (C,) float32, scales 0-d float32; returns (C,) float32.
+    """
+    s = scale_x.to(torch.float64) * scale_w.to(torch.float64)
+    bq = torch.round(bias.detach().to(torch.float64) / s)
+    return bias + ((bq * s).to(bias.dtype) - bias).detach()
+
+
 class QuantLinear(nn.Module):
     """``Q_out(dropout(Q_in(x)) @ Q_w(W).T + b)``.
+
+    In ``--paper-code`` mode (``qf.paper_code``) the bias is fake-quantized as the integer
+    model stores it, at ``s_x * s_w`` (:func:`fake_quant_bias`), so that fake-quant and
+    integer inference compute the same linear output (docs/training.md, "Integer inference
+    and export"); the corrected mode keeps the float bias.
 
     Shapes: input (N, in_features) float32, output (N, out_features) float32.
     """
@@ -36,6 +61,7 @@ class QuantLinear(nn.Module):
         self.q_in = qf.make("act")
         self.q_w = qf.make("weight")
         self.q_out = qf.make(out_role)
+        self.bias_quant = bool(qf.enabled and qf.paper_code)
 
     def forward(self, x: torch.Tensor, dropout: float = 0.0, quantize_first: bool = True) -> torch.Tensor:
         """``dropout`` is applied to the input (training only): after the input quantizer when
@@ -45,7 +71,11 @@ class QuantLinear(nn.Module):
             xq = F.dropout(self.q_in(x), dropout, self.training)
         else:
             xq = self.q_in(F.dropout(x, dropout, self.training))
-        return self.q_out(F.linear(xq, self.q_w(self.lin.weight), self.lin.bias))
+        wq = self.q_w(self.lin.weight)
+        bias = self.lin.bias
+        if getattr(self, "bias_quant", False) and bias is not None:
+            bias = fake_quant_bias(bias, _scale(self.q_in), _scale(self.q_w))
+        return self.q_out(F.linear(xq, wq, bias))
 
 
 class QuantPropagate(MessagePassing):
