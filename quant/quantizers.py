@@ -192,7 +192,8 @@ class FakeQuantizer(nn.Module):
             self.max_val.copy_((1 - m) * self.max_val + m * mx)
 
     def scaled_range(self) -> tuple[np.float32, np.float32]:
-        """``(alpha * min, alpha * max)`` in float32 (``alpha = 1`` without one)."""
+        """``(alpha * min, alpha * max)`` in float32 (``alpha = 1`` without one), after the
+        subclass's range adjustment (:meth:`_adjust_range`; BT's exact zero)."""
         self._check_ready()
         lo, hi = self._scaled_range_t()
         return np.float32(lo.detach().cpu()), np.float32(hi.detach().cpu())
@@ -201,9 +202,14 @@ class FakeQuantizer(nn.Module):
         mn, mx = self.min_val.to(torch.float32), self.max_val.to(torch.float32)
         a = self._alpha()
         if a is None:
-            return mn, mx
+            return self._adjust_range(mn, mx)
         a = a.to(torch.float32)
-        return a * mn, a * mx
+        return self._adjust_range(a * mn, a * mx)
+
+    def _adjust_range(self, lo_s: torch.Tensor, hi_s: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hook: the range the codes are computed from, given the scaled range (identity)."""
+        return lo_s, hi_s
 
     def _scale_zero_t(self, lo_s: torch.Tensor, hi_s: torch.Tensor, spec: QuantSpec
                       ) -> tuple[torch.Tensor, int]:
@@ -313,7 +319,7 @@ class _LearnableRange(FakeQuantizer):
     def _fake_error(self, x: torch.Tensor, a: float) -> float:
         """Mean |x_hat - x| of ``x`` quantized with range multiplier ``a`` (no grad)."""
         a32 = torch.tensor(a, dtype=torch.float32)
-        lo_s, hi_s = a32 * x.min(), a32 * x.max()
+        lo_s, hi_s = self._adjust_range(a32 * x.min(), a32 * x.max())
         s, z = self._scale_zero_t(lo_s, hi_s, self.code_spec)
         q = self._truncate(torch_ops.scaled_codes_float(x, s, z, self.code_spec))
         x_hat = (q - torch.tensor(float(z), dtype=torch.float32)) * s
@@ -361,6 +367,17 @@ class QLRQuantizer(_LearnableRange):
     bt_mode : {None, "BT", "BT*"}
         INT2 bitwise truncation: codes on the 8-bit grid limited to {0, 85, 170, 255};
         ``"BT*"`` shifts the thresholds by the rounded skewness of the first input.
+    bt_zero : bool
+        BT modes only: put zero on the four-level grid.  The range ``[lo, hi]`` (after
+        ``min(0, .)`` / ``max(0, .)``) is shifted, width kept, so that the 8-bit zero point
+        is a multiple of 85: ``s8 = (hi - lo) / 255``, ``k = round(-lo / (85 s8))`` in 0..3,
+        range ``[-85 k s8, (255 - 85 k) s8]``, hence ``z8 = 85 k`` and an exact 0 maps to the
+        BT code ``85 k`` (to itself in BT* too, as ``|skew| < 43``).  This is the usual
+        zero-point rounding of an asymmetric quantizer done at the resolution of the codes BT
+        keeps (85 steps of the 8-bit grid) instead of one step.  Without it (the published
+        code) ``z8`` is ``round(-lo / s8)``, fixed by the ratio ``min / max`` whatever alpha,
+        and 0 dequantizes to ``(85 round(z8 / 85) - z8) s8``: up to half a level off.
+        The codes are still ``85 round((q8 + skew) / 85)`` of the 8-bit codes of this range.
     paper_code : bool
         Compatibility mode reproducing the published code's backward pass: gradients are
         computed on the dequantized output instead of the input, so the alpha gradient is
@@ -378,6 +395,7 @@ class QLRQuantizer(_LearnableRange):
     """
 
     def __init__(self, bits: int | None, *, bt_mode: str | None = None,
+                 bt_zero: bool = False,
                  paper_code: bool = False, momentum: float | None = None,
                  alpha: nn.Parameter | None = None, reinit_every: int | None = None,
                  rounding: Rounding | str = Rounding.HALF_EVEN,
@@ -390,7 +408,10 @@ class QLRQuantizer(_LearnableRange):
             raise invalid("bits", self.bits, f"2 when bt_mode={bt_mode!r}")
         if bt_mode is not None and (narrow_range or Rounding.parse(rounding) != Rounding.HALF_EVEN):
             raise invalid("bt_mode", bt_mode, "used with the default 8-bit spec only")
+        if not isinstance(bt_zero, (bool, np.bool_)):
+            raise invalid("bt_zero", bt_zero, "a bool")
         self.bt_mode = bt_mode
+        self.bt_zero = bool(bt_zero)
         self.paper_code = bool(paper_code)
         self.register_buffer("skew", torch.zeros((), dtype=torch.int64))
 
@@ -407,6 +428,20 @@ class QLRQuantizer(_LearnableRange):
 
     def _skew(self) -> int:
         return int(self.skew) if self.bt_mode == "BT*" else 0
+
+    def _adjust_range(self, lo_s: torch.Tensor, hi_s: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """With ``bt_zero`` (BT modes): the range shifted so that ``z8`` is ``85 k``."""
+        if self.bt_mode is None or not getattr(self, "bt_zero", False) or not self.enabled:
+            return lo_s, hi_s
+        lo = torch.clamp(lo_s, max=0.0)
+        hi = torch.clamp(hi_s, min=0.0)
+        if float(hi.detach()) == float(lo.detach()):
+            return lo, hi
+        s8 = (hi - lo) / torch.tensor(255.0)
+        k = float(torch.round((-lo / (s8 * BT_STEP)).detach()))
+        z8 = torch.tensor(float(BT_STEP * min(max(k, 0.0), 3.0)), dtype=torch.float32)
+        return -z8 * s8, (torch.tensor(255.0) - z8) * s8
 
     def _truncate(self, q: torch.Tensor) -> torch.Tensor:
         if self.bt_mode is None:
@@ -444,6 +479,7 @@ class QLRQuantizer(_LearnableRange):
         s, z, spec = self.qparams()
         return {"mode": self.bt_mode, "scale": float(s), "zero_point": z, "spec": spec.to_dict(),
                 "code_step": BT_STEP, "storage_bits": 2, "skew": self._skew(),
+                "zero_exact": self.bt_zero,
                 "levels": [0, BT_STEP, 2 * BT_STEP, 3 * BT_STEP]}
 
     def _fake(self, x, s, z, lo_s, hi_s):
@@ -453,7 +489,8 @@ class QLRQuantizer(_LearnableRange):
                                    hi_s.detach(), self.code_spec, self.bt_mode, self._skew())
 
     def extra_repr(self) -> str:
-        return (super().extra_repr() + f", bt_mode={self.bt_mode!r}, paper_code={self.paper_code}")
+        return (super().extra_repr() + f", bt_mode={self.bt_mode!r}, bt_zero={self.bt_zero}, "
+                f"paper_code={self.paper_code}")
 
 
 class _PaperCodeQLR(torch.autograd.Function):

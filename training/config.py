@@ -76,6 +76,11 @@ class ModelConfig:
         (epochs), on that forward's tensor; ``None``: only at the first call.  The published
         code does this on CiteSeer (every 100 quantizer calls, about 50 epochs); see
         :func:`paper_defaults`.
+    bt_zero : bool or None
+        BT / BT*: shift each truncated range so that zero is one of the four levels (the
+        8-bit zero point a multiple of 85; docs/training.md, "BT / BT*").  ``None``: on in
+        the corrected mode, off with ``paper_code`` (the published grid); see
+        :attr:`bt_zero_exact`.
     """
 
     model: str = "smp"
@@ -99,6 +104,12 @@ class ModelConfig:
     paper_code: bool = False
     warm_start: bool = False
     alpha_reinit: int | None = None
+    bt_zero: bool | None = None
+
+    @property
+    def bt_zero_exact(self) -> bool:
+        """Whether BT / BT* quantizers put zero on their grid (``bt_zero``, resolved)."""
+        return (not self.paper_code) if self.bt_zero is None else bool(self.bt_zero)
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -123,6 +134,8 @@ class ModelConfig:
                                               or not isinstance(self.alpha_reinit, int)
                                               or self.alpha_reinit < 1):
             raise invalid("alpha_reinit", self.alpha_reinit, "an int >= 1 or None")
+        if self.bt_zero is not None and not isinstance(self.bt_zero, bool):
+            raise invalid("bt_zero", self.bt_zero, "True, False or None")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -41,7 +41,7 @@ from training.quantizer_factory import QuantizerFactory
 def make_factory(cfg: ModelConfig) -> QuantizerFactory:
     return QuantizerFactory(bits=cfg.bits, bt=cfg.bt, edge_bits=cfg.edge_bits,
                             comb_bits=cfg.comb_bits, paper_code=cfg.paper_code,
-                            alpha_reinit=cfg.alpha_reinit)
+                            alpha_reinit=cfg.alpha_reinit, bt_zero=cfg.bt_zero_exact)
 
 
 def build_model(cfg: ModelConfig, in_features: int, num_classes: int) -> nn.Module:

@@ -53,6 +53,9 @@ class QuantizerFactory:
 ``weight`` roles (needs ``bits=2``).
     edge_bits, comb_bits : int
         Widths of the ``edge`` and ``comb`` roles.
+    bt_zero : bool
+        BT / BT* quantizers put zero on their four-level grid
+        (:class:`quant.quantizers.QLRQuantizer` ``bt_zero``; docs/training.md, "BT / BT*").
     paper_code : bool
         Published-code compatibility: its QLR backward pass and shared alphas.
     alpha_reinit : int or None
@@ -65,6 +68,7 @@ class QuantizerFactory:
     comb_bits: int = 8
     paper_code: bool = False
     alpha_reinit: int | None = None
+    bt_zero: bool = False
     _shared: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -94,4 +98,4 @@ class QuantizerFactory:
         if role == "comb":
             return QLRQuantizer(self.comb_bits, **kw)
         bt = None if role == "inner" else self.bt
-        return QLRQuantizer(self.bits, bt_mode=bt, **kw)
+        return QLRQuantizer(self.bits, bt_mode=bt, bt_zero=bt is not None and self.bt_zero, **kw)
