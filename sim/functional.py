@@ -318,11 +318,17 @@ def aggregate_packed(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb:
         raise invalid("output bits", ys.bits, f"one of {PACKABLE_BITS} for packed_out")
     lo, hi = acc_range(params.acc_bits)
     upd = _rq_args(params.upd)
+    out = (params.out.multiplier, params.out.shift, params.out.zero_point, params.out.spec.qmin,
+           params.out.spec.qmax)
+    th = packed_kernels.level_thresholds(*out, *upd)
+    use_th = packed_kernels.vector_rows_supported(xs.bits, xb.shape[1], ys.bits if packed_out else 0,
+                                                  params.w_zero, th)
     y16, yb, sats = packed_kernels.aggregate_planes(
         np.ascontiguousarray(indptr, dtype=np.int64), indices, w, xb, int(num_features), xs.bits,
         params.x_zero + packed_offset(xs), _centred_max(xs, params.x_zero), params.w_zero, lo, hi,
         params.out.multiplier, params.out.shift, params.out.zero_point, params.out.spec.qmin,
         params.out.spec.qmax, *upd, int(block), ys.bits if packed_out else 0,
-        packed_offset(ys) if packed_out else 0)
+        packed_offset(ys) if packed_out else 0,
+        th if th is not None else np.zeros(0, dtype=np.int64), use_th)
     return AggregationResult(y=yb if packed_out else y16, saturations=int(sats.sum()),
                              extra={"row_saturations": sats})

@@ -48,12 +48,72 @@ import numpy as np
 from numba import njit, prange
 
 from sim.kernels import requant_1, sat_add
+from sim.row_vector_ir import row_chunk_packed
 
 #: the INT4 word path reads two packed bytes as one native uint16 (lane order needs little endian)
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
-__all__ = ["add_requant_i16", "aggregate_planes", "gemm_requant_i32", "pack_rows", "relu_i16",
-           "spmm_f32"]
+__all__ = ["add_requant_i16", "aggregate_planes", "gemm_requant_i32", "level_thresholds",
+           "pack_rows", "relu_i16", "spmm_f32", "vector_rows_supported"]
+
+#: threshold sentinels of :func:`level_thresholds` ("always" / "never" reached)
+_NEVER = 1 << 40
+
+
+def level_thresholds(out_m: int, out_n: int, out_z: int, out_qmin: int, out_qmax: int,
+                     upd_on: bool, upd_m: int, upd_n: int, upd_z: int, upd_qmin: int,
+                     upd_qmax: int) -> np.ndarray | None:
+    """The requantizer chain of a row as thresholds on the exact row sum (Python integers).
+
+    The aggregate requantizer ``f1(D) = clamp(((D * m + h) >> n) + z, qmin, qmax)`` (``h`` the
+    rounding half) and, if on, the update requantizer ``f2`` applied to its code are
+    non-decreasing in the row sum ``D`` when both multipliers are ``>= 0``.  The final code
+    is then ``fqmin + #{j : D >= theta[j]}`` with ``theta[j]`` the smallest ``D`` whose code
+    reaches ``fqmin + 1 + j``: ``ceil((((c - z) << n) - h) / m)`` for the first-stage code
+    ``c`` the update stage needs.  Exact for every shift and multiplier of the contract.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        int64 ``(fqmax - fqmin,)`` non-decreasing thresholds (``-2**40`` / ``2**40`` for
+        levels reached by every / no sum), or None when the chain is not monotone (a
+        negative multiplier or shift) or has more than 16 output levels.
+    """
+    if out_m < 0 or out_n < 0 or (upd_on and (upd_m < 0 or upd_n < 0)):
+        return None
+    fqmin, fqmax = (upd_qmin, upd_qmax) if upd_on else (out_qmin, out_qmax)
+    if fqmax - fqmin > 15:
+        return None
+    h_out = (1 << (out_n - 1)) if out_n > 0 else 0
+    h_upd = (1 << (upd_n - 1)) if upd_on and upd_n > 0 else 0
+    theta = []
+    for level in range(fqmin + 1, fqmax + 1):
+        c = level
+        if upd_on:  # smallest first-stage code whose update code reaches `level`
+            if upd_m == 0:
+                c = out_qmin if min(max((h_upd >> upd_n) + upd_z, upd_qmin), upd_qmax) >= level \
+                    else out_qmax + 1
+            else:
+                c = max(out_z - ((h_upd - ((level - upd_z) << upd_n)) // upd_m), out_qmin)
+        if c > out_qmax:
+            t = _NEVER
+        elif c <= out_qmin:
+            t = -_NEVER
+        elif out_m == 0:
+            t = -_NEVER if (h_out >> out_n) + out_z >= c else _NEVER
+        else:
+            t = -((h_out - ((c - out_z) << out_n)) // out_m)
+        theta.append(max(-_NEVER, min(_NEVER, t)))
+    return np.array(theta, dtype=np.int64)
+
+
+def vector_rows_supported(bits: int, row_bytes: int, pack_bits: int, w_zero: int,
+                          thresholds: np.ndarray | None) -> bool:
+    """Whether :func:`aggregate_planes` takes the vector-IR row kernel
+    (:mod:`sim.row_vector_ir`): INT2/INT4 rows of a multiple of 16 bytes, weight zero point
+    0, output packed at the input width, a monotone requantizer chain."""
+    return (bits in (2, 4) and row_bytes % 16 == 0 and row_bytes > 0 and pack_bits == bits
+            and w_zero == 0 and thresholds is not None)
 
 
 @njit(cache=True, inline="always")
@@ -198,12 +258,15 @@ def _plane_sums(xb, indices, w, start, end, bits, unit, acc16, acc32, tot):
 @njit(cache=True, parallel=True)
 def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, acc_lo, acc_hi,
                      out_m, out_n, out_z, out_qmin, out_qmax,
-                     upd_on, upd_m, upd_n, upd_z, upd_qmin, upd_qmax, block, pack_bits, pack_off):
+                     upd_on, upd_m, upd_n, upd_z, upd_qmin, upd_qmax, block, pack_bits, pack_off,
+                     thresholds, use_thresholds):
     """One propagation step on packed feature rows (no message requantization).
 
     Rows of the common case (INT2/INT4 features, weight zero point 0,
     a weight sum that proves no uint16 lane can wrap and no saturation, non-negative shifts)
-    go through :func:`_tight_rows`; every other row through :func:`_general_rows`.
+    go through :func:`_tight_rows_vector` (rows of a multiple of 16 bytes written packed,
+    see :func:`vector_rows_supported`) or :func:`_tight_rows` and its variants; every other
+    row through :func:`_general_rows`.
 
     Parameters
     ----------
@@ -235,6 +298,10 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
         ``code + pack_off`` (offset binary) at ``pack_bits`` in {1, 2, 4, 8} bits per lane, the
         layout of :func:`quant.pack.pack_codes` with zero padding lanes: uint8
         ``(N, ceil(F * pack_bits / 8))``, what the unit writes for the next layer.
+    thresholds : int64 (L,)
+        :func:`level_thresholds` of the requantizer chain (any array when unused).
+    use_thresholds : bool
+        :func:`vector_rows_supported` for this call.
 
     Returns
     -------
@@ -255,7 +322,12 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
     lim = acc_hi if acc_hi < -acc_lo else -acc_lo
     tight = (w_zero == 0 and (bits == 2 or bits == 4) and out_n >= 0
              and (upd_n >= 0 or not upd_on) and (pack_bits == 0 or pack_bits == bits))
-    if tight and nb_bytes <= 2:
+    if tight and use_thresholds:
+        # rows of 16-byte chunks written packed: accumulators in vector registers (LLVM IR)
+        todo = _tight_rows_vector(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim, thresholds,
+                                  out_qmin if not upd_on else upd_qmin, pack_off, block, yb)
+        rows = np.flatnonzero(todo)
+    elif tight and nb_bytes <= 2:
         # rows of one or two bytes (few features, e.g. SMP's classes): 16-bit SWAR slots
         todo = _tight_rows_swar(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
                                 out_m, out_n, out_z, out_qmin, out_qmax,
@@ -282,6 +354,72 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
                       acc_hi, out_m, out_n, out_z, out_qmin, out_qmax, upd_on, upd_m, upd_n,
                       upd_z, upd_qmin, upd_qmax, block, pack_bits, pack_off, y, yb, sats)
     return y, yb, sats
+
+
+@njit(cache=True, parallel=True)
+def _tight_rows_vector(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim, thresholds,
+                       fqmin, pack_off, block, yb):
+    """:func:`_tight_rows` for INT2/INT4 rows of a multiple of 16 bytes written packed at the
+    input width, with the per-row work in :func:`sim.row_vector_ir.row_chunk_packed`.
+
+    The requantizer chain is applied as thresholds on the unsigned lane sum
+    ``T = D + z_u S_w`` (``D`` the exact row sum): row threshold ``theta[j] + z_u S_w``;
+    those ``<= 0`` are always reached (added to the base code), those ``> 65535`` never
+    (no lane exceeds 65535 under the weight-sum budget), the rest are compared per lane.
+    Same checks and flags as :func:`_tight_rows`.
+    """
+    n_rows = indptr.shape[0] - 1
+    nb = xb.shape[1]
+    n_th = thresholds.shape[0]
+    budget16 = np.int64(65535 // ((1 << bits) - 1))
+    wide = nb % 32 == 0
+    n_chunks = nb // 32 if wide else nb // 16
+    base = fqmin + pack_off
+    last_lanes = n_feat - (nb - 1) * (8 // bits)  # valid lanes in the last byte
+    last_mask = np.uint8((1 << (last_lanes * bits)) - 1) if last_lanes < 8 // bits else np.uint8(255)
+    todo = np.zeros(n_rows, dtype=np.bool_)
+    n_blocks = (n_rows + block - 1) // block
+    for b in prange(n_blocks):
+        t = np.zeros(max(n_th, 1), dtype=np.uint16)
+        for i in range(b * block, min(n_rows, (b + 1) * block)):
+            start = indptr[i]
+            end = indptr[i + 1]
+            s_w = np.int64(0)
+            for e in range(start, end):
+                s_w += np.int64(w[e])
+            if s_w > budget16 or s_w * x_cmax > lim:
+                todo[i] = True
+                continue
+            zs = z_u * s_w
+            j0 = 0  # thresholds reached by every lane
+            j1 = 0  # thresholds some lane can reach
+            for j in range(n_th):
+                tj = thresholds[j] + zs
+                if tj <= 0:
+                    j0 += 1
+                if tj <= 65535:
+                    j1 += 1
+                    t[j] = np.uint16(max(tj, 0))
+            if bits == 2:
+                if wide:
+                    for c in range(n_chunks):
+                        row_chunk_packed(indices, w, xb, start, end, c, 2, 32, t, j0, j1, base + j0,
+                                         yb, i)
+                else:
+                    for c in range(n_chunks):
+                        row_chunk_packed(indices, w, xb, start, end, c, 2, 16, t, j0, j1, base + j0,
+                                         yb, i)
+            else:
+                if wide:
+                    for c in range(n_chunks):
+                        row_chunk_packed(indices, w, xb, start, end, c, 4, 32, t, j0, j1, base + j0,
+                                         yb, i)
+                else:
+                    for c in range(n_chunks):
+                        row_chunk_packed(indices, w, xb, start, end, c, 4, 16, t, j0, j1, base + j0,
+                                         yb, i)
+            yb[i, nb - 1] &= last_mask  # padding lanes are zero
+    return todo
 
 
 @njit(cache=True, parallel=True)

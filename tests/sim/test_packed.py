@@ -161,6 +161,82 @@ def test_packed_out_other_width(in_bits, out_bits, f):
     _check(indptr, indices, w, x, params, f)
 
 
+def _random_chain(rng):
+    """A random monotone requantizer chain of at most 16 output levels (signed or not)."""
+    os_ = QuantSpec(int(rng.choice([2, 4, 8])), signed=bool(rng.random() < 0.4))
+    if rng.random() < 0.15:
+        m, sh = int(rng.integers(0, 3)), int(rng.integers(0, 3))  # zero multiplier, tiny shifts
+    else:
+        m, sh = derive_multiplier(float(10 ** rng.uniform(-5, 0.5)), int(rng.choice([8, 16, 31])))
+    out = Requantizer(m, max(sh, 0), int(rng.integers(os_.qmin, os_.qmax + 1)), os_)
+    upd = None
+    if rng.random() < 0.5 or os_.bits == 8:
+        us = QuantSpec(int(rng.choice([1, 2, 4])), signed=bool(rng.random() < 0.4))
+        um, un = ((0, 0) if rng.random() < 0.1
+                  else derive_multiplier(float(10 ** rng.uniform(-2.5, 1)), 16))
+        upd = Requantizer(um, max(un, 0), int(rng.integers(us.qmin, us.qmax + 1)), us)
+    return out, upd
+
+
+def test_level_thresholds_equal_the_requantizer_chain():
+    """``fqmin + #{D >= theta}`` equals out (then update) requantization of every sum ``D``
+    near each threshold and on a wide grid, for random chains (zero multipliers included)."""
+    rng = np.random.default_rng(11)
+    for _ in range(400):
+        out, upd = _random_chain(rng)
+        ua = fn._rq_args(upd)
+        th = pk.level_thresholds(out.multiplier, out.shift, out.zero_point, out.spec.qmin,
+                                 out.spec.qmax, *ua)
+        fin = upd.spec if upd is not None else out.spec
+        assert th is not None and len(th) == fin.qmax - fin.qmin
+        assert np.all(np.diff(th) >= 0)
+        finite = th[np.abs(th) < (1 << 40)]
+        d = np.unique(np.concatenate([np.arange(-70_000, 70_000, 7), finite - 1, finite,
+                                      finite + 1]))
+        want = out(d)
+        if upd is not None:
+            want = upd(want - out.zero_point)
+        got = fin.qmin + (d[:, None] >= th[None, :]).sum(axis=1)
+        assert np.array_equal(got, want)
+    # not monotone / too many levels: no thresholds
+    s8 = QuantSpec(8)
+    assert pk.level_thresholds(3, 2, 0, s8.qmin, s8.qmax, False, 0, 0, 0, 0, 0) is None
+    assert pk.level_thresholds(3, -1, 0, 0, 3, False, 0, 0, 0, 0, 0) is None
+
+
+@pytest.mark.parametrize("bits,f", [(2, 64), (2, 63), (2, 128), (2, 192), (4, 32), (4, 31),
+                                    (4, 64), (4, 96)])
+def test_vector_row_kernel_equals_reference(bits, f):
+    """Rows of 16-byte chunks written packed take the vector-IR kernel
+    (sim.row_vector_ir): random zero points, update stages, hub rows past the weight-sum
+    budget (sent to the general path), saturating accumulators, full-scale weights."""
+    rng = np.random.default_rng(bits * 1000 + f)
+    xs = QuantSpec(bits, signed=bool(f % 2))
+    for trial in range(6):
+        n = 50
+        deg = rng.integers(0, 14, n)
+        deg[rng.random(n) < 0.1] = 0
+        if trial % 2:
+            deg[int(rng.integers(0, n))] = 30_000 // (xs.levels - 1)  # past 65535 // umax
+        indptr = np.concatenate([[0], np.cumsum(deg)]).astype(np.int64)
+        e = int(indptr[-1])
+        indices = rng.integers(0, n, e)
+        w = rng.integers(0, 256, e) if trial != 2 else np.full(e, 255)
+        x = rng.integers(xs.qmin, xs.qmax + 1, (n, f))
+        x_zero = int(rng.integers(xs.qmin, xs.qmax + 1))
+        safe = acc_bits_required(bits, 8, int(deg.max())) + 1
+        acc = safe if trial != 4 else safe - 6
+        m, sh = derive_multiplier(float(rng.uniform(0.3, 3.0)) * xs.levels / (10 * 128 * xs.levels), 16)
+        out = Requantizer(m, sh, int(rng.integers(xs.qmin, xs.qmax + 1)), xs)
+        upd = (Requantizer(*derive_multiplier(float(rng.uniform(0.5, 2.0)), 16),
+                           int(rng.integers(xs.qmin, xs.qmax + 1)), xs) if trial >= 3 else None)
+        params = AggregationParams(xs, x_zero, QuantSpec(8), 0, acc, out, upd=upd)
+        th = pk.level_thresholds(out.multiplier, out.shift, out.zero_point, xs.qmin, xs.qmax,
+                                 *fn._rq_args(upd))
+        assert pk.vector_rows_supported(bits, -(-f * bits // 8), bits, 0, th)
+        _check(indptr, indices, w, x, params, f)
+
+
 def _fuzz_case(seed: int):
     """One seeded random propagation step for the packed kernel: any width and signedness,
     1..80 features, hub rows long enough to fail the uint16 weight-sum check, empty rows,
@@ -170,7 +246,7 @@ def _fuzz_case(seed: int):
     bits = int(rng.choice([1, 2, 4, 8], p=[0.1, 0.4, 0.35, 0.15]))
     xs = QuantSpec(bits, signed=bool(rng.random() < 0.3))
     n = int(rng.integers(2, 60))
-    f = int(rng.choice([1, 2, 3, 7, 8, 16, 33, 64, int(rng.integers(1, 81))]))
+    f = int(rng.choice([1, 2, 3, 7, 8, 16, 32, 33, 64, 127, 128, int(rng.integers(1, 81))]))
     deg = rng.integers(0, 12, n)
     deg[rng.random(n) < 0.15] = 0
     if rng.random() < 0.4:
@@ -195,7 +271,8 @@ def _fuzz_case(seed: int):
         x[:] = xs.qmax if rng.random() < 0.5 else xs.qmin
     safe = acc_bits_required(bits, w_bits, max(1, int(deg.max(initial=1)))) + 1
     acc = safe if rng.random() < 0.75 else int(rng.integers(max(bits + w_bits - 2, 4), safe + 1))
-    ys = QuantSpec(int(rng.choice([1, 2, 4, 8])), signed=bool(rng.random() < 0.3))
+    ys = (QuantSpec(int(rng.choice([1, 2, 4, 8])), signed=bool(rng.random() < 0.3))
+          if rng.random() < 0.5 else xs)  # half the cases pack at the input width
     mean = max(1.0, float(deg.mean())) * (ws.qmax / 2) * (xs.levels / 2)
     m, sh = derive_multiplier(float(rng.uniform(0.2, 4.0)) * ys.levels / (2 * mean), 16)
     if rng.random() < 0.1:
