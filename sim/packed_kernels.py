@@ -363,15 +363,17 @@ def _tight_rows_vector(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim, t
     input width, with the per-row work in :func:`sim.row_vector_ir.row_chunk_packed`.
 
     The requantizer chain is applied as thresholds on the unsigned lane sum
-    ``T = D + z_u S_w`` (``D`` the exact row sum): row threshold ``theta[j] + z_u S_w``;
-    those ``<= 0`` are always reached (added to the base code), those ``> 65535`` never
-    (no lane exceeds 65535 under the weight-sum budget), the rest are compared per lane.
-    Same checks and flags as :func:`_tight_rows`.
+    ``T = D + z_u S_w`` (``D`` the exact row sum): row threshold ``theta[j] + z_u S_w``
+    clamped to ``[0, 65535]`` (0: reached by every lane; 65535: by none, because the weight-sum
+    budget here is ``S_w <= 65534 // umax``, so ``T <= 65534``), padded to ``2**b - 1``
+    thresholds with 65535.  Rows over the budget or the accumulator bound are flagged for
+    :func:`_general_rows`, as in :func:`_tight_rows`.
     """
     n_rows = indptr.shape[0] - 1
     nb = xb.shape[1]
     n_th = thresholds.shape[0]
-    budget16 = np.int64(65535 // ((1 << bits) - 1))
+    umax = (1 << bits) - 1
+    budget = np.int64(65534 // umax)
     wide = nb % 32 == 0
     n_chunks = nb // 32 if wide else nb // 16
     base = fqmin + pack_off
@@ -380,44 +382,33 @@ def _tight_rows_vector(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim, t
     todo = np.zeros(n_rows, dtype=np.bool_)
     n_blocks = (n_rows + block - 1) // block
     for b in prange(n_blocks):
-        t = np.zeros(max(n_th, 1), dtype=np.uint16)
+        t = np.full(umax, 65535, dtype=np.uint16)
         for i in range(b * block, min(n_rows, (b + 1) * block)):
             start = indptr[i]
             end = indptr[i + 1]
             s_w = np.int64(0)
             for e in range(start, end):
                 s_w += np.int64(w[e])
-            if s_w > budget16 or s_w * x_cmax > lim:
+            if s_w > budget or s_w * x_cmax > lim:
                 todo[i] = True
                 continue
             zs = z_u * s_w
-            j0 = 0  # thresholds reached by every lane
-            j1 = 0  # thresholds some lane can reach
             for j in range(n_th):
-                tj = thresholds[j] + zs
-                if tj <= 0:
-                    j0 += 1
-                if tj <= 65535:
-                    j1 += 1
-                    t[j] = np.uint16(max(tj, 0))
+                t[j] = np.uint16(min(max(thresholds[j] + zs, 0), 65535))
             if bits == 2:
                 if wide:
                     for c in range(n_chunks):
-                        row_chunk_packed(indices, w, xb, start, end, c, 2, 32, t, j0, j1, base + j0,
-                                         yb, i)
+                        row_chunk_packed(indices, w, xb, start, end, c, 2, 32, t, base, yb, i)
                 else:
                     for c in range(n_chunks):
-                        row_chunk_packed(indices, w, xb, start, end, c, 2, 16, t, j0, j1, base + j0,
-                                         yb, i)
+                        row_chunk_packed(indices, w, xb, start, end, c, 2, 16, t, base, yb, i)
             else:
                 if wide:
                     for c in range(n_chunks):
-                        row_chunk_packed(indices, w, xb, start, end, c, 4, 32, t, j0, j1, base + j0,
-                                         yb, i)
+                        row_chunk_packed(indices, w, xb, start, end, c, 4, 32, t, base, yb, i)
                 else:
                     for c in range(n_chunks):
-                        row_chunk_packed(indices, w, xb, start, end, c, 4, 16, t, j0, j1, base + j0,
-                                         yb, i)
+                        row_chunk_packed(indices, w, xb, start, end, c, 4, 16, t, base, yb, i)
             yb[i, nb - 1] &= last_mask  # padding lanes are zero
     return todo
 

@@ -17,13 +17,19 @@ For destination row ``row``, bytes ``[c * CH, (c + 1) * CH)`` of the packed sour
 (``b``-bit lanes, ``P = 8 // b`` per byte, lane ``p`` of byte ``k`` in bits ``b*p ..``)::
 
     T[p, k] = sum_{e in [start, end)} ((xb[indices[e], k] >> (b * p)) & (2**b - 1)) * w[e]   (mod 2**16)
-    code[p, k] = base + #{j in [j0, j1) : T[p, k] >= t[j]}          (unsigned compare)
+    code[p, k] = base + #{j < 2**b - 1 : T[p, k] >= t[j]}    (unsigned compare, binary search)
     yb[row, k] = sum_p code[p, k] << (b * p)                         (low 8 bits)
 
 The caller guarantees that no ``T`` wraps (the weight-sum budget of
-:mod:`sim.packed_kernels`), that ``t`` is non-decreasing, and that ``base + (j1 - j0)`` fits
-in ``b`` bits; :func:`sim.packed_kernels.level_thresholds` turns a requantizer chain into
-such thresholds exactly.
+:mod:`sim.packed_kernels`) and that the codes fit in ``b`` bits; a threshold of ``0`` is
+always reached and one above every possible ``T`` never, so the ``2**b - 1`` compares are
+resolved with no per-row bookkeeping.  :func:`sim.packed_kernels.level_thresholds` turns a
+requantizer chain into such thresholds exactly.
+
+Developer note: numba's on-disk cache of a kernel that calls this intrinsic is keyed on the
+kernel's own source file, not on this one.  After editing this module, delete
+``sim/__pycache__/packed_kernels*.nbi`` / ``*.nbc`` (or touch ``sim/packed_kernels.py``), or a
+stale compiled kernel is used.
 """
 
 from __future__ import annotations
@@ -84,9 +90,29 @@ def _counted_loop(builder: ir.IRBuilder, name: str, lo: ir.Value, hi: ir.Value,
     return vals
 
 
+def _count_reached(builder: ir.IRBuilder, acc: ir.Value, tv: list[ir.Value], b: int,
+                   base: ir.Value) -> ir.Value:
+    """``base + #{j : acc >= tv[j]}`` per lane for ``2**b - 1`` non-decreasing thresholds, as
+    a branch-free binary search: ``b`` compares, each against the threshold that the lane's
+    earlier answers select (``2**d - 1`` vector selects at depth ``d``)."""
+    vty = acc.type
+    masks: list[ir.Value] = []
+    code = base
+    for d in range(b):
+        step = 1 << (b - d)  # thresholds per subtree at depth d
+        cands = [tv[k * step + step // 2 - 1] for k in range(1 << d)]
+        for m in reversed(masks):  # deepest answer picks within pairs, the first answer last
+            cands = [builder.select(m, cands[2 * k + 1], cands[2 * k]) for k in range(len(cands) // 2)]
+        hit = builder.icmp_unsigned(">=", acc, cands[0])
+        masks.append(hit)
+        bit = ir.Constant(vty, [1 << (b - 1 - d)] * vty.count)
+        code = builder.add(code, builder.select(hit, bit, ir.Constant(vty, [0] * vty.count)))
+    return code
+
+
 @intrinsic
-def row_chunk_packed(typingctx, indices, w, xb, start, end, chunk, bits, chunk_bytes, t, j0, j1,
-                     base, yb, row):
+def row_chunk_packed(typingctx, indices, w, xb, start, end, chunk, bits, chunk_bytes, t, base,
+                     yb, row):
     """One chunk of one destination row: accumulate, requantize by thresholds, pack, store.
 
     Parameters (numba values)
@@ -103,12 +129,10 @@ def row_chunk_packed(typingctx, indices, w, xb, start, end, chunk, bits, chunk_b
         Chunk index: bytes ``[chunk * CH, (chunk + 1) * CH)``.
     bits, chunk_bytes : int literals
         Lane width ``b`` in {1, 2, 4} and ``CH`` in :data:`CHUNK_BYTES`.
-    t : 1-d uint16 array
-        Row thresholds (non-decreasing on ``[j0, j1)``).
-    j0, j1 : int
-        Threshold range compared.
+    t : 1-d uint16 array (at least 2**b - 1,)
+        Row thresholds.
     base : int
-        Code of a lane below every compared threshold (offset binary).
+        Code of a lane below every threshold (offset binary).
     yb : 2-d uint8 array (N, B)
         Packed output; bytes ``[chunk * CH, (chunk + 1) * CH)`` of row ``row`` are written.
     row : int
@@ -122,7 +146,7 @@ def row_chunk_packed(typingctx, indices, w, xb, start, end, chunk, bits, chunk_b
         return None
     planes = 8 // b
     lane_mask = (1 << b) - 1
-    sig = types.void(indices, w, xb, start, end, chunk, bits, chunk_bytes, t, j0, j1, base, yb, row)
+    sig = types.void(indices, w, xb, start, end, chunk, bits, chunk_bytes, t, base, yb, row)
 
     def codegen(context, builder, signature, args):
         aty = signature.args
@@ -130,7 +154,7 @@ def row_chunk_packed(typingctx, indices, w, xb, start, end, chunk, bits, chunk_b
         wts = context.make_array(aty[1])(context, builder, args[1])
         src_rows = context.make_array(aty[2])(context, builder, args[2])
         thr = context.make_array(aty[8])(context, builder, args[8])
-        out = context.make_array(aty[12])(context, builder, args[12])
+        out = context.make_array(aty[10])(context, builder, args[10])
         v8, v16 = ir.VectorType(_I8, ch), ir.VectorType(_I16, ch)
         offset = builder.mul(_fit(builder, args[5], _I64, True), ir.Constant(_I64, ch))
         xbase = builder.gep(src_rows.data, [offset])
@@ -154,20 +178,15 @@ def row_chunk_packed(typingctx, indices, w, xb, start, end, chunk, bits, chunk_b
         accs = _counted_loop(builder, "edges", _fit(builder, args[3], _I64, True),
                              _fit(builder, args[4], _I64, True), [zero] * planes, edge)
 
-        def threshold(j, counts):
-            tj = _splat(builder, _fit(builder, builder.load(builder.gep(thr.data, [j])), _I16, False), v16)
-            # sext(true) = -1: subtracting it counts the lane
-            return [builder.sub(c, builder.sext(builder.icmp_unsigned(">=", a, tj), v16))
-                    for c, a in zip(counts, accs)]
-
-        base_v = _splat(builder, _fit(builder, args[11], _I16, True), v16)
-        codes = _counted_loop(builder, "thresholds", _fit(builder, args[9], _I64, True),
-                              _fit(builder, args[10], _I64, True), [base_v] * planes, threshold)
+        tv = [_splat(builder, _fit(builder, builder.load(builder.gep(thr.data, [ir.Constant(_I64, j)])),
+                                   _I16, False), v16) for j in range(lane_mask)]
+        base_v = _splat(builder, _fit(builder, args[9], _I16, True), v16)
+        codes = [_count_reached(builder, a, tv, b, base_v) for a in accs]
         packed = codes[0]
         for p in range(1, planes):
             packed = builder.or_(packed, builder.shl(codes[p], ir.Constant(v16, [b * p] * ch)))
         ystride = builder.extract_value(out.strides, 0)
-        row_off = builder.add(builder.mul(_fit(builder, args[13], _I64, True), ystride), offset)
+        row_off = builder.add(builder.mul(_fit(builder, args[11], _I64, True), ystride), offset)
         yptr = builder.bitcast(builder.gep(out.data, [row_off]), v8.as_pointer())
         builder.store(builder.trunc(packed, v8), yptr, align=1)
         return context.get_dummy_value()
