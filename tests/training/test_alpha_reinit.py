@@ -20,6 +20,9 @@ from trainer_fixtures import train_tiny
 
 def test_paper_defaults_reinit():
     assert paper_defaults("smp", 2, None)["alpha_reinit"] == ALPHA_REINIT_EPOCHS == 50
+    assert paper_defaults("smp", 2, "BT")["alpha_reinit"] == 50
+    assert paper_defaults("smp", 2, "BT*")["alpha_reinit"] == 25  # chosen on validation
+    assert paper_defaults("smp", 2, "BT*", paper_code=True, dataset="Cora")["alpha_reinit"] is None
     assert paper_defaults("smp", 4, None, dataset="Cora")["alpha_reinit"] == 50
     # the published code re-runs the search on CiteSeer only
     assert paper_defaults("smp", 2, None, paper_code=True, dataset="Cora")["alpha_reinit"] is None
