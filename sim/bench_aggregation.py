@@ -3,7 +3,9 @@
 Both run in the same process on the same synthetic graph, same features count, same
 thread count; each kernel is warmed up once, then all are timed in ``repeats`` interleaved
 rounds (:func:`sim.timing.time_interleaved`, so load changes hit every kernel alike) and
-reported by their medians.  The integer kernel is timed writing its output as packed codes,
+reported by their medians; the fastest round of each kernel and the ratio of the fastest
+rounds are reported beside them (torch's CSR SpMM varies by up to 2.5x between rounds on a
+quiet 2-vCPU guest, so the two ratios bracket what a user sees).  The integer kernel is timed writing its output as packed codes,
 the form the unit writes and the next layer reads (torch writes its FP32 result).  Every
 integer result is checked bit for bit against the exact kernel (:func:`sim.functional.aggregate`,
 itself tested equal to ``quant``'s reference), in int16 and packed form, and on the first
@@ -115,7 +117,8 @@ def run(num_nodes: int = 100_000, num_edges: int = 1_000_000, num_features: int 
     -------
     dict
         ``graph`` (sizes, degree stats), ``machine``, ``torch_fp32`` and ``int<b>`` entries
-        (``median_s``, ``times_s``, ``edges_per_s``, ``speedup_vs_torch_fp32``, ``bit_exact``,
+        (``median_s``, ``min_s``, ``times_s``, ``edges_per_s``, ``speedup_vs_torch_fp32``
+        (median over median), ``speedup_best_vs_torch_fp32_best`` (fastest over fastest), ``bit_exact``,
         ``saturations``, ``bytes_per_feature_row``).
     """
     import numba
@@ -169,15 +172,17 @@ def run(num_nodes: int = 100_000, num_edges: int = 1_000_000, num_features: int 
     times = time_interleaved(fns, repeats)
     result["machine"]["load_average_end"] = list(os.getloadavg())
     t_med = median(times["torch_fp32"])
-    result["torch_fp32"] = {"median_s": t_med, "times_s": times["torch_fp32"],
+    t_min = min(times["torch_fp32"])
+    result["torch_fp32"] = {"median_s": t_med, "min_s": t_min, "times_s": times["torch_fp32"],
                             "edges_per_s": g.num_edges / t_med,
                             "bytes_per_feature_row": 4 * num_features, "threads": threads}
     for b in bits:
         med = median(times[f"int{b}"])
         c = checks[b]
         result[f"int{b}"] = {
-            "median_s": med, "times_s": times[f"int{b}"], "edges_per_s": g.num_edges / med,
-            "speedup_vs_torch_fp32": t_med / med, "bit_exact": c["ok"],
+            "median_s": med, "min_s": min(times[f"int{b}"]), "times_s": times[f"int{b}"],
+            "edges_per_s": g.num_edges / med, "speedup_vs_torch_fp32": t_med / med,
+            "speedup_best_vs_torch_fp32_best": t_min / min(times[f"int{b}"]), "bit_exact": c["ok"],
             "output": f"packed INT{c['params'].y_spec.bits} codes (what the unit writes), uint8 "
                       f"(N, {c['out_bytes']})",
             "checked_against": ["sim.functional.aggregate (all rows)",
@@ -196,14 +201,16 @@ def format_table(res: dict) -> str:
              f"{res['machine']['threads']} threads; {res['repeats']} interleaved repeats, medians; "
              f"load average {res['machine']['load_average_start'][0]:.1f} -> "
              f"{res['machine']['load_average_end'][0]:.1f}",
-             f"{'kernel':<26}{'median ms':>11}{'Medges/s':>11}{'vs torch':>10}{'bit-exact':>11}"]
+             f"{'kernel':<26}{'median ms':>11}{'Medges/s':>11}{'vs torch':>10}"
+             f"{'best ms':>9}{'best/best':>11}{'bit-exact':>11}"]
     t = res["torch_fp32"]
     lines.append(f"{'torch FP32 CSR SpMM':<26}{t['median_s'] * 1e3:>11.2f}{t['edges_per_s'] / 1e6:>11.1f}"
-                 f"{1.0:>10.2f}{'-':>11}")
+                 f"{1.0:>10.2f}{t['min_s'] * 1e3:>9.2f}{1.0:>11.2f}{'-':>11}")
     for k, v in res.items():
         if k.startswith("int"):
             lines.append(f"{k.upper() + ' packed (bit-exact)':<26}{v['median_s'] * 1e3:>11.2f}"
                          f"{v['edges_per_s'] / 1e6:>11.1f}{v['speedup_vs_torch_fp32']:>10.2f}"
+                         f"{v['min_s'] * 1e3:>9.2f}{v['speedup_best_vs_torch_fp32_best']:>11.2f}"
                          f"{str(v['bit_exact']):>11}")
     return "\n".join(lines)
 

@@ -20,6 +20,8 @@ def test_run_small_graph_is_bit_exact():
         assert r["bit_exact"] is True
         assert len(r["times_s"]) == 2
         assert r["speedup_vs_torch_fp32"] == t["median_s"] / r["median_s"]
+        assert r["min_s"] == min(r["times_s"])
+        assert r["speedup_best_vs_torch_fp32_best"] == t["min_s"] / r["min_s"]
         assert r["output"].startswith(f"packed INT{b} codes")
     assert "INT2 packed (bit-exact)" in bench_aggregation.format_table(res)
 
