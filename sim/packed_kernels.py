@@ -38,6 +38,8 @@ Kernels
 aggregate_planes : one propagation step on packed rows -> int16 codes and saturation counts
 pack_rows : int codes (N, F) -> offset-binary packed bytes (N, B)
 spmm_f32 : the FP32 CSR SpMM written the same way (our own FP32 baseline)
+exact_gemm_dtype, gemm_exact_float, requant_float_acc_i16 : a linear layer of integer codes
+    computed exactly in float BLAS (bounded accumulators), then requantized
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ from sim.row_vector_ir import row_chunk_packed
 #: the INT4 word path reads two packed bytes as one native uint16 (lane order needs little endian)
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
-__all__ = ["add_requant_i16", "aggregate_planes", "gemm_requant_i32", "level_thresholds",
-           "pack_rows", "relu_i16", "spmm_f32", "vector_rows_supported"]
+__all__ = ["add_requant_i16", "aggregate_planes", "exact_gemm_dtype", "gemm_exact_float",
+           "level_thresholds", "pack_rows", "relu_i16", "requant_float_acc_i16", "spmm_f32",
+           "vector_rows_supported"]
 
 #: threshold sentinels of :func:`level_thresholds` ("always" / "never" reached)
 _NEVER = 1 << 40
@@ -886,47 +889,88 @@ def spmm_f32(indptr, indices, w, x, block):
     return y
 
 
-@njit(cache=True, parallel=True)
-def gemm_requant_i32(x, x_zero, wt, bias, m, n, z, qmin, qmax, block):
-    """Integer GEMM with int32 accumulation and fused requantization:
-    ``clamp(round_shift(((x - x_zero) @ wt + bias) * m, n) + z, qmin, qmax)``.
+#: float32 / float64 represent every integer of magnitude up to 2**24 / 2**53 exactly
+_F32_EXACT = 1 << 24
+_F64_EXACT = 1 << 53
+
+
+def exact_gemm_dtype(k: int, x_absmax: int, w_absmax: int):
+    """The narrowest float dtype in which a GEMM of integer codes is exact, or None.
+
+    Parameters
+    ----------
+    k : int
+        Inner dimension (input features).
+    x_absmax, w_absmax : int
+        Largest magnitude of a centred input code ``x - z_x`` and of a centred weight code.
+
+    Returns
+    -------
+    numpy.float32, numpy.float64 or None
+        ``float32`` when ``B = k * x_absmax * w_absmax < 2**24``, ``float64`` when
+        ``B < 2**53``, None otherwise.
+
+    Notes
+    -----
+    Why this is exact, in any summation order: every product ``x_t w_t`` is an integer of
+    magnitude at most ``x_absmax * w_absmax <= B``, and every partial sum a GEMM forms (any
+    blocking, any number of accumulators, fused multiply-add or not) is a sum of a subset of
+    the ``k`` products, an integer of magnitude at most ``B``.  Below the dtype's exact-integer
+    bound each such value is representable, so no operation rounds and the float result is
+    the integer dot product itself.  The BLAS behind numpy's ``@`` therefore returns
+    :func:`quant.reference.linear_accumulate` (before the bias) exactly.
+    """
+    bound = int(k) * int(x_absmax) * int(w_absmax)
+    if bound < _F32_EXACT:
+        return np.float32
+    if bound < _F64_EXACT:
+        return np.float64
+    return None
+
+
+def gemm_exact_float(x, x_zero, wt_float):
+    """``(x - x_zero) @ wt`` of integer codes, computed exactly in float BLAS.
 
     Parameters
     ----------
     x : int (N, K) codes
     x_zero : int
-    wt : int32 (K, C)
-        Centred weight codes ``(w - w_zero).T``.
-    bias : int64 (C,)
-    m, n, z, qmin, qmax : int
-        The output requantizer.
+    wt_float : float32 or float64 (K, C)
+        Centred weight codes ``(w - w_zero).T`` in the dtype :func:`exact_gemm_dtype` chose
+        for this layer and input.
 
     Returns
     -------
-    int16 (N, C) codes.
-
-    Notes
-    -----
-    The caller must prove ``K * max|x - x_zero| * max|wt| + max|bias| < 2**31`` (no int32
-    overflow) and the requantizer's int64 headroom; the result then equals
-    :func:`quant.reference.linear_accumulate` followed by the requantizer exactly.
+    (N, C) array of ``wt_float.dtype`` holding integers: the exact accumulators (no bias).
+    The caller must have checked :func:`exact_gemm_dtype` for the actual ``max|x - x_zero|``.
     """
+    xf = _centred_float(x, x_zero, np.zeros(0, dtype=wt_float.dtype))
+    return xf @ wt_float
+
+
+@njit(cache=True, parallel=True)
+def _centred_float(x, x_zero, like):
+    """``x - x_zero`` as a float array of ``like``'s dtype (exact: small integers)."""
     rows, k = x.shape
-    c = wt.shape[1]
+    out = np.empty((rows, k), dtype=like.dtype)
+    for i in prange(rows):
+        for t in range(k):
+            out[i, t] = np.int64(x[i, t]) - x_zero
+    return out
+
+
+@njit(cache=True, parallel=True)
+def requant_float_acc_i16(acc, bias, m, n, z, qmin, qmax, block):
+    """``clamp(round_shift((acc + bias) * m, n) + z, qmin, qmax)`` of integer-valued float
+    accumulators (:func:`gemm_exact_float`), int16 (N, C) codes out.  ``acc`` holds exact
+    integers, so the conversion to int64 is exact."""
+    rows, c = acc.shape
     y = np.empty((rows, c), dtype=np.int16)
     n_blocks = (rows + block - 1) // block
     for b in prange(n_blocks):
-        acc = np.zeros(c, dtype=np.int32)
         for i in range(b * block, min(rows, (b + 1) * block)):
             for j in range(c):
-                acc[j] = 0
-            for t in range(k):
-                xv = np.int32(np.int64(x[i, t]) - x_zero)
-                if xv != 0:
-                    for j in range(c):
-                        acc[j] += xv * wt[t, j]
-            for j in range(c):
-                y[i, j] = requant_1(np.int64(acc[j]) + bias[j], m, n, z, qmin, qmax)
+                y[i, j] = requant_1(np.int64(acc[i, j]) + bias[j], m, n, z, qmin, qmax)
     return y
 
 

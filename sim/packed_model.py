@@ -4,11 +4,14 @@
 narrow index dtypes, edge-weight codes as uint8/uint16, centred int32 weight matrices) and
 then runs it with :mod:`sim.packed_kernels`: every propagation step packs its input codes
 into offset-binary bytes and aggregates them with the vectorised plane kernel; linear layers
-use an int32 GEMM with fused requantization; ReLU and add-with-requantize keep int16 codes.
+multiply the centred integer codes in numpy's float BLAS, which is exact whenever
+``K * max|x - z_x| * max|w - z_w|`` is below 2**24 (float32) or 2**53 (float64)
+(:func:`sim.packed_kernels.exact_gemm_dtype` gives the argument), then requantize the
+integer-valued accumulators; ReLU and add-with-requantize keep int16 codes.
 
 Results equal :meth:`IntModel.run` bit for bit.  Where a fast kernel cannot prove it is
-exact for an op (a message requantizer, int32 overflow possible in a GEMM, signed edge
-weights, ...), that op runs with :mod:`sim.functional` (the exact kernels) instead, and
+exact for an op (a message requantizer, a GEMM bound beyond 2**53 or beyond the
+requantizer's int64 headroom, signed edge weights, ...), that op runs with :mod:`sim.functional` (the exact kernels) instead, and
 :attr:`PackedRunner.fallbacks` names it.  numpy + numba only.
 """
 
@@ -30,7 +33,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["PackedRunner"]
 
-_INT32_LIMIT = (1 << 31) - 1
 #: Element-wise ops on fewer elements than this run on one thread: a parallel region costs
 #: a fork and a barrier, which on a shared, loaded machine can stall for a scheduler tick.
 SERIAL_ELEMENTS = 1 << 20
@@ -74,7 +76,8 @@ class PackedRunner:
         self.fallbacks: dict[str, str] = {}
         self._graphs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._weights: dict[tuple[str, str], np.ndarray] = {}
-        self._linears: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._linears: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
+        self._float_weights: dict[tuple[str, type], np.ndarray] = {}
         n = int(model.graph["num_nodes"])
         for op in model.ops:
             if isinstance(op, mi.PropagateOp):
@@ -93,26 +96,35 @@ class PackedRunner:
                 w = np.asarray(model.tensors[op.weight]).astype(np.int64) - int(op.w_zero)
                 b = (np.asarray(model.tensors[op.bias]).astype(np.int64) if op.bias
                      else np.zeros(w.shape[0], np.int64))
-                self._linears[op.out] = (np.ascontiguousarray(w.T.astype(np.int32)), b)
+                self._linears[op.out] = (np.ascontiguousarray(w.T), b,
+                                         int(np.abs(w).max()) if w.size else 0)
 
     # ------------------------------------------------------------------ ops
     def _linear(self, op: mi.LinearOp, xin: np.ndarray) -> np.ndarray:
-        wt, bias = self._linears[op.out]
+        wt, bias, wmax = self._linears[op.out]
         rq = op.requant
-        xmax = int(np.abs(xin.astype(np.int64) - op.x_zero).max()) if xin.size else 0
-        wmax = int(np.abs(wt).max()) if wt.size else 0
+        z = int(op.x_zero)
+        xmax = max(abs(int(xin.max()) - z), abs(int(xin.min()) - z)) if xin.size else 0
         bmax = int(np.abs(bias).max()) if bias.size else 0
-        acc_max = wt.shape[0] * xmax * wmax + bmax
-        if (xin.ndim != 2 or xin.shape[1] != wt.shape[0] or acc_max > _INT32_LIMIT
-                or not functional.stage_bound_safe(acc_max, rq) or rq.spec.qmax >= (1 << 15)):
-            self.fallbacks[op.out] = "GEMM bound exceeds int32"
+        k = wt.shape[0]
+        dtype = packed_kernels.exact_gemm_dtype(k, xmax, wmax)
+        if (xin.ndim != 2 or xin.shape[1] != k or dtype is None
+                or not functional.stage_bound_safe(k * xmax * wmax + bmax, rq)
+                or rq.spec.qmax >= (1 << 15)):
+            self.fallbacks[op.out] = "GEMM bound beyond exact float or int64 headroom"
             acc = functional.linear(xin, op.x_zero, self.model.tensors[op.weight], op.w_zero,
                                     self.model.tensors[op.bias] if op.bias else None)
             return functional.requantize(acc, rq)
-        with _threads_for(xin.shape[0] * wt.shape[0] * wt.shape[1] // 16):
-            return packed_kernels.gemm_requant_i32(np.ascontiguousarray(xin), int(op.x_zero), wt,
-                                                   bias, rq.multiplier, rq.shift, rq.zero_point,
-                                                   rq.spec.qmin, rq.spec.qmax, self.block)
+        key = (op.out, dtype)
+        wf = self._float_weights.get(key)
+        if wf is None:
+            wf = self._float_weights[key] = np.ascontiguousarray(wt.astype(dtype))
+        with _threads_for(xin.size):
+            acc = packed_kernels.gemm_exact_float(np.ascontiguousarray(xin), z, wf)
+        with _threads_for(acc.size):
+            return packed_kernels.requant_float_acc_i16(acc, bias, rq.multiplier, rq.shift,
+                                                        rq.zero_point, rq.spec.qmin, rq.spec.qmax,
+                                                        self.block)
 
     def _propagate(self, op: mi.PropagateOp, xin: np.ndarray) -> tuple[np.ndarray, int]:
         ip, ix, ixc = self._graphs[(op.indptr, op.indices)]

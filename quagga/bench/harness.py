@@ -282,7 +282,9 @@ def _notes(res: dict) -> list[str]:
                 top = max(share, key=share.get) if share else "propagate"
                 why.append(f"{top} takes {100 * share.get(top, 0):.0f}% of the integer run")
                 if share.get("linear", 0) > 0.15:
-                    why.append("the integer GEMM (no VNNI/BLAS int8 path in numba) is a large share")
+                    why.append("the linear layers (integer codes multiplied exactly in float BLAS, "
+                               "so at best FP32's GEMM time, plus input quantization and "
+                               "requantization) are a large share")
                 if res["dataset"]["num_classes"] <= 4:
                     why.append(f"with C={res['dataset']['num_classes']} classes a feature row is "
                                f"{res['dataset']['num_classes'] * 4} bytes in FP32, so per-edge index "
