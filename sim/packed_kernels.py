@@ -40,6 +40,7 @@ pack_rows : int codes (N, F) -> offset-binary packed bytes (N, B)
 spmm_f32 : the FP32 CSR SpMM written the same way (our own FP32 baseline)
 exact_gemm_dtype, gemm_exact_float, requant_float_acc_i16 : a linear layer of integer codes
     computed exactly in float BLAS (bounded accumulators), then requantized
+quantize_f32_i16 : the input stage (float features -> codes) in one parallel pass
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ from sim.row_vector_ir import row_chunk_packed
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 __all__ = ["add_requant_i16", "aggregate_planes", "exact_gemm_dtype", "gemm_exact_float",
-           "level_thresholds", "pack_rows", "relu_i16", "requant_float_acc_i16", "spmm_f32",
-           "vector_rows_supported"]
+           "level_thresholds", "pack_rows", "quantize_f32_i16", "relu_i16",
+           "requant_float_acc_i16", "spmm_f32", "vector_rows_supported"]
 
 #: threshold sentinels of :func:`level_thresholds` ("always" / "never" reached)
 _NEVER = 1 << 40
@@ -972,6 +973,69 @@ def requant_float_acc_i16(acc, bias, m, n, z, qmin, qmax, block):
             for j in range(c):
                 y[i, j] = requant_1(np.int64(acc[i, j]) + bias[j], m, n, z, qmin, qmax)
     return y
+
+
+#: rounding-mode numbers of :func:`quantize_f32_i16` (``quant.spec.Rounding`` values)
+ROUNDING_CODES = {"half_even": 0, "half_up": 1, "floor": 2}
+
+
+@njit(cache=True, parallel=True)
+def quantize_f32_i16(x, scale, zero_point, qmin, qmax, mode, block):
+    """Float features -> int16 codes, :func:`quant.reference.quantize` in one pass.
+
+    ``clamp(R(x / s + z), qmin, qmax)`` with every operation rounded to float32 as the
+    reference does (``np.float32`` after each division and addition; a float32 division or
+    addition carried out in float64 and rounded once to float32 is the correctly rounded
+    float32 result, since 53 >= 2 * 24 + 2).  ``R`` by ``mode`` (:data:`ROUNDING_CODES`):
+    ties to even, ties up, or floor, from ``f = floor(v)`` and the exact fraction ``v - f``.
+
+    Parameters
+    ----------
+    x : float32 (N, F)
+    scale : float32
+        Positive, finite (checked by the caller).
+    zero_point, qmin, qmax, mode, block : int
+
+    Returns
+    -------
+    codes : int16 (N, F)
+    nonfinite : int
+        Count of NaN / infinite inputs (their codes are undefined; the caller refuses them).
+    """
+    rows, f = x.shape
+    out = np.empty((rows, f), dtype=np.int16)
+    s = np.float32(scale)
+    zf = np.float32(zero_point)
+    lo = np.float32(qmin)
+    hi = np.float32(qmax)
+    half = np.float32(0.5)
+    n_blocks = (rows + block - 1) // block
+    bad = np.zeros(n_blocks, dtype=np.int64)
+    for b in prange(n_blocks):
+        nb = 0
+        for i in range(b * block, min(rows, (b + 1) * block)):
+            for j in range(f):
+                xv = x[i, j]
+                if not np.isfinite(xv):
+                    nb += 1
+                    out[i, j] = 0
+                    continue
+                v = np.float32(np.float32(xv / s) + zf)
+                fl = np.float32(np.floor(v))
+                if mode != 2:
+                    d = np.float32(v - fl)
+                    if d > half:
+                        fl = np.float32(fl + np.float32(1.0))
+                    elif d == half:
+                        if mode == 1 or (np.int64(fl) & 1) == 1:
+                            fl = np.float32(fl + np.float32(1.0))
+                if fl < lo:
+                    fl = lo
+                elif fl > hi:
+                    fl = hi
+                out[i, j] = np.int16(fl)
+        bad[b] = nb
+    return out, bad.sum()
 
 
 @njit(cache=True, parallel=True)

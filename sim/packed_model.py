@@ -25,7 +25,7 @@ import numpy as np
 
 from quant import model_ir as mi
 from quant.errors import invalid
-from quant.reference import _check_multiplier, _check_shift, quantize
+from quant.reference import _check_multiplier, _check_shift, check_finite, check_scale
 from sim import functional, kernels, packed_kernels
 from sim.graph import validate_csr
 
@@ -100,6 +100,25 @@ class PackedRunner:
                                          int(np.abs(w).max()) if w.size else 0)
 
     # ------------------------------------------------------------------ ops
+    def _input(self, op: mi.InputOp, x: np.ndarray) -> np.ndarray:
+        """The input stage: :func:`quant.reference.quantize` of the preprocessed features,
+        in one parallel pass (:func:`sim.packed_kernels.quantize_f32_i16`); a non-finite
+        input is refused with the reference's error."""
+        if op.normalize is None and x.ndim == 2 and x.dtype == np.float32:
+            xf = np.ascontiguousarray(x)          # preprocess_features would only copy it
+        else:
+            xf = mi.preprocess_features(x, op.normalize)
+        spec = op.spec
+        s = check_scale(op.scale)
+        z = spec.check_zero_point(op.zero_point)
+        with _threads_for(xf.size):
+            out, bad = packed_kernels.quantize_f32_i16(
+                xf, s, z, spec.qmin, spec.qmax, packed_kernels.ROUNDING_CODES[spec.rounding.value],
+                self.block)
+        if bad:
+            check_finite(xf, "x")                 # raises the reference's error
+        return out
+
     def _linear(self, op: mi.LinearOp, xin: np.ndarray) -> np.ndarray:
         wt, bias, wmax = self._linears[op.out]
         rq = op.requant
@@ -188,8 +207,7 @@ class PackedRunner:
         for k, op in enumerate(model.ops):
             t0 = time.perf_counter() if timings is not None else 0.0
             if isinstance(op, mi.InputOp):
-                out = quantize(mi.preprocess_features(x, op.normalize), op.scale, op.zero_point,
-                               op.spec)
+                out = self._input(op, x)
             elif isinstance(op, mi.LinearOp):
                 out = self._linear(op, get(op.inp))
             elif isinstance(op, mi.ReluOp):
