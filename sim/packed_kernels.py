@@ -57,7 +57,7 @@ from sim.row_vector_ir import row_chunk_packed
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 __all__ = ["add_requant_i16", "aggregate_planes", "exact_gemm_dtype", "gemm_exact_float",
-           "level_thresholds", "pack_rows", "quantize_f32_i16", "relu_i16",
+           "level_thresholds", "linear_requant_exact", "pack_rows", "quantize_f32_i16", "relu_i16",
            "requant_float_acc_i16", "spmm_f32", "vector_rows_supported"]
 
 #: threshold sentinels of :func:`level_thresholds` ("always" / "never" reached)
@@ -947,6 +947,40 @@ def gemm_exact_float(x, x_zero, wt_float):
     """
     xf = _centred_float(x, x_zero, np.zeros(0, dtype=wt_float.dtype))
     return xf @ wt_float
+
+
+def linear_requant_exact(x, x_zero, wt_float, bias, m, n, z, qmin, qmax, block,
+                         chunk_rows=16384):
+    """A linear layer with requantization, ``requant((x - x_zero) @ wt + bias)``, in float
+    BLAS on row chunks: int16 (N, C) codes out.
+
+    Each chunk of ``chunk_rows`` rows is centred into a reused float buffer, multiplied by
+    ``wt_float`` (BLAS, exact under :func:`exact_gemm_dtype`'s bound, which the caller has
+    checked), and requantized (:func:`requant_float_acc_i16`) into the output.  The buffers
+    stay in cache and are allocated once, instead of two (N, K) / (N, C) float arrays that
+    are page-faulted in on every call.
+    """
+    rows, k = x.shape
+    c = wt_float.shape[1]
+    out = np.empty((rows, c), dtype=np.int16)
+    step = max(1, min(int(chunk_rows), rows))
+    xbuf = np.empty((step, k), dtype=wt_float.dtype)
+    abuf = np.empty((step, c), dtype=wt_float.dtype)
+    for i0 in range(0, rows, step):
+        r = min(step, rows - i0)
+        _centred_float_into(x[i0:i0 + r], x_zero, xbuf[:r])
+        np.matmul(xbuf[:r], wt_float, out=abuf[:r])
+        out[i0:i0 + r] = requant_float_acc_i16(abuf[:r], bias, m, n, z, qmin, qmax, block)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _centred_float_into(x, x_zero, out):
+    """``out[:] = x - x_zero`` (float; exact: small integers)."""
+    rows, k = x.shape
+    for i in prange(rows):
+        for t in range(k):
+            out[i, t] = np.int64(x[i, t]) - x_zero
 
 
 @njit(cache=True, parallel=True)

@@ -138,12 +138,9 @@ class PackedRunner:
         wf = self._float_weights.get(key)
         if wf is None:
             wf = self._float_weights[key] = np.ascontiguousarray(wt.astype(dtype))
-        with _threads_for(xin.size):
-            acc = packed_kernels.gemm_exact_float(np.ascontiguousarray(xin), z, wf)
-        with _threads_for(acc.size):
-            return packed_kernels.requant_float_acc_i16(acc, bias, rq.multiplier, rq.shift,
-                                                        rq.zero_point, rq.spec.qmin, rq.spec.qmax,
-                                                        self.block)
+        return packed_kernels.linear_requant_exact(
+            np.ascontiguousarray(xin), z, wf, bias, rq.multiplier, rq.shift, rq.zero_point,
+            rq.spec.qmin, rq.spec.qmax, self.block)
 
     def _propagate(self, op: mi.PropagateOp, xin: np.ndarray) -> tuple[np.ndarray, int]:
         ip, ix, ixc = self._graphs[(op.indptr, op.indices)]

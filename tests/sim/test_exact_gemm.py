@@ -102,3 +102,18 @@ def test_runner_linear_layers_exact_in_either_dtype(monkeypatch, seed, force_f64
     assert not [k for k, why in runner.fallbacks.items() if why.startswith("GEMM")]
     for k, v in ref.items():
         assert np.array_equal(np.asarray(v).astype(np.int64), env[k].astype(np.int64)), k
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 96, 1000])
+def test_linear_requant_exact_chunks(chunk_rows):
+    """Row chunking (buffers reused, a short last chunk) does not change a code."""
+    rng = np.random.default_rng(chunk_rows)
+    x, w = _extreme_operands(rng, 96, 64, 11, 8, 5, 127)
+    bias = rng.integers(-(1 << 18), 1 << 18, size=11)
+    spec = QuantSpec(4)
+    m, n = derive_multiplier(2e-5, 16)
+    dtype = pk.exact_gemm_dtype(64, int(np.abs(x - 5).max()), 127)
+    got = pk.linear_requant_exact(x.astype(np.int16), 5, np.ascontiguousarray(w.T.astype(dtype)),
+                                  bias, m, n, 2, spec.qmin, spec.qmax, 8, chunk_rows=chunk_rows)
+    ref = requantize(linear_accumulate(x, 5, w, 0, bias), m, n, 2, spec)
+    assert got.dtype == np.int16 and np.array_equal(got.astype(np.int64), ref)
