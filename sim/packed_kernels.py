@@ -945,7 +945,8 @@ def gemm_exact_float(x, x_zero, wt_float):
     (N, C) array of ``wt_float.dtype`` holding integers: the exact accumulators (no bias).
     The caller must have checked :func:`exact_gemm_dtype` for the actual ``max|x - x_zero|``.
     """
-    xf = _centred_float(x, x_zero, np.zeros(0, dtype=wt_float.dtype))
+    xf = np.empty(x.shape, dtype=wt_float.dtype)
+    _centred_float_into(x, x_zero, xf)
     return xf @ wt_float
 
 
@@ -981,17 +982,6 @@ def _centred_float_into(x, x_zero, out):
     for i in prange(rows):
         for t in range(k):
             out[i, t] = np.int64(x[i, t]) - x_zero
-
-
-@njit(cache=True, parallel=True)
-def _centred_float(x, x_zero, like):
-    """``x - x_zero`` as a float array of ``like``'s dtype (exact: small integers)."""
-    rows, k = x.shape
-    out = np.empty((rows, k), dtype=like.dtype)
-    for i in prange(rows):
-        for t in range(k):
-            out[i, t] = np.int64(x[i, t]) - x_zero
-    return out
 
 
 @njit(cache=True, parallel=True)
