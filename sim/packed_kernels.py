@@ -114,9 +114,9 @@ def level_thresholds(out_m: int, out_n: int, out_z: int, out_qmin: int, out_qmax
 def vector_rows_supported(bits: int, row_bytes: int, pack_bits: int, w_zero: int,
                           thresholds: np.ndarray | None) -> bool:
     """Whether :func:`aggregate_planes` takes the vector-IR row kernel
-    (:mod:`sim.row_vector_ir`): INT2/INT4 rows of a multiple of 16 bytes, weight zero point
+    (:mod:`sim.row_vector_ir`): INT2/INT4 rows of a multiple of 4 bytes, weight zero point
     0, output packed at the input width, a monotone requantizer chain."""
-    return (bits in (2, 4) and row_bytes % 16 == 0 and row_bytes > 0 and pack_bits == bits
+    return (bits in (2, 4) and row_bytes % 4 == 0 and row_bytes > 0 and pack_bits == bits
             and w_zero == 0 and thresholds is not None)
 
 
@@ -268,7 +268,7 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
 
     Rows of the common case (INT2/INT4 features, weight zero point 0,
     a weight sum that proves no uint16 lane can wrap and no saturation, non-negative shifts)
-    go through :func:`_tight_rows_vector` (rows of a multiple of 16 bytes written packed,
+    go through :func:`_tight_rows_vector` (rows of a multiple of 4 bytes written packed,
     see :func:`vector_rows_supported`) or :func:`_tight_rows` and its variants; every other
     row through :func:`_general_rows`.
 
@@ -363,8 +363,9 @@ def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, 
 @njit(cache=True, parallel=True)
 def _tight_rows_vector(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim, thresholds,
                        fqmin, pack_off, block, yb):
-    """:func:`_tight_rows` for INT2/INT4 rows of a multiple of 16 bytes written packed at the
-    input width, with the per-row work in :func:`sim.row_vector_ir.row_chunk_packed`.
+    """:func:`_tight_rows` for INT2/INT4 rows of a multiple of 4 bytes written packed at the
+    input width, with the per-row work in :func:`sim.row_vector_ir.row_chunk_packed` (chunks of
+    the widest of 32, 16, 8, 4 bytes that divides the row).
 
     The requantizer chain is applied as thresholds on the unsigned lane sum
     ``T = D + z_u S_w`` (``D`` the exact row sum): row threshold ``theta[j] + z_u S_w``
@@ -378,8 +379,8 @@ def _tight_rows_vector(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim, t
     n_th = thresholds.shape[0]
     umax = (1 << bits) - 1
     budget = np.int64(65534 // umax)
-    wide = nb % 32 == 0
-    n_chunks = nb // 32 if wide else nb // 16
+    cw = 32 if nb % 32 == 0 else 16 if nb % 16 == 0 else 8 if nb % 8 == 0 else 4
+    n_chunks = nb // cw
     base = fqmin + pack_off
     last_lanes = n_feat - (nb - 1) * (8 // bits)  # valid lanes in the last byte
     last_mask = np.uint8((1 << (last_lanes * bits)) - 1) if last_lanes < 8 // bits else np.uint8(255)
@@ -399,20 +400,25 @@ def _tight_rows_vector(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim, t
             zs = z_u * s_w
             for j in range(n_th):
                 t[j] = np.uint16(min(max(thresholds[j] + zs, 0), 65535))
-            if bits == 2:
-                if wide:
-                    for c in range(n_chunks):
+            # literal chunk widths and lane widths: one specialised intrinsic per pair
+            for c in range(n_chunks):
+                if bits == 2:
+                    if cw == 32:
                         row_chunk_packed(indices, w, xb, start, end, c, 2, 32, t, base, yb, i)
-                else:
-                    for c in range(n_chunks):
+                    elif cw == 16:
                         row_chunk_packed(indices, w, xb, start, end, c, 2, 16, t, base, yb, i)
-            else:
-                if wide:
-                    for c in range(n_chunks):
-                        row_chunk_packed(indices, w, xb, start, end, c, 4, 32, t, base, yb, i)
+                    elif cw == 8:
+                        row_chunk_packed(indices, w, xb, start, end, c, 2, 8, t, base, yb, i)
+                    else:
+                        row_chunk_packed(indices, w, xb, start, end, c, 2, 4, t, base, yb, i)
+                elif cw == 32:
+                    row_chunk_packed(indices, w, xb, start, end, c, 4, 32, t, base, yb, i)
+                elif cw == 16:
+                    row_chunk_packed(indices, w, xb, start, end, c, 4, 16, t, base, yb, i)
+                elif cw == 8:
+                    row_chunk_packed(indices, w, xb, start, end, c, 4, 8, t, base, yb, i)
                 else:
-                    for c in range(n_chunks):
-                        row_chunk_packed(indices, w, xb, start, end, c, 4, 16, t, base, yb, i)
+                    row_chunk_packed(indices, w, xb, start, end, c, 4, 4, t, base, yb, i)
             yb[i, nb - 1] &= last_mask  # padding lanes are zero
     return todo
 

@@ -41,7 +41,7 @@ from numba.extending import intrinsic
 __all__ = ["CHUNK_BYTES", "row_chunk_packed"]
 
 #: chunk widths (bytes of a packed row per call) the intrinsic is built for
-CHUNK_BYTES = (16, 32)
+CHUNK_BYTES = (4, 8, 16, 32)
 
 _I64, _I32, _I16, _I8 = ir.IntType(64), ir.IntType(32), ir.IntType(16), ir.IntType(8)
 

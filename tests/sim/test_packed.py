@@ -205,9 +205,10 @@ def test_level_thresholds_equal_the_requantizer_chain():
 
 
 @pytest.mark.parametrize("bits,f", [(2, 64), (2, 63), (2, 128), (2, 192), (4, 32), (4, 31),
-                                    (4, 64), (4, 96)])
+                                    (4, 64), (4, 96), (2, 16), (2, 15), (2, 32), (2, 48),
+                                    (2, 80), (4, 8), (4, 7), (4, 16), (4, 24), (4, 40)])
 def test_vector_row_kernel_equals_reference(bits, f):
-    """Rows of 16-byte chunks written packed take the vector-IR kernel
+    """Rows of 4-, 8-, 16- and 32-byte chunks written packed take the vector-IR kernel
     (sim.row_vector_ir): random zero points, update stages, hub rows past the weight-sum
     budget (sent to the general path), saturating accumulators, full-scale weights."""
     rng = np.random.default_rng(bits * 1000 + f)
