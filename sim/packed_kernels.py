@@ -36,7 +36,7 @@ here: callers use :func:`sim.functional.aggregate` for such steps.
 Kernels
 -------
 aggregate_planes : one propagation step on packed rows -> int16 codes and saturation counts
-pack_rows : int codes (N, F) -> offset-binary packed bytes (N, B)
+pack_rows : int codes (N, F) -> offset-binary packed bytes (N, B); unpack_rows its inverse
 spmm_f32 : the FP32 CSR SpMM written the same way (our own FP32 baseline)
 exact_gemm_dtype, gemm_exact_float, requant_float_acc_i16 : a linear layer of integer codes
     computed exactly in float BLAS (bounded accumulators), then requantized
@@ -58,7 +58,7 @@ _LITTLE_ENDIAN = sys.byteorder == "little"
 
 __all__ = ["add_requant_i16", "aggregate_planes", "exact_gemm_dtype", "gemm_exact_float",
            "level_thresholds", "linear_requant_exact", "pack_rows", "quantize_f32_i16", "relu_i16",
-           "requant_float_acc_i16", "spmm_f32", "vector_rows_supported"]
+           "requant_float_acc_i16", "spmm_f32", "unpack_rows", "vector_rows_supported"]
 
 #: threshold sentinels of :func:`level_thresholds` ("always" / "never" reached)
 _NEVER = 1 << 40
@@ -867,6 +867,23 @@ def pack_rows(q, offset, bits, block):
                     if l < f:
                         v |= np.uint32(np.int64(q[i, l]) + offset) << np.uint32(p * bits)
                 out[i, k] = np.uint8(v)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def unpack_rows(yb, offset, bits, n_feat, block):
+    """Inverse of :func:`pack_rows`: offset-binary packed bytes (N, B) -> int16 codes
+    ``lane - offset`` (N, n_feat)."""
+    n = yb.shape[0]
+    per = 8 // bits
+    mask = (1 << bits) - 1
+    out = np.empty((n, n_feat), dtype=np.int16)
+    n_blocks = (n + block - 1) // block
+    for b in prange(n_blocks):
+        for i in range(b * block, min(n, (b + 1) * block)):
+            for l in range(n_feat):
+                v = (np.int64(yb[i, l // per]) >> ((l % per) * bits)) & mask
+                out[i, l] = np.int16(v - offset)
     return out
 
 

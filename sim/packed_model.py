@@ -150,9 +150,21 @@ class PackedRunner:
             return res.y, res.saturations
         with _threads_for(xin.size):
             xb = functional.pack_operand(xin, p.x_spec, self.block)
+        f = xin.shape[1]
+        # Rows the vector-IR kernel takes (INT2/INT4, output at the input width) are written
+        # packed, as the unit writes them, and unpacked to the int16 codes the adds read.
+        packed = (p.y_spec.bits == p.x_spec.bits
+                  and packed_kernels.vector_rows_supported(p.x_spec.bits, xb.shape[1], p.y_spec.bits,
+                                                           p.w_zero, np.zeros(1)))
         res = functional.aggregate_packed(ip, ixc, self._weights[(op.edge_weight, op.out)], xb,
-                                          xin.shape[1], p, block=self.block, validate=False)
-        return res.y, res.saturations
+                                          f, p, block=self.block, validate=False,
+                                          packed_out=packed)
+        if not packed:
+            return res.y, res.saturations
+        with _threads_for(xin.size):
+            y = packed_kernels.unpack_rows(res.y, functional.packed_offset(p.y_spec),
+                                           p.y_spec.bits, f, self.block)
+        return y, res.saturations
 
     def _add(self, op: mi.AddOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         _check_multiplier(op.a_mult, "a_mult", signed=True)

@@ -306,3 +306,14 @@ def test_packed_fuzz_seeded_share():
 @pytest.mark.slow
 def test_packed_fuzz_full():
     assert _fuzz(range(150, 2150)) >= 1500
+
+
+@pytest.mark.parametrize("bits, signed, f", [(1, False, 13), (2, False, 16), (2, True, 7),
+                                             (4, False, 9), (4, True, 32), (8, True, 5)])
+def test_unpack_rows_inverts_pack_rows(bits, signed, f):
+    spec = QuantSpec(bits, signed=signed)
+    rng = np.random.default_rng(bits * 10 + f)
+    q = rng.integers(spec.qmin, spec.qmax + 1, size=(37, f))
+    off = fn.packed_offset(spec)
+    packed = pk.pack_rows(q, off, bits, 8)
+    assert np.array_equal(pk.unpack_rows(packed, off, bits, f, 8).astype(np.int64), q)
