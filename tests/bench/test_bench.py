@@ -18,6 +18,17 @@ from sim.random_models import GraphSpec, random_model
 QUAGGA = str(Path(sys.executable).parent / "quagga")
 
 
+def _runner_equals_reference(model, x):
+    """Run ``model`` with PackedRunner and IntModel.run; every stage equal.  Returns the
+    runner and the reference environment."""
+    runner = PackedRunner(model)
+    env, _ = runner.run(x)
+    ref = model.run(x)
+    for k, v in ref.items():
+        assert np.array_equal(np.asarray(v).astype(np.int64), env[k].astype(np.int64)), k
+    return runner, ref
+
+
 @pytest.mark.parametrize("bits", [2, 4, 8])
 def test_packed_runner_equals_reference_on_smp(bits):
     rng = np.random.default_rng(bits)
@@ -25,12 +36,8 @@ def test_packed_runner_equals_reference_on_smp(bits):
     ei = np.stack([rng.integers(0, n, 1500), rng.integers(0, n, 1500)])
     x = rng.random((n, 9)).astype(np.float32)
     model, _, _, _ = smp_int_model(ei, x, 3, bits, seed=bits, steps=2)
-    runner = PackedRunner(model)
-    env, _ = runner.run(x)
-    ref = model.run(x)
+    runner, ref = _runner_equals_reference(model, x)
     assert not runner.fallbacks
-    for k, v in ref.items():
-        assert np.array_equal(np.asarray(v).astype(np.int64), env[k].astype(np.int64)), k
     only, _ = runner.run(x, keep=False)
     assert list(only) == ["pred"] and np.array_equal(only["pred"], ref["pred"])
 
@@ -47,12 +54,8 @@ def test_packed_runner_packed_propagation_path(bits, classes):
     x = rng.random((n, 12)).astype(np.float32)
     model, _, _, _ = smp_int_model(ei, x, classes, bits, seed=bits, steps=2)
     assert pk.vector_rows_supported(bits, classes * bits // 8, bits, 0, np.zeros(1))
-    runner = PackedRunner(model)
-    env, _ = runner.run(x)
-    ref = model.run(x)
+    runner, ref = _runner_equals_reference(model, x)
     assert not runner.fallbacks
-    for k, v in ref.items():
-        assert np.array_equal(np.asarray(v).astype(np.int64), env[k].astype(np.int64)), k
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -64,11 +67,7 @@ def test_packed_runner_equals_reference_on_random_models(seed):
                    duplicates=seed % 2 == 0)
     model, x = random_model(seed, arch, bits=(2, 4, 8)[seed % 3], graph=gs,
                             narrow_acc=seed % 2 == 1, msg=seed == 4, upd=seed >= 3)
-    runner = PackedRunner(model)
-    env, _ = runner.run(x)
-    ref = model.run(x)
-    for k, v in ref.items():
-        assert np.array_equal(np.asarray(v).astype(np.int64), env[k].astype(np.int64)), k
+    runner, _ = _runner_equals_reference(model, x)
     if seed == 4:
         assert runner.fallbacks
 
