@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 
 from quant.errors import QuantError
@@ -52,11 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     wanted = [a for a in argv if a in SUBCOMMANDS][:1]
     if wanted == ["run"]:
-        # The flow runs torch (its own OpenMP runtime), numba (OpenMP) and numpy's OpenBLAS in
-        # one process; workers of one runtime that spin after a parallel region take the cores
-        # from the next region of another (measured: the packed runner's linear layers 5x
-        # slower).  Set before any of them is loaded; an explicit setting wins.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from quagga.bench.machine import prefer_passive_omp
+
+        prefer_passive_omp()          # for the whole flow, before torch or numba is loaded
     parser = build_parser(wanted)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),

@@ -6,6 +6,19 @@ import os
 import platform
 
 
+def prefer_passive_omp() -> None:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the user has set it.
+
+    torch (its own OpenMP runtime), numba (OpenMP) and numpy's OpenBLAS share one process
+    here; workers of one runtime that spin after a parallel region take the cores from the
+    next region of another (on this 2-vCPU guest: a 2-thread numba region at 10x its 1-thread
+    time under load, the packed runner's linear layers 5x slower in ``quagga run``).  Passive
+    waiting applies to torch and numba alike.  Call it before torch or numba loads libgomp;
+    the benchmark JSON records the setting (docs/benchmarks.md).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``), or ``platform.processor()``."""
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from quant.fileio import write_bytes_atomic
@@ -49,10 +48,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def run(args) -> int:
-    # On a shared machine, OpenMP threads that spin at barriers steal the CPU from the thread
-    # doing the work (a 2-thread region can take 10x its 1-thread time under load).  Passive
-    # waiting, set before numba or torch load libgomp, applies to both sides alike.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from quagga.bench.machine import prefer_passive_omp
+
+    prefer_passive_omp()
     from tqdm import tqdm
 
     from quagga.bench import harness

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -147,8 +146,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    # OpenMP threads that spin at barriers steal the CPU on a shared machine (docs/benchmarks.md)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from quagga.bench.machine import prefer_passive_omp
+
+    prefer_passive_omp()
     from sim import bench_aggregation
 
     if args.threads < 1:
