@@ -58,7 +58,8 @@ _LITTLE_ENDIAN = sys.byteorder == "little"
 
 __all__ = ["add_requant_i16", "aggregate_planes", "exact_gemm_dtype", "gemm_exact_float",
            "level_thresholds", "linear_requant_exact", "pack_rows", "quantize_f32_i16", "relu_i16",
-           "requant_float_acc_i16", "spmm_f32", "unpack_rows", "vector_rows_supported"]
+           "requant_float_acc_i16", "spmm_f32", "unpack_rows", "vector_rows_shape",
+           "vector_rows_supported"]
 
 #: threshold sentinels of :func:`level_thresholds` ("always" / "never" reached)
 _NEVER = 1 << 40
@@ -111,13 +112,20 @@ def level_thresholds(out_m: int, out_n: int, out_z: int, out_qmin: int, out_qmax
     return np.array(theta, dtype=np.int64)
 
 
+def vector_rows_shape(bits: int, row_bytes: int, pack_bits: int, w_zero: int) -> bool:
+    """Whether operands of this shape suit the vector-IR row kernel
+    (:mod:`sim.row_vector_ir`): INT2/INT4 rows of a multiple of 4 bytes, weight zero point 0,
+    output packed at the input width."""
+    return (bits in (2, 4) and row_bytes % 4 == 0 and row_bytes > 0 and pack_bits == bits
+            and w_zero == 0)
+
+
 def vector_rows_supported(bits: int, row_bytes: int, pack_bits: int, w_zero: int,
                           thresholds: np.ndarray | None) -> bool:
-    """Whether :func:`aggregate_planes` takes the vector-IR row kernel
-    (:mod:`sim.row_vector_ir`): INT2/INT4 rows of a multiple of 4 bytes, weight zero point
-    0, output packed at the input width, a monotone requantizer chain."""
-    return (bits in (2, 4) and row_bytes % 4 == 0 and row_bytes > 0 and pack_bits == bits
-            and w_zero == 0 and thresholds is not None)
+    """Whether :func:`aggregate_planes` takes the vector-IR row kernel: the shape of
+    :func:`vector_rows_shape` and a monotone requantizer chain (``thresholds`` from
+    :func:`level_thresholds`, not None)."""
+    return vector_rows_shape(bits, row_bytes, pack_bits, w_zero) and thresholds is not None
 
 
 @njit(cache=True, inline="always")
@@ -952,7 +960,7 @@ def exact_gemm_dtype(k: int, x_absmax: int, w_absmax: int):
     return None
 
 
-def gemm_exact_float(x, x_zero, wt_float):
+def gemm_exact_float(x, x_zero, wt_float, xbuf=None, out=None):
     """``(x - x_zero) @ wt`` of integer codes, computed exactly in float BLAS.
 
     Parameters
@@ -962,15 +970,17 @@ def gemm_exact_float(x, x_zero, wt_float):
     wt_float : float32 or float64 (K, C)
         Centred weight codes ``(w - w_zero).T`` in the dtype :func:`exact_gemm_dtype` chose
         for this layer and input.
+    xbuf, out : optional (N, K) and (N, C) arrays of ``wt_float.dtype``
+        Scratch for the centred input and the result (allocated when not given).
 
     Returns
     -------
     (N, C) array of ``wt_float.dtype`` holding integers: the exact accumulators (no bias).
     The caller must have checked :func:`exact_gemm_dtype` for the actual ``max|x - x_zero|``.
     """
-    xf = np.empty(x.shape, dtype=wt_float.dtype)
+    xf = np.empty(x.shape, dtype=wt_float.dtype) if xbuf is None else xbuf
     _centred_float_into(x, x_zero, xf)
-    return xf @ wt_float
+    return np.matmul(xf, wt_float, out=out)
 
 
 def linear_requant_exact(x, x_zero, wt_float, bias, m, n, z, qmin, qmax, block,
@@ -978,9 +988,9 @@ def linear_requant_exact(x, x_zero, wt_float, bias, m, n, z, qmin, qmax, block,
     """A linear layer with requantization, ``requant((x - x_zero) @ wt + bias)``, in float
     BLAS on row chunks: int16 (N, C) codes out.
 
-    Each chunk of ``chunk_rows`` rows is centred into a reused float buffer, multiplied by
-    ``wt_float`` (BLAS, exact under :func:`exact_gemm_dtype`'s bound, which the caller has
-    checked), and requantized (:func:`requant_float_acc_i16`) into the output.  The buffers
+    Each chunk of ``chunk_rows`` rows goes through :func:`gemm_exact_float` with reused float
+    buffers (exact under :func:`exact_gemm_dtype`'s bound, which the caller has checked) and
+    is requantized (:func:`requant_float_acc_i16`) into the output.  The buffers
     stay in cache and are allocated once, instead of two (N, K) / (N, C) float arrays that
     are page-faulted in on every call.
     """
@@ -992,9 +1002,8 @@ def linear_requant_exact(x, x_zero, wt_float, bias, m, n, z, qmin, qmax, block,
     abuf = np.empty((step, c), dtype=wt_float.dtype)
     for i0 in range(0, rows, step):
         r = min(step, rows - i0)
-        _centred_float_into(x[i0:i0 + r], x_zero, xbuf[:r])
-        np.matmul(xbuf[:r], wt_float, out=abuf[:r])
-        out[i0:i0 + r] = requant_float_acc_i16(abuf[:r], bias, m, n, z, qmin, qmax, block)
+        acc = gemm_exact_float(x[i0:i0 + r], x_zero, wt_float, xbuf[:r], abuf[:r])
+        out[i0:i0 + r] = requant_float_acc_i16(acc, bias, m, n, z, qmin, qmax, block)
     return out
 
 

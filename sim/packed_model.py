@@ -153,9 +153,8 @@ class PackedRunner:
         f = xin.shape[1]
         # Rows the vector-IR kernel takes (INT2/INT4, output at the input width) are written
         # packed, as the unit writes them, and unpacked to the int16 codes the adds read.
-        packed = (p.y_spec.bits == p.x_spec.bits
-                  and packed_kernels.vector_rows_supported(p.x_spec.bits, xb.shape[1], p.y_spec.bits,
-                                                           p.w_zero, np.zeros(1)))
+        packed = packed_kernels.vector_rows_shape(p.x_spec.bits, xb.shape[1], p.y_spec.bits,
+                                                  p.w_zero)
         res = functional.aggregate_packed(ip, ixc, self._weights[(op.edge_weight, op.out)], xb,
                                           f, p, block=self.block, validate=False,
                                           packed_out=packed)

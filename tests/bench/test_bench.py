@@ -53,7 +53,7 @@ def test_packed_runner_packed_propagation_path(bits, classes):
     ei = np.stack([rng.integers(0, n, 2500), rng.integers(0, n, 2500)])
     x = rng.random((n, 12)).astype(np.float32)
     model, _, _, _ = smp_int_model(ei, x, classes, bits, seed=bits, steps=2)
-    assert pk.vector_rows_supported(bits, classes * bits // 8, bits, 0, np.zeros(1))
+    assert pk.vector_rows_shape(bits, classes * bits // 8, bits, 0)
     runner, ref = _runner_equals_reference(model, x)
     assert not runner.fallbacks
 
