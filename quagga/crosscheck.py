@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from quagga.flow import _call
-from quagga.rundir import read_json, write_json_atomic
+from quagga.rundir import read_json
+from quant.fileio import write_json_atomic
 
 log = logging.getLogger(__name__)
 

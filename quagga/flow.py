@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quagga.rundir import read_json, write_json_atomic
+from quagga.rundir import read_json
+from quant.fileio import write_json_atomic
 from quant.fileio import atomic_path
 
 log = logging.getLogger(__name__)

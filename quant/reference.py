@@ -175,8 +175,12 @@ def round_shift(v: np.ndarray, n: int) -> np.ndarray:
     >>> round_shift(np.array([-3, -2, -1, 1, 2, 3]), 1).tolist()
     [-1, -1, 0, 1, 1, 2]
     """
-    v = _check_int_array(v, "v")
-    n = _check_shift(n)
+    return shift_half_up(_check_int_array(v, "v"), _check_shift(n))
+
+
+def shift_half_up(v, n: int):
+    """The arithmetic of :func:`round_shift` on any integer array type with ``+``, ``>>`` and
+    ``<<`` (numpy, torch), unvalidated: ``(v + 2**(n-1)) >> n``, ``v << -n`` or ``v``."""
     if n > 0:
         return (v + (1 << (n - 1))) >> n
     if n < 0:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 
 from quant.errors import QuantError, invalid
-from quant.reference import (PRODUCT_LIMIT, _check_multiplier, _check_shift, check_scale)
+from quant.reference import (PRODUCT_LIMIT, _check_multiplier, _check_shift, check_scale,
+                             shift_half_up)
 from quant.spec import QuantSpec, Rounding
 
 __all__ = ["add_requantize", "check_finite", "dequantize", "linear_accumulate", "quantize",
@@ -127,11 +128,7 @@ def round_shift(v: torch.Tensor, n: int) -> torch.Tensor:
     """
     v = _as_int64(v, "v")
     n = _check_shift(n)
-    if n > 0:
-        return (v + (1 << (n - 1))) >> n
-    if n < 0:
-        return v << (-n)
-    return v.clone()
+    return shift_half_up(v, n) if n else v.clone()
 
 
 def _check_product(v: torch.Tensor, m: int, n: int) -> None:

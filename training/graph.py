@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
-from quant.model_ir import csr_from_edges
+from quant.csr import csr_from_edge_index
 from training.fused_message import transposed_csr
 
 
@@ -83,7 +83,7 @@ def build_prop_graph(edge_index: torch.Tensor, num_nodes: int) -> PropGraph:
     """Normalise and order ``edge_index`` (2, E) int64 for propagation."""
     ei, w = gcn_norm(edge_index.to(torch.int64), None, num_nodes, improved=False,
                      add_self_loops=True, flow="source_to_target", dtype=torch.float32)
-    indptr, indices, perm = csr_from_edges(ei.numpy(), num_nodes)
+    indptr, indices, perm = csr_from_edge_index(ei.numpy(), num_nodes)
     perm_t = torch.from_numpy(perm)
     ei = ei[:, perm_t].contiguous()
     w = w[perm_t].contiguous()
@@ -98,7 +98,7 @@ def build_prop_graph(edge_index: torch.Tensor, num_nodes: int) -> PropGraph:
     back = torch.stack([tgt[tgt < src], src[tgt < src]])
     und = torch.unique(torch.cat([und, back], dim=1), dim=1)
     # the transpose (source-sorted CSR) for the backward pass of the fused product
-    t_indptr, t_indices, t_perm = csr_from_edges(ei.numpy()[::-1].copy(), num_nodes)
+    t_indptr, t_indices, t_perm = csr_from_edge_index(ei.numpy()[::-1].copy(), num_nodes)
     return PropGraph(ei, w, num_nodes, indptr, indices, max(1, int(deg.max()) if deg.size else 1),
                      dis, und, torch.from_numpy(t_perm), torch.from_numpy(t_indptr),
                      torch.from_numpy(t_indices))

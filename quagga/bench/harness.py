@@ -5,18 +5,18 @@ threads, medians of ``repeats``):
 
 ``aggregation``
     One 64-feature propagation ``Y = Q(A_hat X)`` on the ``gcn_norm`` graph (self loops
-    added): bit-exact packed INT2/INT4/INT8 (:func:`sim.functional.aggregate_packed`) vs
+    added): bit-exact packed INT2/INT4/INT8 (:func:`sim.exact.propagate.aggregate_packed`) vs
     FP32 ``torch.sparse.mm`` (CSR), PyG ``MessagePassing`` with ``edge_index`` and with a
-    sparse-CSR ``adj_t``, and our own FP32 numba SpMM (:func:`sim.packed_kernels.spmm_f32`).
+    sparse-CSR ``adj_t``, and our own FP32 numba SpMM (:func:`quagga.bench.fp32_spmm.spmm_f32`).
 ``smp``
     End-to-end inference of SMP (K steps, prop + gap propagation per step) as an integer
-    model (:class:`sim.packed_model.PackedRunner`) vs the FP32 PyG model of the same
+    model (:class:`sim.packed.runner.PackedRunner`) vs the FP32 PyG model of the same
     architecture and weights in both input forms, and our own FP32 forward (numba SpMM +
     numpy BLAS GEMM).
 
 Every integer result is checked: the aggregation against the exact kernel on all rows and
 :func:`quant.aggregate.aggregate_reference` on the first rows; the SMP run against
-:func:`sim.model_sim.run_model` (exact kernels) on every stage, and against
+:func:`sim.exact.model_sim.run_model` (exact kernels) on every stage, and against
 :meth:`IntModel.run` (numpy reference) on small graphs.
 """
 
@@ -31,20 +31,18 @@ import numpy as np
 
 from quagga.bench import machine
 from quagga.bench.smp_int import gcn_norm_numpy, smp_int_model
-from sim.timing import median, time_interleaved
-from quant import model_ir as mi
-from quant.aggregate import AggregationParams, Requantizer, aggregate_reference
+from quagga.bench.timing import median, time_interleaved, timing_table
+from quant.csr import csr_from_edge_index
+from quant import paper
 from quant.errors import QuantError
-from quant.reference import acc_bits_required, derive_multiplier
-from quant.spec import QuantSpec
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DATASETS", "TARGETS", "load_graph", "run"]
 
 DATASETS = ("tolokers", "synthetic", "quick")
-#: Speed-ups over FP32 PyG the paper's abstract reports (issue 7's acceptance targets).
-TARGETS = {2: 5.11, 4: 4.70}
+#: Speed-ups over FP32 the paper's abstract reports (the goal printed beside each ratio).
+TARGETS = paper.SPEEDUP_VS_FP32
 PYG_FORMS = ("pyg_edge_index", "pyg_sparse_csr")
 
 
@@ -53,10 +51,10 @@ def load_graph(name: str, seed: int = 0) -> dict:
 
     ``tolokers``: the heterophilous-graphs npz under ``$QUAGGA_DATA_ROOT/tolokers/raw``, edges
     in both directions (as PyG's loader does).  ``synthetic``: 500k nodes, 5M uniform random
-    directed edges (:func:`sim.graph.synthetic_graph`, ``seed``), 64 input features,
+    directed edges (:func:`sim.graphs.synthetic.synthetic_graph`, ``seed``), 64 input features,
     16 classes.  ``quick``: 3000 nodes, 30k edges, 16 features, 4 classes (tests/CI).
     """
-    from sim.graph import synthetic_graph
+    from sim.graphs.synthetic import synthetic_graph
 
     rng = np.random.default_rng(seed)
     if name == "tolokers":
@@ -77,25 +75,12 @@ def load_graph(name: str, seed: int = 0) -> dict:
     if name not in sizes:
         raise QuantError(f"dataset must be one of {list(DATASETS)}, not {name!r}")
     n, e, f, c = sizes[name]
-    g = synthetic_graph(n, e, seed, kind="uniform")
+    g = synthetic_graph(n, e, seed=seed, kind="uniform")
     dst = np.repeat(np.arange(n, dtype=np.int64), np.diff(g.indptr))
     ei = np.stack([g.indices.astype(np.int64), dst])
     x = rng.random((n, f), dtype=np.float32)
     return {"name": name, "edge_index": ei, "x": x, "num_classes": c,
-            "source": f"sim.graph.synthetic_graph({n}, {e}, seed={seed}, kind='uniform')"}
-
-
-def _agg_params(bits: int, max_degree: int, w_codes: np.ndarray, rng: np.random.Generator
-                ) -> AggregationParams:
-    """Single-layer parameters: unsigned ``bits`` features with a small zero point, the graph's
-    8-bit edge codes (zero point 0), the overflow-free accumulator, an output requantizer
-    that maps the typical row sum onto ``bits`` codes."""
-    xs, ws = QuantSpec(bits), QuantSpec(8)
-    x_zero = int(rng.integers(0, max(1, xs.levels // 4)))
-    typical = max(1.0, float(w_codes.mean()) * 8) * xs.qmax / 2
-    m, n = derive_multiplier(xs.levels / (2 * typical), 16)
-    return AggregationParams(xs, x_zero, ws, 0, acc_bits_required(bits, 8, max(1, max_degree)),
-                             Requantizer(m, n, x_zero, xs))
+            "source": f"sim.graphs.synthetic.synthetic_graph({n}, {e}, seed={seed}, kind='uniform')"}
 
 
 def _speedups(entry: dict, base: dict[str, float]) -> None:
@@ -113,83 +98,27 @@ def _baseline_entries(times: dict[str, list[float]], names: list[str], edges: in
     return out
 
 
-def _aggregation(g: dict, csr: tuple, bits: tuple[int, ...], repeats: int, threads: int,
-                 features: int, seed: int, say: Callable[[str], None]) -> dict:
-    import torch
+def _aggregation(csr: tuple, bits: tuple[int, ...], repeats: int, features: int, seed: int,
+                 say: Callable[[str], None]) -> dict:
+    """One ``features``-wide aggregation on the benchmark graph (:func:`quagga.bench.aggregation.measure`)."""
+    from quagga.bench.aggregation import measure
 
-    from quagga.bench.torch_baselines import GCNProp, csr_tensor, edge_index_tensors
-    from sim import functional, packed_kernels
-
-    indptr, indices, w_float, w_codes, n = csr
-    rng = np.random.default_rng(seed + 1)
-    e = int(indices.size)
-    ixc = functional.compact_indices(indices, n)
-    ix32 = indices.astype(np.int32)
-    w8 = w_codes.astype(np.uint8)
-    xf = rng.standard_normal((n, features)).astype(np.float32)
-    fns: dict[str, Callable[[], object]] = {}
-    a_csr = csr_tensor(indptr, indices, w_float, n)
-    ei_t, ew_t = edge_index_tensors(indptr, indices, w_float)
-    xt = torch.from_numpy(xf)
-    prop = GCNProp()
-    fns["torch_csr_spmm"] = lambda: torch.sparse.mm(a_csr, xt)
-    fns["pyg_edge_index"] = lambda: prop(xt, ei_t, ew_t)
-    fns["pyg_sparse_csr"] = lambda: prop(xt, a_csr)
-    fns["own_fp32"] = lambda: packed_kernels.spmm_f32(indptr, ix32, w_float, xf, 64)
-    cases = {}
-    max_deg = int(np.diff(indptr).max(initial=1))
-    for b in bits:
-        p = _agg_params(b, max_deg, w_codes, rng)
-        x = rng.integers(p.x_spec.qmin, p.x_spec.qmax + 1, (n, features))
-        xb = functional.pack_operand(x, p.x_spec)
-        cases[b] = (p, x, xb)
-        fns[f"int{b}"] = (lambda p=p, xb=xb: functional.aggregate_packed(
-            indptr, ixc, w8, xb, features, p, validate=False, packed_out=True))
-    say(f"aggregation F={features}: timing {', '.join(fns)} x {repeats} (interleaved)")
-    with torch.inference_mode():
-        times = time_interleaved(fns, repeats)
-    names = ["torch_csr_spmm", *PYG_FORMS, "own_fp32"]
-    res = {"num_features": features, "baselines": _baseline_entries(times, names, e)}
-    base = {k: res["baselines"][k]["median_s"] for k in names}
-    for b in bits:
-        p, x, xb = cases[b]
-        say(f"aggregation INT{b}: bit-exactness check")
-        r = functional.aggregate_packed(indptr, indices, w_codes, xb, features, p)
-        exact = functional.aggregate(indptr, indices, w_codes, x, p)
-        rows = min(2000, n)
-        er = int(indptr[rows])
-        ref = aggregate_reference(indptr[:rows + 1], indices[:er], w_codes[:er], x, p)
-        timed = functional.aggregate_packed(indptr, ixc, w8, xb, features, p, validate=False,
-                                            packed_out=True)
-        ok = bool(np.array_equal(r.y.astype(np.int32), exact.y) and r.saturations == exact.saturations
-                  and np.array_equal(timed.y, functional.pack_operand(exact.y, p.y_spec))
-                  and np.array_equal(r.y[:rows].astype(np.int32), ref.y))
-        med = median(times[f"int{b}"])
-        ent = {"median_s": med, "times_s": times[f"int{b}"], "edges_per_s": e / med, "bit_exact": ok,
-               "output": f"packed INT{p.y_spec.bits} codes, uint8 (N, {timed.y.shape[1]})",
-               "checked_against": ["sim.functional.aggregate (all rows)",
-                                   f"quant.aggregate.aggregate_reference (first {rows} rows)"],
-               "saturations": r.saturations, "acc_bits": p.acc_bits,
-               "bytes_per_edge": {"index": ixc.itemsize, "weight": 1,
-                                  "feature_row": int(xb.shape[1])}}
-        _speedups(ent, base)
-        res[f"int{b}"] = ent
-    res["fp32_bytes_per_edge"] = {"index": 8, "weight": 4, "feature_row": 4 * features}
-    return res
+    indptr, indices, w_float, w_codes, _ = csr
+    return measure(indptr, indices, w_codes, w_float, features, bits, repeats, seed, say=say)
 
 
 def _own_fp32_smp(wts, indptr: np.ndarray, ix32: np.ndarray, w_float: np.ndarray, x: np.ndarray):
     """Our FP32 SMP forward: numpy BLAS GEMMs, numba SpMM propagations, numpy adds."""
-    from sim import packed_kernels
+    from quagga.bench.fp32_spmm import spmm_f32
 
     h0 = np.maximum(x @ wts.w1.T + wts.b1, 0) @ wts.w2.T + wts.b2
     a = np.float32(wts.teleport)
     xk = h0
     for c in wts.coefs:
-        p = packed_kernels.spmm_f32(indptr, ix32, w_float, xk, 64)
+        p = spmm_f32(indptr, ix32, w_float, xk, 64)
         xt = (1 - a) * p + a * h0
         gd = xt - xk
-        pg = packed_kernels.spmm_f32(indptr, ix32, w_float, gd, 64)
+        pg = spmm_f32(indptr, ix32, w_float, gd, 64)
         xk = xt + np.float32(c) * (pg - gd)
     return xk.argmax(axis=1)
 
@@ -199,8 +128,8 @@ def _smp(g: dict, csr: tuple, bits: tuple[int, ...], repeats: int, steps: int, s
     import torch
 
     from quagga.bench.torch_baselines import SMPTorch, csr_tensor, edge_index_tensors
-    from sim.model_sim import run_model
-    from sim.packed_model import PackedRunner
+    from sim.exact.model_sim import run_model
+    from sim.packed.runner import PackedRunner
 
     indptr, indices, w_float, _, n = csr
     x = g["x"]
@@ -240,7 +169,7 @@ def _smp(g: dict, csr: tuple, bits: tuple[int, ...], repeats: int, steps: int, s
         sim_env, _ = run_model(r.model, x)
         mism = {k: int((np.asarray(sim_env[k]).astype(np.int64) != env[k].astype(np.int64)).sum())
                 for k in sim_env}
-        checked = ["sim.model_sim.run_model (exact kernels, every stage)"]
+        checked = ["sim.exact.model_sim.run_model (exact kernels, every stage)"]
         if check_reference:
             ref = r.model.run(x)
             for k in ref:
@@ -330,7 +259,7 @@ def run(dataset: str = "quick", bits: tuple[int, ...] = (2, 4, 8), repeats: int 
     g = load_graph(dataset, seed)
     n = int(g["x"].shape[0])
     ei, ew = gcn_norm_numpy(g["edge_index"], n)
-    indptr, indices, perm = mi.csr_from_edges(ei, n)
+    indptr, indices, perm = csr_from_edge_index(ei, n)
     w_float = ew[perm]
     w_codes = np.clip(np.rint(w_float / (float(w_float.max()) / 255.0)), 0, 255).astype(np.int64)
     csr = (indptr, indices, w_float, w_codes, n)
@@ -349,8 +278,7 @@ def run(dataset: str = "quick", bits: tuple[int, ...] = (2, 4, 8), repeats: int 
         "workloads": {},
     }
     if "aggregation" in workloads:
-        res["workloads"]["aggregation"] = _aggregation(g, csr, bits, repeats, threads, features,
-                                                       seed, say)
+        res["workloads"]["aggregation"] = _aggregation(csr, bits, repeats, features, seed, say)
     if "smp" in workloads:
         res["workloads"]["smp"] = _smp(g, csr, bits, repeats, steps, seed, n <= 20_000, say)
     res["machine"]["load_average_end"] = machine.load_average()
@@ -374,16 +302,7 @@ def format_table(res: dict) -> str:
         title = (f"aggregation layer F={w['num_features']}" if wl == "aggregation"
                  else f"SMP end-to-end K={w['steps']} (C={w['num_classes']})")
         lines.append(title)
-        lines.append(f"  {'kernel':<18}{'median ms':>11}{'Medges/s':>10}{'vs PyG':>8}"
-                     f"{'vs own FP32':>13}{'bit-exact':>11}")
-        for k, v in w["baselines"].items():
-            lines.append(f"  {k:<18}{v['median_s'] * 1e3:>11.2f}{v['edges_per_s'] / 1e6:>10.1f}"
-                         f"{'':>8}{'':>13}{'-':>11}")
-        for k, v in w.items():
-            if k.startswith("int"):
-                lines.append(f"  {k.upper() + ' packed':<18}{v['median_s'] * 1e3:>11.2f}"
-                             f"{v['edges_per_s'] / 1e6:>10.1f}{v['speedup_vs_pyg']:>8.2f}"
-                             f"{v['speedup_vs_own_fp32']:>13.2f}{str(v['bit_exact']):>11}")
+        lines.extend(timing_table(w, [("vs PyG", "speedup_vs_pyg"), ("vs own FP32", "speedup_vs_own_fp32")]))
     if res.get("notes"):
         lines.append("")
         lines.extend(f"note: {n}" for n in res["notes"])

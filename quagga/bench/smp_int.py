@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from quant.csr import csr_from_edge_index
+
 from quant import model_ir as mi
 from quant.aggregate import AggregationParams, Requantizer
 from quant.reference import (acc_bits_required, derive_multiplier, derive_shared_multipliers,
@@ -87,7 +89,7 @@ def smp_int_model(edge_index: np.ndarray, x: np.ndarray, num_classes: int, bits:
     rng = np.random.default_rng(seed)
     n, f_in = x.shape
     ei, ew = gcn_norm_numpy(edge_index, n)
-    indptr, indices, perm = mi.csr_from_edges(ei, n)
+    indptr, indices, perm = csr_from_edge_index(ei, n)
     w_csr = ew[perm]
     wts = SMPWeights(
         w1=(rng.standard_normal((hidden, f_in)) / np.sqrt(f_in)).astype(np.float32),

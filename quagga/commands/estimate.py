@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from pathlib import Path
 
 from quant.fileio import write_bytes_atomic
@@ -60,27 +59,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def design_from_args(args: argparse.Namespace):
-    from sim.design import DesignPoint, parse_override
+    from sim.design.point import design_from_cli
 
-    overrides = dict(parse_override(s) for s in args.set)
-    if args.design:
-        return DesignPoint.load(args.design, **overrides)
-    return DesignPoint.from_dict({"name": "default", **overrides})
+    return design_from_cli(args.design, args.set)
 
 
 def template_from_args(args: argparse.Namespace):
     """``(Workload, TemplateOptions)`` from the shared arguments."""
-    from sim.accelerator import Workload
-    from sim.cycle import TemplateOptions
+    from sim.accel.accelerator import Workload
+    from sim.accel.cycle import TemplateOptions
 
     return (Workload(args.workload, hidden=args.hidden, k_steps=args.k_steps, features=args.features),
             TemplateOptions(cache_policy=args.cache_policy, edge_buffer_kib=args.edge_buffer_kib,
                             tile_rows=args.tile_rows, tech_nm=args.tech_nm, agg_units=args.agg_units))
-
-
-def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    return write_bytes_atomic(path, data.encode() if isinstance(data, str) else data)
 
 
 def _strip_phases(d: dict) -> dict:
@@ -93,9 +84,9 @@ def _strip_phases(d: dict) -> dict:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from sim.accelerator import compare
-    from sim.cycle import PRECISIONS
-    from sim.graph_source import load_graph
+    from sim.accel.accelerator import compare
+    from sim.accel.cycle import PRECISIONS
+    from sim.graphs.datasets import load_graph
 
     precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
     for p in precisions:
@@ -126,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
         files.append((args.plot, render_plot(out)))
     for path, data in files:
-        atomic_write(path, data)
+        write_bytes_atomic(path, data.encode() if isinstance(data, str) else data)
     for d in out:
         name = d["graph"]["name"]
         for p, r in d["results"].items():

@@ -1,6 +1,6 @@
 """``quagga golden``: write golden-vector files for the aggregation unit.
 
-Random cases (cycling through every kind of :data:`sim.golden.KINDS`) for a design point,
+Random cases (cycling through every kind of :data:`sim.verify.golden.KINDS`) for a design point,
 or, with ``--from-model``, the propagation steps of an exported model on its dataset.
 """
 
@@ -36,17 +36,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _design(args: argparse.Namespace):
-    from sim.design import DesignPoint, parse_override
+    from sim.design.point import design_from_cli
 
-    overrides = dict(parse_override(s) for s in args.set)
-    if args.design:
-        return DesignPoint.load(args.design, **overrides)
-    return DesignPoint.from_dict({"name": "default", **overrides})
+    return design_from_cli(args.design, args.set)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sim import golden
-
+    from sim.verify import golden
     if args.cases < 0:
         raise CLIError(f"--cases must be >= 0, not {args.cases}")
     if args.nodes < 1:
@@ -55,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.from_model:
         from quagga.commands.simulate import load_graph_arrays
         from quant import model_ir as mi
-        from sim.model_sim import golden_cases_from_model
+        from sim.verify.model_cases import golden_cases_from_model
 
         dp = _design(args) if (args.design or args.set) else None
         meta = mi.load(args.from_model).meta

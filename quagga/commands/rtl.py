@@ -76,7 +76,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _design(args: argparse.Namespace):
-    from sim.design import DesignPoint, parse_override
+    from sim.design.point import DesignPoint, parse_override
 
     overrides = dict(parse_override(s) for s in args.set)
     if args.design:
@@ -118,7 +118,7 @@ def _table(args) -> int:
     from tqdm import tqdm
 
     from rtl.synth import synthesize
-    from sim.design import DesignPoint, parse_override
+    from sim.design.point import DesignPoint, parse_override
 
     overrides = dict(parse_override(s) for s in args.set)
     rows, cache = [], {}
@@ -154,13 +154,13 @@ def _cases(args, dp):
     if args.golden and args.model:
         raise CLIError("give --golden or --model, not both")
     if args.golden:
-        from sim import golden
-
+        from sim.verify import golden
         return [from_golden(c) for c in golden.load_cases(args.golden)], f"golden:{args.golden}"
     if args.model:
         from quagga.commands.simulate import load_graph_arrays
         from quant import model_ir as mi
-        from sim.model_sim import check_graph, golden_cases_from_model
+        from sim.exact.model_sim import check_graph
+        from sim.verify.model_cases import golden_cases_from_model
 
         model = mi.load(args.model)
         name = args.dataset or model.meta.get("dataset")

@@ -5,7 +5,7 @@ count, feature count and graph hash), runs every op with the simulator's numba k
 compares every stage with the model IR's numpy executor and with the trainer's integer
 predictions when the file holds them, and writes ``predictions.npy`` and ``simulate.json``.
 
-``--bench`` instead runs the aggregation benchmark (:mod:`sim.bench_aggregation`).
+``--bench`` instead runs the aggregation benchmark (:mod:`quagga.bench.aggregation`).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise CLIError("--out is required")
     from quant import model_ir as mi
-    from sim.model_sim import check_graph, compare_stages
+    from sim.exact.model_sim import check_graph, compare_stages
 
     t0 = time.perf_counter()
     model = mi.load(args.model)
@@ -149,15 +149,14 @@ def _run_bench(args: argparse.Namespace) -> int:
     from quagga.bench.machine import prefer_passive_omp
 
     prefer_passive_omp()
-    from sim import bench_aggregation
-
+    from quagga.bench import aggregation as bench_aggregation
     if args.threads < 1:
         raise CLIError(f"--threads must be at least 1, got {args.threads}")
     res = bench_aggregation.run(num_nodes=args.nodes, num_edges=args.edges,
                                 num_features=args.features, repeats=args.repeats,
                                 kind=args.graph_kind, seed=args.seed, threads=args.threads,
                                 progress=lambda m: print(f"... {m}", flush=True))
-    print(bench_aggregation.format_table(res))
+    print(bench_aggregation.describe_run(res))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

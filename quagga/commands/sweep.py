@@ -13,7 +13,8 @@ import logging
 import time
 
 from quagga.cli import CLIError
-from quagga.commands.estimate import (DEFAULT_PRECISIONS, add_template_arguments, atomic_write,
+from quant.fileio import write_bytes_atomic, write_text_atomic
+from quagga.commands.estimate import (DEFAULT_PRECISIONS, add_template_arguments,
                                       design_from_args, template_from_args)
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _grid(args: argparse.Namespace) -> tuple[dict, dict]:
-    from sim.design import parse_override
-    from sim.sweep import load_grid
+    from sim.design.point import parse_override
+    from sim.accel.sweep import load_grid
 
     base, grid = load_grid(args.grid) if args.grid else ({}, {})
     for spec in args.vary:
@@ -68,10 +69,10 @@ def _client(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from sim.cycle import PRECISIONS
-    from sim.design import DesignPoint
-    from sim.graph_source import load_graph
-    from sim.sweep import expand_grid, make_tasks, missing_tasks, rows_to_csv, run_sweep
+    from sim.accel.cycle import PRECISIONS
+    from sim.design.point import DesignPoint
+    from sim.graphs.datasets import load_graph
+    from sim.accel.sweep import expand_grid, make_tasks, missing_tasks, rows_to_csv, run_sweep
 
     precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
     bad = [p for p in precisions if p not in PRECISIONS]
@@ -109,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
         from quagga.commands.sweep_plot import pareto_plot
 
         png = pareto_plot(res.rows)
-    atomic_write(args.csv, csv_text)
+    write_text_atomic(args.csv, csv_text)
     if png is not None:
-        atomic_write(args.plot, png)
+        write_bytes_atomic(args.plot, png)
     print(f"sweep: {len(tasks)} points x {len(precisions)} precisions -> {len(res.rows)} rows; "
           f"{res.computed} computed, {res.cached} from cache, {time.perf_counter() - t0:.1f} s")
     return 0

@@ -1,4 +1,4 @@
-"""Pareto plot of a sweep (time vs energy per dataset, colour = precision); helper of ``quagga sweep``."""
+"""Pareto plot of a sweep (time vs energy per dataset, colour = precision), drawn for ``quagga sweep``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def pareto_plot(rows: list[dict]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sim.sweep import pareto_front
+    from sim.accel.sweep import pareto_front
 
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     precs = list(dict.fromkeys(r["precision"] for r in rows))

@@ -12,8 +12,8 @@ import pytest
 
 from quagga.bench import harness
 from quagga.bench.smp_int import smp_int_model
-from sim.packed_model import PackedRunner
-from sim.random_models import GraphSpec, random_model
+from sim.packed.runner import PackedRunner
+from sim.verify.random_models import GraphSpec, random_model
 
 QUAGGA = str(Path(sys.executable).parent / "quagga")
 
@@ -46,14 +46,14 @@ def test_packed_runner_equals_reference_on_smp(bits):
 def test_packed_runner_packed_propagation_path(bits, classes):
     """Rows of 4+ packed bytes go through the vector-IR kernel with packed output and are
     unpacked for the adds; every stage still equals IntModel.run."""
-    from sim import packed_kernels as pk
+    from sim.packed.thresholds import vector_rows_shape
 
     rng = np.random.default_rng(100 + bits + classes)
     n = 300
     ei = np.stack([rng.integers(0, n, 2500), rng.integers(0, n, 2500)])
     x = rng.random((n, 12)).astype(np.float32)
     model, _, _, _ = smp_int_model(ei, x, classes, bits, seed=bits, steps=2)
-    assert pk.vector_rows_shape(bits, classes * bits // 8, bits, 0)
+    assert vector_rows_shape(bits, classes * bits // 8, bits, 0)
     runner, ref = _runner_equals_reference(model, x)
     assert not runner.fallbacks
 

@@ -13,7 +13,7 @@ import pytest
 
 from rtl.runner import run_cocotb, simulator_path
 from rtl.vectors import fuzz_cases, group_by_design
-from sim.design import DesignPoint
+from sim.design.point import DesignPoint
 
 pytestmark = pytest.mark.cocotb
 

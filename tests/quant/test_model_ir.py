@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import struct
 
 import numpy as np
 import pytest
+from model_files import rewrite_header
+
+from quant.csr import csr_from_edge_index
 
 from quant import model_ir as mi
 from quant.aggregate import AggregationParams, Requantizer
@@ -19,7 +20,7 @@ def _toy_model(seed: int = 0) -> tuple[mi.IntModel, np.ndarray]:
     n, f, c = 6, 5, 3
     ei = np.array([[0, 1, 2, 3, 4, 5, 0, 1], [1, 2, 3, 4, 5, 0, 0, 1]])
     ei = np.concatenate([ei, np.stack([np.arange(n)] * 2)], 1)
-    indptr, indices, _ = mi.csr_from_edges(ei, n)
+    indptr, indices, _ = csr_from_edge_index(ei, n)
     s4 = QuantSpec(4)
     ops = [
         mi.InputOp("x", QuantSpec(8), 0.01, 0, "row_sum"),
@@ -70,17 +71,6 @@ def test_truncated_file_is_refused(tmp_path):
         mi.load(p)
 
 
-def _rewrite_header(path, **changes):
-    data = path.read_bytes()[:-32]
-    (hlen,) = struct.unpack("<I", data[8:12])
-    header = json.loads(data[12:12 + hlen])
-    header.update(changes)
-    hb = json.dumps(header).encode()
-    body = data[:8] + struct.pack("<I", len(hb)) + hb + data[12 + hlen:]
-    import hashlib
-    path.write_bytes(body + hashlib.sha256(body).digest())
-
-
 @pytest.mark.parametrize("field,value,match", [
     ("contract_version", 999, "contract_version must be"),
     ("format_version", 0, "format_version must be"),
@@ -88,7 +78,7 @@ def _rewrite_header(path, **changes):
 def test_other_version_is_refused(tmp_path, field, value, match):
     model, _ = _toy_model()
     p = mi.save(model, tmp_path / "m.qim")
-    _rewrite_header(p, **{field: value})
+    rewrite_header(p, **{field: value})
     with pytest.raises(mi.ModelFileError, match=match):
         mi.load(p)
 
@@ -116,7 +106,7 @@ def test_graph_hash_ignores_edge_order_but_not_duplicates():
 
 def test_csr_from_edges_is_destination_sorted():
     ei = np.array([[2, 0, 1, 1], [0, 2, 0, 2]])
-    indptr, indices, perm = mi.csr_from_edges(ei, 3)
+    indptr, indices, perm = csr_from_edge_index(ei, 3)
     assert indptr.tolist() == [0, 2, 2, 4]
     assert indices.tolist() == [1, 2, 0, 1]
     assert np.array_equal(ei[0, perm], indices)

@@ -1,5 +1,5 @@
 """The unit in Amaranth's simulator == the reference, bit for bit, and its cycle count ==
-sim.unit_stream.ideal_cycles with an ideal source and sink."""
+sim.design.stream.ideal_cycles with an ideal source and sink."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 
 from rtl.pysim_run import run_cases
 from rtl.vectors import FUZZ_KINDS, RtlCase, fuzz_cases, group_by_design
-from sim import golden
-from sim.design import DesignPoint
-from sim.unit_stream import ideal_cycles
+from sim.verify import golden
+from sim.design.point import DesignPoint
+from sim.design.stream import ideal_cycles
 
 DESIGNS = {
     "int2": dict(bits=2, word_bits=16),

@@ -12,9 +12,9 @@ from quant.errors import QuantError
 from quant.spec import QuantSpec
 from rtl.aggregator import Aggregator
 from rtl.build import check_design, to_verilog
-from sim import golden
-from sim.design import DesignError, DesignPoint
-from sim.unit_stream import check_params, config_values
+from sim.verify import golden
+from sim.design.point import DesignError, DesignPoint
+from sim.design.stream import check_params, config_values
 
 
 @pytest.mark.parametrize("changes,field", [

@@ -12,7 +12,7 @@ import pytest
 from quagga.cli import main
 from rtl.build import TOP_NAME, to_verilog, write_verilog
 from rtl.runner import VERILATOR_WAIVERS, simulator_path
-from sim.design import DesignPoint
+from sim.design.point import DesignPoint
 
 CONFIGS = sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.toml"))
 

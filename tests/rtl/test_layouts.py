@@ -1,4 +1,4 @@
-"""quant.pack / sim.unit_stream packing == Amaranth lib.data layouts, bit for bit."""
+"""quant.pack / sim.design.stream packing == Amaranth lib.data layouts, bit for bit."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from amaranth.lib import data
 
 from quant.pack import pack_codes, pack_word
 from rtl.layouts import feat_layout, in_beat_layout, out_word_layout
-from sim.design import DesignPoint
-from sim.unit_stream import pack_beat, pack_out, unpack_beat, unpack_out
+from sim.design.point import DesignPoint
+from sim.design.stream import pack_beat, pack_out, unpack_beat, unpack_out
 
 
 @pytest.mark.parametrize("bits,lanes", [(2, 4), (4, 2), (1, 8), (8, 1)])

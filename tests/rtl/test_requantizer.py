@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 from quant.reference import requantize
 from quant.spec import QuantSpec
 from rtl.requantizer import Requantizer
-from sim.unit_stream import MAX_UNIT_SHIFT
+from sim.design.stream import MAX_UNIT_SHIFT
 
 
 def _run(dut: Requantizer, configs, values) -> list[tuple]:

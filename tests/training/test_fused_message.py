@@ -16,6 +16,7 @@ from torch_geometric.nn.aggr import SumAggregation
 from torch_geometric.utils import scatter
 
 import training.layers as layers
+from quant.csr import csr_from_edge_index
 from quant import model_ir
 from quant.errors import QuantError
 from quant.model_ir import preprocess_features
@@ -271,7 +272,7 @@ def test_message_ends_equal_scan(seed):
     if seed % 2:   # raw edges: node 39 and others have no out-edge, signed weights
         ei = random_edges(seed)
         t_indptr, t_indices, t_perm = (torch.from_numpy(a) for a in
-                                       model_ir.csr_from_edges(ei.numpy()[::-1].copy(), 40))
+                                       csr_from_edge_index(ei.numpy()[::-1].copy(), 40))
         src = ei[0]
         w = torch.randn(src.shape, generator=gen)
         w[::5] = 0.0

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quant.aggregate import AggregationParams, Requantizer, aggregate_reference
-from quant.model_ir import csr_from_edges
+from quant.csr import csr_from_edge_index
 from quant.reference import acc_bits_required
 from quant.spec import QuantSpec
 from training import integer
@@ -30,7 +30,7 @@ def _params(bits, wbits, acc_bits, msg, upd, rng):
 def _check(edges, n, f, bits, wbits, msg, upd, seed, acc_bits=None):
     rng = np.random.default_rng(seed)
     ei = np.asarray(edges, dtype=np.int64).reshape(2, -1)
-    indptr, indices, _ = csr_from_edges(ei, n)
+    indptr, indices, _ = csr_from_edge_index(ei, n)
     deg = max(1, int(np.diff(indptr).max()) if n else 1)
     acc = acc_bits or acc_bits_required(bits, wbits, deg)
     p = _params(bits, wbits, acc, msg, upd, rng)

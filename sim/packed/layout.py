@@ -1,0 +1,49 @@
+"""Offset-binary packed feature rows: integer codes to packed bytes and back (the layout
+of :func:`quant.pack.pack_codes` applied to ``q + offset``)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, parallel=True)
+def pack_rows(q, offset, bits, block):
+    """Pack integer codes into offset-binary bytes (the layout of :func:`quant.pack.pack_codes`
+    applied to ``q + offset``).
+
+    Shapes: ``q`` (N, F) any integer dtype with ``0 <= q + offset < 2**bits`` (unchecked);
+    returns uint8 (N, ceil(F * bits / 8)).
+    """
+    n, f = q.shape
+    per = 8 // bits
+    nb_bytes = (f + per - 1) // per
+    out = np.zeros((n, nb_bytes), dtype=np.uint8)
+    n_blocks = (n + block - 1) // block
+    for b in prange(n_blocks):
+        for i in range(b * block, min(n, (b + 1) * block)):
+            for k in range(nb_bytes):
+                v = np.uint32(0)
+                for p in range(per):
+                    l = k * per + p
+                    if l < f:
+                        v |= np.uint32(np.int64(q[i, l]) + offset) << np.uint32(p * bits)
+                out[i, k] = np.uint8(v)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def unpack_rows(yb, offset, bits, n_feat, block):
+    """Inverse of :func:`pack_rows`: offset-binary packed bytes (N, B) -> int16 codes
+    ``lane - offset`` (N, n_feat)."""
+    n = yb.shape[0]
+    per = 8 // bits
+    mask = (1 << bits) - 1
+    out = np.empty((n, n_feat), dtype=np.int16)
+    n_blocks = (n + block - 1) // block
+    for b in prange(n_blocks):
+        for i in range(b * block, min(n, (b + 1) * block)):
+            for l in range(n_feat):
+                v = (np.int64(yb[i, l // per]) >> ((l % per) * bits)) & mask
+                out[i, l] = np.int16(v - offset)
+    return out

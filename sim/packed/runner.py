@@ -1,0 +1,248 @@
+"""Fast end-to-end integer inference of an exported model with the packed kernels.
+
+:class:`PackedRunner` prepares a :class:`quant.model_ir.IntModel` once (validated CSR with
+narrow index dtypes, edge-weight codes as uint8/uint16, centred int32 weight matrices) and
+then runs it with :mod:`sim.packed`: every propagation step packs its input codes
+into offset-binary bytes and aggregates them with the vectorised plane kernel; linear layers
+multiply the centred integer codes in numpy's float BLAS, which is exact whenever
+``K * max|x - z_x| * max|w - z_w|`` is below 2**24 (float32) or 2**53 (float64)
+(:func:`sim.packed.gemm.exact_gemm_dtype` gives the argument), then requantize the
+integer-valued accumulators; ReLU and add-with-requantize keep int16 codes.
+
+Results equal :meth:`IntModel.run` bit for bit.  Where a fast kernel cannot prove it is
+exact for an op (a message requantizer, a GEMM bound beyond 2**53 or beyond the
+requantizer's int64 headroom, signed edge weights, ...), that op runs with :mod:`sim.exact.functional` (the exact kernels) instead, and
+:attr:`PackedRunner.fallbacks` names it.  numpy + numba only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import numpy as np
+
+from quant import model_ir as mi
+from quant.errors import invalid
+from quant.reference import _check_multiplier, _check_shift, check_finite, check_scale
+from sim.exact import functional, kernels
+from sim.packed import propagate
+from sim.packed.elementwise import ROUNDING_CODES, add_requant_i16, quantize_f32_i16, relu_i16
+from sim.packed.gemm import exact_gemm_dtype, linear_requant_exact
+from sim.packed.layout import unpack_rows
+from sim.packed.thresholds import vector_rows_shape
+from sim.graphs.csr import validate_csr
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PackedRunner"]
+
+#: Element-wise ops on fewer elements than this run on one thread: a parallel region costs
+#: a fork and a barrier, which on a shared, loaded machine can stall for a scheduler tick.
+SERIAL_ELEMENTS = 1 << 20
+
+
+@contextlib.contextmanager
+def _threads_for(elements: int):
+    """Use one numba thread for small element-wise work, the configured count otherwise."""
+    if elements >= SERIAL_ELEMENTS:
+        yield
+        return
+    import numba
+
+    saved = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(saved)
+
+
+class PackedRunner:
+    """Prepared fast executor of one integer model.
+
+    Parameters
+    ----------
+    model : IntModel
+    block : int
+        Rows per parallel work item of every kernel.
+
+    Attributes
+    ----------
+    fallbacks : dict op output name -> reason
+        Ops that run with the exact (slower) kernels.
+    """
+
+    def __init__(self, model: mi.IntModel, block: int = 64) -> None:
+        model.validate()
+        self.model = model
+        self.block = int(block)
+        self.fallbacks: dict[str, str] = {}
+        self._graphs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._weights: dict[tuple[str, str], np.ndarray] = {}
+        self._linears: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
+        self._float_weights: dict[tuple[str, type], np.ndarray] = {}
+        n = int(model.graph["num_nodes"])
+        for op in model.ops:
+            if isinstance(op, mi.PropagateOp):
+                key = (op.indptr, op.indices)
+                if key not in self._graphs:
+                    ip, ix = validate_csr(model.tensors[op.indptr], model.tensors[op.indices], n)
+                    self._graphs[key] = (ip, ix, propagate.compact_indices(ix, n))
+                if not propagate.packed_supported(op.params):
+                    self.fallbacks[op.out] = ("message requantizer" if op.params.msg is not None
+                                              else "parameters outside the packed kernel")
+                    continue
+                w = np.asarray(model.tensors[op.edge_weight])
+                functional.check_codes("w", w, op.params.w_spec)
+                self._weights[(op.edge_weight, op.out)] = propagate.compact_weights(w, op.params.w_spec)
+            elif isinstance(op, mi.LinearOp):
+                w = np.asarray(model.tensors[op.weight]).astype(np.int64) - int(op.w_zero)
+                b = (np.asarray(model.tensors[op.bias]).astype(np.int64) if op.bias
+                     else np.zeros(w.shape[0], np.int64))
+                self._linears[op.out] = (np.ascontiguousarray(w.T), b,
+                                         int(np.abs(w).max()) if w.size else 0)
+
+    # ------------------------------------------------------------------ ops
+    def _input(self, op: mi.InputOp, x: np.ndarray) -> np.ndarray:
+        """The input stage: :func:`quant.reference.quantize` of the preprocessed features,
+        in one parallel pass (:func:`sim.packed.elementwise.quantize_f32_i16`); a non-finite
+        input is refused with the reference's error."""
+        if op.normalize is None and x.ndim == 2 and x.dtype == np.float32:
+            xf = np.ascontiguousarray(x)          # preprocess_features would only copy it
+        else:
+            xf = mi.preprocess_features(x, op.normalize)
+        spec = op.spec
+        s = check_scale(op.scale)
+        z = spec.check_zero_point(op.zero_point)
+        with _threads_for(xf.size):
+            out, bad = quantize_f32_i16(
+                xf, s, z, spec.qmin, spec.qmax, ROUNDING_CODES[spec.rounding.value],
+                self.block)
+        if bad:
+            check_finite(xf, "x")                 # raises the reference's error
+        return out
+
+    def _linear(self, op: mi.LinearOp, xin: np.ndarray) -> np.ndarray:
+        wt, bias, wmax = self._linears[op.out]
+        rq = op.requant
+        z = int(op.x_zero)
+        xmax = max(abs(int(xin.max()) - z), abs(int(xin.min()) - z)) if xin.size else 0
+        bmax = int(np.abs(bias).max()) if bias.size else 0
+        k = wt.shape[0]
+        dtype = exact_gemm_dtype(k, xmax, wmax)
+        if (xin.ndim != 2 or xin.shape[1] != k or dtype is None
+                or not functional.stage_bound_safe(k * xmax * wmax + bmax, rq)
+                or rq.spec.qmax >= (1 << 15)):
+            self.fallbacks[op.out] = "GEMM bound beyond exact float or int64 headroom"
+            acc = functional.linear(xin, op.x_zero, self.model.tensors[op.weight], op.w_zero,
+                                    self.model.tensors[op.bias] if op.bias else None)
+            return functional.requantize(acc, rq)
+        key = (op.out, dtype)
+        wf = self._float_weights.get(key)
+        if wf is None:
+            wf = self._float_weights[key] = np.ascontiguousarray(wt.astype(dtype))
+        return linear_requant_exact(
+            np.ascontiguousarray(xin), z, wf, bias, rq.multiplier, rq.shift, rq.zero_point,
+            rq.spec.qmin, rq.spec.qmax)
+
+    def _propagate(self, op: mi.PropagateOp, xin: np.ndarray) -> tuple[np.ndarray, int]:
+        ip, ix, ixc = self._graphs[(op.indptr, op.indices)]
+        p = op.params
+        if op.out in self.fallbacks:
+            res = functional.aggregate(ip, ix, self.model.tensors[op.edge_weight], xin, p)
+            return res.y, res.saturations
+        with _threads_for(xin.size):
+            xb = propagate.pack_operand(xin, p.x_spec, self.block)
+        f = xin.shape[1]
+        # Rows the vector-IR kernel takes (INT2/INT4, output at the input width) are written
+        # packed, as the unit writes them, and unpacked to the int16 codes the adds read.
+        packed = vector_rows_shape(p.x_spec.bits, xb.shape[1], p.y_spec.bits,
+                                                  p.w_zero)
+        res = propagate.aggregate_packed(ip, ixc, self._weights[(op.edge_weight, op.out)], xb,
+                                          f, p, block=self.block, validate=False,
+                                          packed_out=packed)
+        if not packed:
+            return res.y, res.saturations
+        with _threads_for(xin.size):
+            y = unpack_rows(res.y, propagate.packed_offset(p.y_spec),
+                                           p.y_spec.bits, f, self.block)
+        return y, res.saturations
+
+    def _add(self, op: mi.AddOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        _check_multiplier(op.a_mult, "a_mult", signed=True)
+        _check_multiplier(op.b_mult, "b_mult", signed=True)
+        _check_shift(op.shift)
+        if a.shape != b.shape or a.ndim != 2 or op.spec.qmax >= (1 << 15):
+            from quant.reference import add_requantize
+
+            return add_requantize(a, op.a_zero, op.a_mult, b, op.b_zero, op.b_mult, op.shift,
+                                  op.zero_point, op.spec)
+        with _threads_for(a.size):
+            return add_requant_i16(np.ascontiguousarray(a), op.a_zero, op.a_mult,
+                                   np.ascontiguousarray(b), op.b_zero, op.b_mult, op.shift,
+                                   op.zero_point, op.spec.qmin, op.spec.qmax)
+
+    # ------------------------------------------------------------------ run
+    def run(self, x: np.ndarray, keep: bool = True, timings: dict[str, float] | None = None
+            ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        """Run the model on raw float features ``x`` (N, F_in).
+
+        ``timings``, if given, accumulates wall-clock seconds per op kind (``propagate``,
+        ``linear``, ``add``, ...).
+
+        Returns
+        -------
+        env : dict name -> int array
+            Every op's output (int16 codes, int32 predictions); only the output when
+            ``keep`` is False (intermediates are freed as soon as no later op reads them).
+        saturations : dict propagate output name -> int
+        """
+        model = self.model
+        x = model.check_input(x)
+        env: dict[str, np.ndarray] = {}
+        sats: dict[str, int] = {}
+        last_use: dict[str, int] = {}
+        if not keep:
+            for k, op in enumerate(model.ops):
+                for a in ("inp", "a", "b"):
+                    if getattr(op, a, None):
+                        last_use[getattr(op, a)] = k
+
+        def get(name: str) -> np.ndarray:
+            return env[name] if name in env else model.tensors[name]
+
+        for k, op in enumerate(model.ops):
+            t0 = time.perf_counter() if timings is not None else 0.0
+            if isinstance(op, mi.InputOp):
+                out = self._input(op, x)
+            elif isinstance(op, mi.LinearOp):
+                out = self._linear(op, get(op.inp))
+            elif isinstance(op, mi.ReluOp):
+                q = get(op.inp)
+                if q.ndim == 2 and q.dtype == np.int16:
+                    with _threads_for(q.size):
+                        out = relu_i16(q, int(op.zero_point))
+                else:
+                    out = np.maximum(q.astype(np.int64), int(op.zero_point)).astype(np.int32)
+            elif isinstance(op, mi.PropagateOp):
+                out, sats[op.out] = self._propagate(op, get(op.inp))
+            elif isinstance(op, mi.AddOp):
+                out = self._add(op, get(op.a), get(op.b))
+            elif isinstance(op, mi.ArgmaxOp):
+                q = np.ascontiguousarray(get(op.inp))
+                with _threads_for(q.size):
+                    out = kernels.argmax_rows(q).astype(np.int32)
+            else:
+                raise invalid("op", op, "a known op")
+            env[op.out] = out
+            if timings is not None:
+                timings[op.op] = timings.get(op.op, 0.0) + time.perf_counter() - t0
+            if not keep:
+                for name in [nm for nm, last in last_use.items() if last == k and nm in env
+                             and nm != model.output]:
+                    del env[name]
+        if not keep:
+            env = {model.output: env[model.output]}
+        return env, sats
