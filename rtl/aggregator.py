@@ -2,7 +2,7 @@
 destination-sorted CSR graph streamed in, ``lanes = word_bits // bits`` features per beat.
 
 Semantics: :func:`quant.aggregate.aggregate_reference`.  Stream protocol and timing:
-:mod:`sim.unit_stream` and ``docs/rtl.md``.
+:mod:`sim.design.stream` and ``docs/rtl.md``.
 
 Pipeline (every register advances only when ``en = ~o.valid | o.ready``; ``i.ready = en``)::
 
@@ -23,8 +23,8 @@ from rtl.build import check_design
 from rtl.lane_mac import LaneMac
 from rtl.layouts import code_shape, in_beat_layout, out_word_layout
 from rtl.requantizer import Requantizer
-from sim.design import DesignError, DesignPoint
-from sim.unit_stream import SAT_COUNT_BITS, SHIFT_BITS
+from sim.design.point import DesignError, DesignPoint
+from sim.design.stream import SAT_COUNT_BITS, SHIFT_BITS
 
 __all__ = ["Aggregator"]
 

@@ -10,7 +10,7 @@ Everything comes through the environment (set by the runner's ``extra_env``):
 ``QUAGGA_RTL_SEED``          seed of the bubble / back-pressure pattern (default 0)
 
 All cases run back to back in one simulation, with a one-cycle synchronous reset and new
-configuration values before each.  Cycles are counted as ``sim.unit_stream`` defines them.
+configuration values before each.  Cycles are counted as ``sim.design.stream`` defines them.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from quant.fileio import write_text_atomic
 from rtl.vectors import compare_words, load_batch
-from sim.design import DesignPoint
-from sim.unit_stream import beats, config_values, ideal_cycles
+from sim.design.point import DesignPoint
+from sim.design.stream import beats, config_values, ideal_cycles
 
 #: Give up on a case after this many cycles without a transfer.
 MAX_IDLE = 1000

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from quant.fileio import write_text_atomic
 from quant.pack import PACKABLE_BITS
-from sim.design import DesignError, DesignPoint
+from sim.design.point import DesignError, DesignPoint
 
 __all__ = ["TOP_NAME", "check_design", "design_header", "to_verilog", "write_verilog"]
 
@@ -33,7 +33,7 @@ def check_design(dp: DesignPoint) -> None:
         an accumulator narrower than the overflow bound, too many lanes.
     """
     if not isinstance(dp, DesignPoint):
-        raise DesignError(f"design must be a sim.design.DesignPoint, not {type(dp).__name__}")
+        raise DesignError(f"design must be a sim.design.point.DesignPoint, not {type(dp).__name__}")
     if dp.bits not in PACKABLE_BITS:
         raise DesignError(f"bits must be one of {PACKABLE_BITS} for the RTL, not {dp.bits!r}")
     if dp.word_bits % dp.bits:

@@ -14,8 +14,8 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.layouts import code_shape
 from rtl.requantizer import Requantizer
-from sim.design import DesignPoint
-from sim.unit_stream import SHIFT_BITS
+from sim.design.point import DesignPoint
+from sim.design.stream import SHIFT_BITS
 
 __all__ = ["LaneMac"]
 

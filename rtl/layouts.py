@@ -1,7 +1,7 @@
 """Data layouts of the aggregation unit's streams and codes, built from a design point.
 
 They mirror ``quant.pack`` (lane 0 in the least significant bits) and
-``sim.unit_stream.beat_widths`` / ``out_widths``; ``tests/rtl/test_layouts.py`` checks the
+``sim.design.stream.beat_widths`` / ``out_widths``; ``tests/rtl/test_layouts.py`` checks the
 equality bit for bit.
 """
 
@@ -11,7 +11,7 @@ from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data
 
 from quant.spec import QuantSpec
-from sim.design import DesignPoint
+from sim.design.point import DesignPoint
 
 __all__ = ["code_shape", "feat_layout", "in_beat_layout", "out_word_layout"]
 

@@ -1,7 +1,7 @@
 """Run cases through the unit in Amaranth's Python simulator (fast unit-level checks).
 
 The testbench drives the input stream with optional random bubbles, the output with
-optional random back-pressure, and counts cycles the way ``sim.unit_stream`` defines them.
+optional random back-pressure, and counts cycles the way ``sim.design.stream`` defines them.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 
 from rtl.aggregator import Aggregator
 from rtl.vectors import RtlCase, check_case, compare_words
-from sim.design import DesignPoint
-from sim.unit_stream import beats, config_values
+from sim.design.point import DesignPoint
+from sim.design.stream import beats, config_values
 
 __all__ = ["CaseRun", "run_cases"]
 

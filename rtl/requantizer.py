@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 from quant.errors import invalid
 from quant.spec import QuantSpec
 from rtl.layouts import code_shape
-from sim.unit_stream import REQUANT_STAGES, SHIFT_BITS
+from sim.design.stream import REQUANT_STAGES, SHIFT_BITS
 
 __all__ = ["Requantizer"]
 

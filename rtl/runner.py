@@ -19,7 +19,7 @@ from pathlib import Path
 from quant.errors import QuantError, invalid
 from rtl.build import TOP_NAME, write_verilog
 from rtl.vectors import RtlCase, check_case, save_batch
-from sim.design import DesignPoint
+from sim.design.point import DesignPoint
 
 __all__ = ["SIMULATORS", "CocotbRun", "VERILATOR_WAIVERS", "run_cocotb", "simulator_path"]
 

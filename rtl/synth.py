@@ -22,7 +22,7 @@ from pathlib import Path
 
 from quant.errors import QuantError
 from rtl.build import TOP_NAME, to_verilog
-from sim.design import DesignPoint
+from sim.design.point import DesignPoint
 
 __all__ = ["SynthStats", "synthesize"]
 

@@ -2,7 +2,7 @@
 
 A case is one propagation step (CSR graph, edge-weight codes, feature codes, parameters)
 with its expected output from :func:`quant.aggregate.aggregate_reference`.  Golden cases
-written by ``sim.golden`` (``quagga golden``) convert with :func:`from_golden`.
+written by ``sim.verify.golden`` (``quagga golden``) convert with :func:`from_golden`.
 numpy + ``quant`` + ``sim`` only (the cocotb bench imports it inside the simulator).
 """
 
@@ -20,8 +20,8 @@ import numpy as np
 from quant.fileio import atomic_path
 from quant.aggregate import AggregationParams, Requantizer, aggregate_reference
 from quant.errors import QuantError, invalid
-from sim.design import DesignPoint
-from sim.unit_stream import MAX_UNIT_SHIFT, check_params, chunks, expected_words, unpack_out
+from sim.design.point import DesignPoint
+from sim.design.stream import MAX_UNIT_SHIFT, check_params, chunks, expected_words, unpack_out
 
 __all__ = ["FUZZ_KINDS", "RtlCase", "compare_words", "fuzz_case", "fuzz_cases", "from_golden", "group_by_design",
            "load_batch", "save_batch"]
@@ -68,7 +68,7 @@ class RtlCase:
 
 
 def from_golden(case) -> RtlCase:
-    """Convert a ``sim.golden.GoldenCase`` (duck-typed) into an :class:`RtlCase`."""
+    """Convert a ``sim.verify.golden.GoldenCase`` (duck-typed) into an :class:`RtlCase`."""
     return RtlCase(str(case.name), case.params, np.asarray(case.indptr, np.int64),
                    np.asarray(case.indices, np.int64), np.asarray(case.w, np.int64),
                    np.asarray(case.x, np.int64), np.asarray(case.y, np.int64), int(case.saturations),
@@ -88,15 +88,14 @@ def _extreme_requant(rng, dp: DesignPoint, base: Requantizer) -> Requantizer:
 def fuzz_case(dp: DesignPoint, seed: int, kind: str = "random") -> RtlCase:
     """One seeded random case of the given kind (see :data:`FUZZ_KINDS`).
 
-    The kinds of ``sim.golden.KINDS`` come from :func:`sim.golden.make_random_case` (its
+    The kinds of ``sim.verify.golden.KINDS`` come from :func:`sim.verify.golden.make_random_case` (its
     ``saturate`` kind narrows the design: ``max_degree <= 8``, derived accumulator; the
     case's :attr:`RtlCase.design` says so).  ``extreme`` is a ``random`` case whose
     multipliers and shifts are pushed to their limits (``M`` in {0, 1, 2**mult_bits - 1},
     ``n`` in {0, 1, 62}).  Graphs have 2..16 nodes; ``F`` is ``lanes`` half the time, less
     than ``lanes`` a quarter of the time, and spans 2..3 chunk passes otherwise.
     """
-    from sim import golden
-
+    from sim.verify import golden
     if kind not in FUZZ_KINDS:
         raise invalid("kind", kind, f"one of {FUZZ_KINDS}")
     rng = np.random.default_rng([int(seed), FUZZ_KINDS.index(kind), dp.bits, dp.lanes])
