@@ -11,11 +11,23 @@ from sim.exact.kernels import requant_1
 
 @njit(cache=True, inline="always")
 def out_chain(v, out_m, out_n, out_z, out_qmin, out_qmax, upd_on, upd_m, upd_n, upd_z, upd_qmin,
-         upd_qmax):
+              upd_qmax):
+    """The requantizer chain of one row sum ``v``: aggregate, then (``upd_on``) update."""
     r = requant_1(v, out_m, out_n, out_z, out_qmin, out_qmax)
     if upd_on:
         r = requant_1(r - out_z, upd_m, upd_n, upd_z, upd_qmin, upd_qmax)
     return r
+
+
+@njit(cache=True, inline="always")
+def requant_planes(acc, r, planes, nb, offset, out_m, out_n, out_z, out_qmin, out_qmax, upd_on,
+                   upd_m, upd_n, upd_z, upd_qmin, upd_qmax):
+    """``r[p, k] = out_chain(acc[p, k] - offset)`` over ``planes`` x ``nb`` plane lanes: the
+    requantizer chain of the row sums ``T - z_u S_w`` (``offset = z_u S_w``) of one row."""
+    for p in range(planes):
+        for k in range(nb):
+            r[p, k] = out_chain(np.int64(acc[p, k]) - offset, out_m, out_n, out_z, out_qmin,
+                                out_qmax, upd_on, upd_m, upd_n, upd_z, upd_qmin, upd_qmax)
 
 
 @njit(cache=True, inline="always")

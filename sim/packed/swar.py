@@ -8,6 +8,8 @@ import sys
 import numpy as np
 from numba import njit, prange
 
+from sim.packed.row_ops import out_chain, requant_planes
+
 
 #: the INT4 word path reads two packed bytes as one native uint16 (lane order needs little endian)
 LITTLE_ENDIAN = sys.byteorder == "little"
@@ -52,8 +54,6 @@ def tight_rows_swar(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
     umask = (1 << bits) - 1
     budget16 = np.int64(65535 // umask)
     spread = spread_table(bits)
-    half_out = (np.int64(1) << (out_n - 1)) if out_n > 0 else np.int64(0)
-    half_upd = (np.int64(1) << (upd_n - 1)) if upd_n > 0 else np.int64(0)
     todo = np.zeros(n_rows, dtype=np.bool_)
     n_blocks = (n_rows + block - 1) // block
     for b in prange(n_blocks):
@@ -77,17 +77,12 @@ def tight_rows_swar(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
             if s_w > budget16 or s_w * x_cmax > lim:
                 todo[i] = True
                 continue
-            corr = half_out - z_u * s_w * out_m
             n_l = min(n_feat, nb * planes)
             for l in range(n_l):
                 a = a0 if l < planes else a1
                 slot = np.int64((a >> np.uint64(16 * (l % planes))) & np.uint64(0xFFFF))
-                q = ((slot * out_m + corr) >> out_n) + out_z
-                q = min(max(q, out_qmin), out_qmax)
-                if upd_on:
-                    q = (((q - out_z) * upd_m + half_upd) >> upd_n) + upd_z
-                    q = min(max(q, upd_qmin), upd_qmax)
-                r[l] = q
+                r[l] = out_chain(slot - z_u * s_w, out_m, out_n, out_z, out_qmin, out_qmax, upd_on,
+                                 upd_m, upd_n, upd_z, upd_qmin, upd_qmax)
             if pack_bits == 0:
                 for l in range(n_l):
                     y[i, l] = r[l]
@@ -114,8 +109,6 @@ def tight_rows_int4_words(indptr, indices, w, xw, n_feat, z_u, x_cmax, lim,
     n_rows = indptr.shape[0] - 1
     nw = xw.shape[1]
     budget16 = np.int64(65535 // 15)
-    half_out = (np.int64(1) << (out_n - 1)) if out_n > 0 else np.int64(0)
-    half_upd = (np.int64(1) << (upd_n - 1)) if upd_n > 0 else np.int64(0)
     last_lanes = n_feat - (2 * nw - 1) * 2  # valid lanes in the last byte (1 or 2)
     todo = np.zeros(n_rows, dtype=np.bool_)
     n_blocks = (n_rows + block - 1) // block
@@ -142,17 +135,8 @@ def tight_rows_int4_words(indptr, indices, w, xw, n_feat, z_u, x_cmax, lim,
             if s_w > budget16 or s_w * x_cmax > lim:
                 todo[i] = True
                 continue
-            corr = half_out - z_u * s_w * out_m
-            for p in range(4):
-                for k in range(nw):
-                    q = ((np.int64(acc[p, k]) * out_m + corr) >> out_n) + out_z
-                    r[p, k] = min(max(q, out_qmin), out_qmax)
-            if upd_on:
-                corr_u = half_upd - out_z * upd_m
-                for p in range(4):
-                    for k in range(nw):
-                        q = ((r[p, k] * upd_m + corr_u) >> upd_n) + upd_z
-                        r[p, k] = min(max(q, upd_qmin), upd_qmax)
+            requant_planes(acc, r, 4, nw, z_u * s_w, out_m, out_n, out_z, out_qmin,
+                           out_qmax, upd_on, upd_m, upd_n, upd_z, upd_qmin, upd_qmax)
             if pack_bits == 0:
                 for k in range(nw):
                     for p in range(4):

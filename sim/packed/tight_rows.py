@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from sim.packed.row_ops import requant_planes
 from sim.packed.row_vector_ir import row_chunk_packed
 
 
@@ -89,8 +90,6 @@ def tight_rows(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
     nb = xb.shape[1]
     planes = 8 // bits
     budget16 = np.int64(65535 // ((1 << bits) - 1))
-    half_out = (np.int64(1) << (out_n - 1)) if out_n > 0 else np.int64(0)
-    half_upd = (np.int64(1) << (upd_n - 1)) if upd_n > 0 else np.int64(0)
     last_lanes = n_feat - (nb - 1) * planes  # valid lanes in the last byte
     todo = np.zeros(n_rows, dtype=np.bool_)
     n_blocks = (n_rows + block - 1) // block
@@ -128,17 +127,8 @@ def tight_rows(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
                 todo[i] = True
                 continue
             # sum_e (u - z_u) w_e = T - z_u S_w; requantize (and update-requantize) per lane
-            corr = half_out - z_u * s_w * out_m
-            for p in range(planes):
-                for k in range(nb):
-                    q = ((np.int64(acc[p, k]) * out_m + corr) >> out_n) + out_z
-                    r[p, k] = min(max(q, out_qmin), out_qmax)
-            if upd_on:
-                corr_u = half_upd - out_z * upd_m
-                for p in range(planes):
-                    for k in range(nb):
-                        q = ((r[p, k] * upd_m + corr_u) >> upd_n) + upd_z
-                        r[p, k] = min(max(q, upd_qmin), upd_qmax)
+            requant_planes(acc, r, planes, nb, z_u * s_w, out_m, out_n, out_z, out_qmin,
+                           out_qmax, upd_on, upd_m, upd_n, upd_z, upd_qmin, upd_qmax)
             if pack_bits == 0:
                 for k in range(nb):
                     for p in range(planes):
