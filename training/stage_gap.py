@@ -236,12 +236,13 @@ def format_table(rows: list[StageGap], only_nonzero: bool = False) -> str:
 
 def load_run(run_dir: str | Path, data_root: str | None = None):
     """``(model, data, graph)`` of a ``quagga train`` output's ``checkpoint.pt`` (first seed)."""
+    from training.checkpoint import load_checkpoint
     from training.config import ModelConfig
     from training.data import load_dataset
     from training.graph import build_prop_graph
     from training.models import build_model
 
-    ck = torch.load(Path(run_dir) / "checkpoint.pt", weights_only=False, map_location="cpu")
+    ck = load_checkpoint(Path(run_dir) / "checkpoint.pt")
     cfg = ModelConfig(**ck["model_config"])
     data = load_dataset(ck["dataset"], data_root)
     model = build_model(cfg, data.num_features, data.num_classes)

@@ -97,7 +97,7 @@ def test_saved_corrected_run_reexports_identically():
     from training.models import build_model
 
     run = ROOT / "reports/training/runs/cora-int2"
-    ck = torch.load(run / "checkpoint.pt", weights_only=False)
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
     cfg = ModelConfig(**ck["model_config"])
     assert not cfg.paper_code
     data = load_dataset(ck["dataset"], None)
