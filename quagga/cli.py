@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not hasattr(args, "_run"):
         parser.error(f"subcommand {args.command!r} is not available")
-    prog = f"quagga {args.command}"
+    action = getattr(args, f"{args.command}_command", None)  # e.g. ``quagga rtl verify``
+    prog = f"quagga {args.command}" + (f" {action}" if action else "")
     try:
         return int(args._run(args) or 0)
     except (CLIError, QuantError) as exc:

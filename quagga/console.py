@@ -46,6 +46,8 @@ def describe_os_error(exc: OSError) -> str:
     name = errno.errorcode.get(exc.errno, "") if exc.errno else ""
     reason = exc.strerror or str(exc) or type(exc).__name__
     tag = f" [{name}]" if name else ""
+    if exc.errno == errno.EEXIST and exc.filename is not None and os.path.isfile(exc.filename):
+        reason = "File exists and is not a directory"
     if exc.filename is not None:
         target = repr(str(exc.filename))
         if exc.filename2 is not None:

@@ -16,6 +16,9 @@ import numpy as np
 
 from quant.errors import QuantError
 
+#: The first bytes of every zip archive, hence of every ``.npz``.
+ZIP_SIGNATURE = b"PK\x03\x04"
+
 #: The optional split masks a graph file may carry.
 MASK_NAMES = ("train_mask", "val_mask", "test_mask")
 
@@ -51,10 +54,13 @@ def read_npz(path: str | Path, field: str = "dataset file") -> dict[str, np.ndar
         raise GraphFileError(f"{field} {str(p)!r} is not a file")
     if p.stat().st_size == 0:
         raise GraphFileError(f"{field} {str(p)!r} is empty (0 bytes), not an .npz archive")
+    with p.open("rb") as fh:
+        signature = fh.read(4)
+    if signature != ZIP_SIGNATURE:
+        raise GraphFileError(f"{field} {str(p)!r} is not an .npz archive (it starts with {signature!r}, "
+                             f"not the zip signature {ZIP_SIGNATURE!r})")
     try:
         with np.load(p, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise GraphFileError(f"{field} {str(p)!r} must be an .npz archive, not a single .npy array")
             return {k: z[k] for k in z.files}
     except GraphFileError:
         raise
@@ -74,7 +80,8 @@ def validate_graph(x, y, edge_index, masks: dict | None = None, source: str = "g
     Parameters
     ----------
     x : array_like, (N, F) numeric, finite, N > 0 and F > 0
-    y : array_like, (N,) integer labels in ``0..N-1`` (a graph cannot have more classes than nodes)
+    y : array_like or None, (N,) integer labels in ``0..N-1`` (a graph cannot have more classes
+        than nodes); None skips the label checks (graphs used for inference only)
     edge_index : array_like, (2, E) integer node ids in ``0..N-1``
     masks : dict, optional
         ``train_mask`` / ``val_mask`` / ``test_mask`` -> (N,) bool; each present mask must select
@@ -83,16 +90,21 @@ def validate_graph(x, y, edge_index, masks: dict | None = None, source: str = "g
         Prefix of the messages (the file name).
     """
     x = np.asarray(x)
-    y = np.asarray(y)
-    ei = np.asarray(edge_index)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise GraphFileError(f"{source}: x.shape must be (N, F) with N, F > 0, not {x.shape}")
     if x.dtype.kind not in "fiub":
         raise GraphFileError(f"{source}: x.dtype must be a numeric dtype, not {x.dtype}")
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         idx = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
-        raise GraphFileError(f"{source}: x must be finite, not {x[idx]!r} at index {idx}")
+        raise GraphFileError(f"{source}: x must be finite, not {float(x[idx])!r} at index {idx}")
     n = x.shape[0]
+    if y is not None:
+        _check_labels(np.asarray(y), n, source)
+    _check_edges(np.asarray(edge_index), n, source)
+    _check_masks(masks or {}, n, source)
+
+
+def _check_labels(y: np.ndarray, n: int, source: str) -> None:
     if y.ndim != 1 or y.shape[0] != n:
         raise GraphFileError(f"{source}: y.shape must be ({n},) (one label per node), not {y.shape}")
     if y.dtype.kind not in "iu":
@@ -102,6 +114,9 @@ def validate_graph(x, y, edge_index, masks: dict | None = None, source: str = "g
     if y.max() >= n:
         raise GraphFileError(f"{source}: y must hold labels in 0..{n - 1} (at most one class per node), "
                              f"not {int(y.max())}")
+
+
+def _check_edges(ei: np.ndarray, n: int, source: str) -> None:
     if ei.ndim != 2 or ei.shape[0] != 2:
         raise GraphFileError(f"{source}: edge_index.shape must be (2, E), not {ei.shape}")
     if ei.dtype.kind not in "iu":
@@ -109,8 +124,11 @@ def validate_graph(x, y, edge_index, masks: dict | None = None, source: str = "g
     if ei.size and (ei.min() < 0 or ei.max() >= n):
         bad = int(ei[(ei < 0) | (ei >= n)][0])
         raise GraphFileError(f"{source}: edge_index must hold node ids in 0..{n - 1}, not {bad}")
+
+
+def _check_masks(masks: dict, n: int, source: str) -> None:
     checked = {}
-    for name, m in (masks or {}).items():
+    for name, m in masks.items():
         m = np.asarray(m)
         if m.shape != (n,):
             raise GraphFileError(f"{source}: {name}.shape must be ({n},), not {m.shape}")

@@ -224,10 +224,13 @@ def read_tensor_file(path: str | Path, field: str, extra_globals: list | None = 
         with torch.serialization.safe_globals(extra_globals or []):
             return torch.load(p, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
-        m = re.search(r"(?:GLOBAL|global:?) ([\w.]+)", str(exc))
-        what = m.group(1) if m else str(exc).splitlines()[0][:120]
-        raise DatasetError(f"{field} {str(p)!r} is refused: it holds Python objects other than tensors "
-                           f"and plain containers ({what}); it is data and is never executed") from None
+        m = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if m:
+            raise DatasetError(f"{field} {str(p)!r} is refused: it holds Python objects other than tensors "
+                               f"and plain containers ({m.group(1)}); it is data and is never executed") from None
+        detail = re.search(r"WeightsUnpickler error: \s*(.+)", str(exc))
+        raise DatasetError(f"{field} {str(p)!r} is truncated or corrupt, not a readable torch file "
+                           f"({detail.group(1).strip() if detail else type(exc).__name__})") from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise DatasetError(f"{field} {str(p)!r} is truncated or corrupt, not a readable torch file "

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from quagga.cli import CLIError
+from quagga.design_args import design_from_args
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +36,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
 
 
-def _design(args: argparse.Namespace):
-    from sim.design import DesignPoint, parse_override
-
-    overrides = dict(parse_override(s) for s in args.set)
-    if args.design:
-        return DesignPoint.load(args.design, **overrides)
-    return DesignPoint.from_dict({"name": "default", **overrides})
-
-
 def run(args: argparse.Namespace) -> int:
     from sim import golden
 
@@ -57,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         from quant import model_ir as mi
         from sim.model_sim import golden_cases_from_model
 
-        dp = _design(args) if (args.design or args.set) else None
+        dp = design_from_args(args) if (args.design or args.set) else None
         meta = mi.load(args.from_model).meta
         arrays = load_graph_arrays(args.dataset or meta.get("dataset"), args.data_root, meta)
         cases = golden_cases_from_model(args.from_model, arrays["x"], design=dp,
@@ -65,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from tqdm import tqdm
 
-        dp = _design(args)
+        dp = design_from_args(args)
         cases = []
         for k in tqdm(range(args.cases), desc="golden cases", unit="case", disable=None):
             kind = golden.KINDS[k % len(golden.KINDS)]

@@ -1,0 +1,34 @@
+"""The design point of a command: ``--design FILE`` and ``--set key=value`` overrides.
+
+The one place the commands (estimate, sweep, golden, rtl) turn their design arguments into a
+:class:`sim.design.DesignPoint`; a design file must exist and set at least one key.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from quagga.cli import CLIError
+
+
+def design_from_args(args: argparse.Namespace):
+    """The validated design point of ``args.design`` (a TOML file or None) and ``args.set``.
+
+    Raises
+    ------
+    CLIError
+        A design file that is empty.
+    sim.design.DesignError
+        Missing or malformed files, unknown keys, wrong types, impossible design points.
+    """
+    from sim.design import DesignPoint, parse_override
+
+    overrides = dict(parse_override(s) for s in args.set)
+    if args.design:
+        p = Path(args.design)
+        if p.is_file() and not p.read_text(errors="replace").strip():
+            raise CLIError(f"--design {str(p)!r} is empty: a design file must set at least one key "
+                           f"(e.g. bits = 4)")
+        return DesignPoint.load(p, **overrides)
+    return DesignPoint.from_dict({"name": "default", **overrides})
