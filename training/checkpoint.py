@@ -52,6 +52,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {str(path)!r} must hold a dict, not {type(ck).__name__}")
     for key, kind in CHECKPOINT_KEYS.items():
         if not isinstance(ck.get(key), kind):
-            raise CheckpointError(f"checkpoint {str(path)!r}: {key} must be a {kind.__name__}, "
+            raise CheckpointError(f"checkpoint {str(path)!r}: {key} must be of type {kind.__name__}, "
                                   f"not {type(ck.get(key)).__name__}")
     return ck

@@ -263,7 +263,11 @@ def main(argv: list[str] | None = None) -> int:
                         "bias was fake-quantized)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    model, data, graph, seed = load_run(a.run, a.data_root)
+    try:
+        model, data, graph, seed = load_run(a.run, a.data_root)
+    except QuantError as exc:  # bad checkpoint or dataset: one line, no traceback
+        sys.stderr.write(f"{p.prog}: error: {exc}\n")
+        return 2
     if a.float_bias:
         for m in model.modules():
             if isinstance(m, QuantLinear):
