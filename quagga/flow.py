@@ -78,7 +78,7 @@ def machine_description() -> str:
 def _call(argv: list[str]) -> tuple[int, str]:
     """Run ``quagga <argv>`` in-process, its console output captured (the flow prints one line
     per stage); return (exit code, captured stderr tail)."""
-    from quagga.cli import main
+    from quagga.cli import EXIT_INTERRUPTED, main
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
@@ -86,6 +86,8 @@ def _call(argv: list[str]) -> tuple[int, str]:
             rc = main(argv)
         except SystemExit as exc:  # argparse errors
             rc = int(exc.code) if isinstance(exc.code, int) else 2
+    if rc == EXIT_INTERRUPTED:  # Ctrl-C inside a stage stops the whole flow
+        raise KeyboardInterrupt
     tail = err.getvalue().strip().splitlines()[-3:]
     return rc, " ".join(tail)
 

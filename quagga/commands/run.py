@@ -88,10 +88,10 @@ def run(args: argparse.Namespace) -> int:
             if stage in flow.finished and stage not in skip:
                 line += " (kept from the previous run)"
             if bar is not None:
-                bar.write(line, file=sys.stderr)
+                bar.write(line, file=sys.stdout)
                 bar.update(1)
             else:
-                print(line, file=sys.stderr)
+                print(line, flush=True)
         elif bar is not None:
             bar.set_postfix_str(f"{stage}: {msg}")
 
