@@ -10,13 +10,14 @@ diagnostics (:mod:`training.stage_gap`).
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from quant.fileio import atomic_path
+from quant.fileio import write_bytes_atomic
 from training.data import DatasetError, read_tensor_file
 
 #: The keys every checkpoint holds, with the type of each value.
@@ -29,10 +30,14 @@ class CheckpointError(DatasetError):
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> Path:
-    """Write ``checkpoint`` (the keys of :data:`CHECKPOINT_KEYS`) to ``path`` atomically."""
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(checkpoint, tmp)
-    return Path(path)
+    """Write ``checkpoint`` (the keys of :data:`CHECKPOINT_KEYS`) to ``path`` atomically.
+
+    Serialised in memory first: ``torch.save`` names the archive's records after the file it
+    writes, so saving to a temporary name would make equal checkpoints differ in bytes.
+    """
+    buf = io.BytesIO()
+    torch.save(checkpoint, buf)
+    return write_bytes_atomic(path, buf.getvalue())
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
