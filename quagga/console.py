@@ -11,10 +11,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sys
 
 #: Loggers of libraries that speak at INFO by default.
-LIBRARY_LOGGERS = ("distributed", "dask", "cocotb", "numba", "matplotlib", "PIL", "asyncio",
-                   "fsspec", "torch_geometric", "tornado", "bokeh", "find_libpython")
+LIBRARY_LOGGERS = ("distributed", "dask", "cocotb", "cocotb_tools", "Icarus", "Verilator", "numba",
+                   "matplotlib", "PIL", "asyncio", "fsspec", "torch_geometric", "tornado", "bokeh",
+                   "find_libpython")
 
 #: Dask reads these at import (also in worker processes, which inherit the environment).
 DASK_LOGGING_ENV = ("DASK_LOGGING__DISTRIBUTED", "DASK_LOGGING__DISTRIBUTED_CLIENT",
@@ -31,8 +33,14 @@ def configure_logging(verbose: int) -> None:
         How many ``-v`` were given.
     """
     level = logging.WARNING - 10 * min(verbose, 2)
+    root = logging.getLogger()
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(level)
+    root.setLevel(level)
+    for handler in root.handlers:
+        # libraries that set their own logger to INFO (cocotb's runner does, per simulator
+        # class) are held back here too
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stderr, sys.__stderr__):
+            handler.setLevel(level)
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(level)
     dask_level = logging.getLevelName(level).lower()
