@@ -104,6 +104,7 @@ class Flow:
         self.results: dict[str, StageResult] = {}
         self.graph_npz = self.run_dir / "data" / "graph.npz"
         self.finished: dict[str, StageResult] = {}
+        self._ran = False  # has a stage run (not been kept) in this invocation
         self.graph = None  # a GraphData the caller already loaded (and so validated)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -135,7 +136,9 @@ class Flow:
         return done
 
     def _stage(self, name: str, fn: Callable[[], list[str]], needs: tuple[str, ...] = ()) -> None:
-        if name in self.finished and name not in self.o.skip:
+        # a finished stage is kept only while every stage before it was kept too: a stage that
+        # runs again may change what the later ones read
+        if name in self.finished and name not in self.o.skip and not self._ran:
             self.results[name] = self.finished[name]
             self.progress(name, "done before")
             self.progress(name, "ok")
@@ -147,6 +150,7 @@ class Flow:
             missing = [n for n in needs if self.results.get(n) is None or self.results[n].status != "ok"]
             self.results[name] = StageResult("skipped", error=f"needs {', '.join(missing)}")
         else:
+            self._ran = True
             self.progress(name, "running")
             t0 = time.perf_counter()
             try:

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         if msg in ("ok", "failed", "skipped"):
             r = flow.results[stage]
             line = f"{stage}: {r.status}" + (f" ({r.error})" if r.error else "")
-            if stage in flow.finished and stage not in skip:
+            if r is flow.finished.get(stage):
                 line += " (kept from the previous run)"
             if bar is not None:
                 bar.write(line, file=sys.stdout)
