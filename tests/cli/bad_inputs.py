@@ -369,7 +369,11 @@ def render() -> str:
              "generated from `tests/cli/bad_inputs.py` (`python tests/cli/bad_inputs.py > docs/errors.md`),",
              "the same table the tests in `tests/cli/test_bad_inputs.py` are generated from.", "",
              "Ctrl-C (SIGINT) in any command prints `quagga COMMAND: interrupted` and exits 130, leaving",
-             "no partial file.", "",
+             "no partial file (every output is written to a temporary file and renamed into place).",
+             "A killed `quagga sweep` rerun with the same arguments computes only the points missing from",
+             "its cache; a killed `quagga run` rerun with `--resume` keeps the stages it finished (same",
+             "options required, else exit 2).  Either gives the outputs of an uninterrupted run, timings",
+             "aside (`tests/cli/test_interrupt.py`, `tests/cli/test_kill_resume.py`).", "",
              f"{len(CATALOGUE)} entries.", "",
              "| # | input | command | message |", "| --- | --- | --- | --- |"]
     for i, c in enumerate(CATALOGUE, 1):
