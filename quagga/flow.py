@@ -120,7 +120,7 @@ class Flow:
 
         Raises
         ------
-        StageError
+        ResumeError
             When the previous run was made with other options (its outputs would not match).
         """
         prev = read_json(self.run_dir / "run.json") or {}
@@ -140,7 +140,6 @@ class Flow:
         # runs again may change what the later ones read
         if name in self.finished and name not in self.o.skip and not self._ran:
             self.results[name] = self.finished[name]
-            self.progress(name, "done before")
             self.progress(name, "ok")
             self._record()
             return

@@ -45,7 +45,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         if exc.filename is None or exc.filename == tmp:  # name the target, not the temporary file
-            raise type(exc)(exc.errno, exc.strerror or str(exc), str(p)) from None
+            raise OSError(exc.errno, exc.strerror or str(exc), str(p)) from None
         raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -59,21 +59,19 @@ def run(args: argparse.Namespace) -> int:
                        layers=args.layers, epochs=args.epochs, seeds=args.seeds, precisions=precs,
                        rtl_simulator=args.rtl_simulator, rtl_rows=args.rtl_rows,
                        bench_dataset=args.bench_dataset, bench_repeats=args.bench_repeats,
-                       bench_steps=args.bench_steps, skip=skip, resume=args.resume,
-                       verbose=args.verbose)
-    from quagga.commands.train import _seeds
+                       bench_steps=args.bench_steps, skip=skip, verbose=args.verbose)
+    from quagga.commands.train import parse_seeds
     from training.data import load_dataset
 
-    _seeds(args.seeds)
+    parse_seeds(args.seeds)
     if args.bench_dataset not in ("synthetic", "tolokers", "quick"):
         raise CLIError(f"--bench-dataset must be one of ['quick', 'synthetic', 'tolokers'], "
                        f"not {args.bench_dataset!r}")
     flow = Flow(opts)
     if "data" not in skip:
         flow.graph = load_dataset(args.dataset, args.data_root)  # refuse bad input before writing
-    if args.resume:
+    if args.resume:  # refuse a run directory made with other options before anything is shown
         flow.finished = flow.finished_stages()
-        opts.resume = False
 
     bar = None
     if not args.no_progress:

@@ -65,7 +65,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory")
 
 
-def _seeds(text: str) -> tuple[int, ...]:
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """The run seeds of ``--seeds`` (comma-separated integers, at least one)."""
     try:
         seeds = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
@@ -101,7 +102,7 @@ def run(args) -> int:
 
     bits = parse_bits(args.bits)
     bt = bt_mode(args.bt)
-    seeds = _seeds(args.seeds)
+    seeds = parse_seeds(args.seeds)
     torch.set_num_threads(args.threads or 1)
     torch.use_deterministic_algorithms(True, warn_only=True)
     data = load_dataset(args.dataset, args.data_root, synthetic_args={
