@@ -89,11 +89,11 @@ def _normalise_json(obj, run_dir: str):
 
 
 def run_contents(run_dir: Path) -> dict[str, bytes]:
-    """Every file of a run directory, timings and the directory's own path taken out:
+    """Every (visible) file of a run directory, timings and the directory's own path taken out:
     JSON files without ``seconds``/``machine``, the report's stage table without its seconds."""
     out = {}
     for p in sorted(run_dir.rglob("*")):
-        if not p.is_file():
+        if not p.is_file() or p.name.startswith("."):  # a SIGKILL may leave a writer's hidden temporary file
             continue
         rel = str(p.relative_to(run_dir))
         data = p.read_bytes()

