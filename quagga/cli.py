@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
+from quagga.console import configure_logging, describe_os_error
 from quant.errors import QuantError
 
 #: name -> one-line help.  The module ``quagga.commands.<name>`` implements it.
@@ -27,12 +27,25 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
+#: Exit status of a refused input (bad file, bad value, unwritable output).
+EXIT_USAGE = 2
+#: Exit status after Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+
 class CLIError(Exception):
     """A user error in the command line; printed without a traceback, exit code 2."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``quagga CMD: error: <message>`` and exit 2 (no usage dump)."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="quagga",
         description="Quagga: co-design simulator for low-bit GNN accelerators "
                     "(QAT trainer, bit-exact simulator, Amaranth RTL, cycle/energy model).")
@@ -40,6 +53,8 @@ def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                       help="more logging (-vv for debug)")
         if names is not None and name in names:
             mod = importlib.import_module(f"quagga.commands.{name}")
             mod.configure(p)
@@ -56,21 +71,44 @@ def main(argv: list[str] | None = None) -> int:
         prefer_passive_omp()          # for the whole flow, before torch or numba is loaded
     parser = build_parser(wanted)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     if args.command is None:
         parser.print_help()
         return 0
     if not hasattr(args, "_run"):
         parser.error(f"subcommand {args.command!r} is not available")
+    action = getattr(args, f"{args.command}_command", None)  # e.g. ``quagga rtl verify``
+    prog = f"quagga {args.command}" + (f" {action}" if action else "")
     try:
         return int(args._run(args) or 0)
-    except (CLIError, QuantError, FileNotFoundError) as exc:
-        print(f"quagga {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except (CLIError, QuantError) as exc:
+        print(f"{prog}: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"{prog}: error: {_one_line(describe_os_error(exc))}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"quagga {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemError as exc:  # Ctrl-C inside compiled (numba) code arrives wrapped
+        if not _caused_by_interrupt(exc):
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quagga.rundir import read_json
+from quant.errors import QuantError
 from quant.fileio import write_json_atomic
 from quant.fileio import atomic_path
 
@@ -48,6 +49,17 @@ class FlowOptions:
     bench_steps: int = 2
     skip: tuple[str, ...] = ()
     extra_train_args: tuple[str, ...] = ()
+    resume: bool = False
+    verbose: int = 0
+
+    def key_options(self) -> dict:
+        """The options that determine the outputs (a resumed run must be given the same)."""
+        return {"dataset": self.dataset, "model": self.model, "layers": self.layers, "epochs": self.epochs,
+                "seeds": self.seeds, "precisions": list(self.precisions),
+                "rtl_precisions": list(self.rtl_precisions), "rtl_rows": self.rtl_rows,
+                "rtl_simulator": self.rtl_simulator, "bench_dataset": self.bench_dataset,
+                "bench_repeats": self.bench_repeats, "bench_steps": self.bench_steps,
+                "extra_train_args": list(self.extra_train_args)}
 
 
 @dataclass
@@ -65,15 +77,18 @@ def machine_description() -> str:
 
 
 def _call(argv: list[str]) -> tuple[int, str]:
-    """Run ``quagga <argv>`` in-process; return (exit code, captured stderr tail)."""
-    from quagga.cli import main
+    """Run ``quagga <argv>`` in-process, its console output captured (the flow prints one line
+    per stage); return (exit code, captured stderr tail)."""
+    from quagga.cli import EXIT_INTERRUPTED, main
 
     err = io.StringIO()
-    with contextlib.redirect_stderr(err):
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
             rc = main(argv)
         except SystemExit as exc:  # argparse errors
             rc = int(exc.code) if isinstance(exc.code, int) else 2
+    if rc == EXIT_INTERRUPTED:  # Ctrl-C inside a stage stops the whole flow
+        raise KeyboardInterrupt
     tail = err.getvalue().strip().splitlines()[-3:]
     return rc, " ".join(tail)
 
@@ -89,21 +104,53 @@ class Flow:
         self.progress = progress or (lambda stage, msg: None)
         self.results: dict[str, StageResult] = {}
         self.graph_npz = self.run_dir / "data" / "graph.npz"
+        self.finished: dict[str, StageResult] = {}
+        self._ran = False  # has a stage run (not been kept) in this invocation
+        self.graph = None  # a GraphData the caller already loaded (and so validated)
 
     # ------------------------------------------------------------------ bookkeeping
     def _record(self) -> None:
         write_json_atomic(self.run_dir / "run.json", {
             "dataset": self.o.dataset or "synthetic", "model": self.o.model, "layers": self.o.layers,
             "epochs": self.o.epochs, "seeds": self.o.seeds, "machine": machine_description(),
+            "options": self.o.key_options(),
             "stages": {k: vars(v) for k, v in self.results.items()}})
 
+    def finished_stages(self) -> dict[str, StageResult]:
+        """Stages a previous run in this directory finished (status ok, every output present).
+
+        Raises
+        ------
+        ResumeError
+            When the previous run was made with other options (its outputs would not match).
+        """
+        prev = read_json(self.run_dir / "run.json") or {}
+        if prev.get("options", self.o.key_options()) != self.o.key_options():
+            old, new = prev["options"], self.o.key_options()
+            diff = [k for k in new if old.get(k) != new[k]]
+            raise ResumeError(f"--resume: {str(self.run_dir)!r} was run with {diff[0]}={old.get(diff[0])!r}, "
+                              f"not {new[diff[0]]!r}; use another --out or the same options")
+        done = {}
+        for name, rec in (prev.get("stages") or {}).items():
+            if rec.get("status") == "ok" and all(Path(p).exists() for p in rec.get("outputs") or []):
+                done[name] = StageResult("ok", rec.get("seconds", 0.0), None, list(rec.get("outputs") or []))
+        return done
+
     def _stage(self, name: str, fn: Callable[[], list[str]], needs: tuple[str, ...] = ()) -> None:
+        # a finished stage is kept only while every stage before it was kept too: a stage that
+        # runs again may change what the later ones read
+        if name in self.finished and name not in self.o.skip and not self._ran:
+            self.results[name] = self.finished[name]
+            self.progress(name, "ok")
+            self._record()
+            return
         if name in self.o.skip:
             self.results[name] = StageResult("skipped", error="skipped by --skip")
         elif any(self.results.get(n) is None or self.results[n].status != "ok" for n in needs):
             missing = [n for n in needs if self.results.get(n) is None or self.results[n].status != "ok"]
             self.results[name] = StageResult("skipped", error=f"needs {', '.join(missing)}")
         else:
+            self._ran = True
             self.progress(name, "running")
             t0 = time.perf_counter()
             try:
@@ -116,7 +163,7 @@ class Flow:
         self._record()
 
     def _quagga(self, *argv: str) -> None:
-        rc, tail = _call([str(a) for a in argv])
+        rc, tail = _call(["-v"] * self.o.verbose + [str(a) for a in argv])
         if rc != 0:
             raise StageError(f"`quagga {' '.join(map(str, argv))}` exited {rc}: {tail}")
 
@@ -127,10 +174,12 @@ class Flow:
 
         from training.data import load_dataset
 
-        try:
-            g = load_dataset(self.o.dataset, self.o.data_root)
-        except Exception as exc:  # noqa: BLE001 - reported as the stage's error
-            raise StageError(str(exc)) from None
+        g = self.graph
+        if g is None:
+            try:
+                g = load_dataset(self.o.dataset, self.o.data_root)
+            except Exception as exc:  # noqa: BLE001 - reported as the stage's error
+                raise StageError(str(exc)) from None
         with atomic_path(self.graph_npz, suffix=".npz") as tmp:
             np.savez(tmp, x=g.x.numpy(), y=g.y.numpy(), edge_index=g.edge_index.numpy())
         return [str(self.graph_npz)]
@@ -248,6 +297,8 @@ class Flow:
         return [str(render(self.run_dir))]
 
     def run(self) -> dict[str, StageResult]:
+        if self.o.resume:
+            self.finished = self.finished_stages()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._stage("data", self.data)
         self._stage("train", self.train, needs=("data",))
@@ -263,3 +314,7 @@ class Flow:
 
 class StageError(RuntimeError):
     """A stage failed; the message says which command and why."""
+
+
+class ResumeError(QuantError):
+    """``--resume`` on a run directory made with other options."""

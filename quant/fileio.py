@@ -9,6 +9,7 @@ The temporary file gets the permissions a plain ``open(path, "w")`` would give (
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -31,6 +32,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     extension such writers append or check (e.g. ``".npz"``).
     """
     p = Path(path)
+    for d in (p.parent, *p.parent.parents):
+        if d.exists() and not d.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(d))
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=suffix)
     os.close(fd)
@@ -38,6 +42,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         yield Path(tmp)
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, p)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None or exc.filename == tmp:  # name the target, not the temporary file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(p)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -24,16 +24,46 @@ def test_run_small_flow_writes_report(tmp_path):
     assert "| INT4 |" in index and "accuracy_vs_bits.png" in index
 
 
-def test_failed_stage_is_reported_and_later_stages_skipped(tmp_path, capsys):
+def test_bad_dataset_is_refused_before_anything_is_written(tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["run", "--out", str(out), "--dataset", "NoSuchDataset", "--skip", "bench", "--no-progress"])
+    assert main(["run", "--out", str(out), "--dataset", "NoSuchDataset", "--no-progress"]) == 2
+    assert "NoSuchDataset" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_failed_stage_is_reported_and_later_stages_skipped(tmp_path, capsys, monkeypatch):
+    from quagga.flow import Flow, StageError
+
+    def fail(self):
+        raise StageError("train broke")
+
+    monkeypatch.setattr(Flow, "train", fail)
+    out = tmp_path / "run"
+    rc = main(["run", "--out", str(out), "--skip", "rtl,depth,sweep,bench", "--no-progress"])
     assert rc == 1
     run = json.loads((out / "run.json").read_text())
     st = run["stages"]
-    assert st["data"]["status"] == "failed" and "NoSuchDataset" in st["data"]["error"]
-    assert st["train"]["status"] == "skipped" and "needs data" in st["train"]["error"]
-    assert st["report"]["status"] == "ok"
+    assert st["data"]["status"] == "ok" and (out / "data" / "graph.npz").is_file()
+    assert st["train"]["status"] == "failed" and "train broke" in st["train"]["error"]
+    assert st["simulate"]["status"] == "skipped" and "needs train" in st["simulate"]["error"]
+    assert st["estimate"]["status"] == "ok" and st["report"]["status"] == "ok"
     assert "failed" in capsys.readouterr().out
+
+
+def test_resume_keeps_finished_stages_and_refuses_other_options(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", "--out", str(out), "--skip", "train,simulate,rtl,depth,sweep,bench", "--no-progress"]
+    assert main(argv) == 0
+    first = json.loads((out / "run.json").read_text())["stages"]
+    capsys.readouterr()
+    assert main(argv + ["--resume"]) == 0
+    text = capsys.readouterr()
+    for stage in ("data", "estimate", "report"):
+        assert f"{stage}: ok (kept from the previous run)" in text.out + text.err
+    again = json.loads((out / "run.json").read_text())["stages"]
+    assert {k: v["seconds"] for k, v in again.items()} == {k: v["seconds"] for k, v in first.items()}
+    assert main(argv + ["--resume", "--epochs", "7"]) == 2
+    assert "--resume" in capsys.readouterr().err
 
 
 def test_bad_options_are_refused(capsys):

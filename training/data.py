@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quant.errors import QuantError
+from quant.graph_arrays import GraphFileError, read_npz
+from quant.graph_arrays import validate_graph as check_graph_arrays
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ SYNTHETIC = "synthetic"
 DATA_ROOT_ENV = "QUAGGA_DATA_ROOT"
 
 
-class DatasetError(QuantError):
+class DatasetError(GraphFileError):
     """A dataset that cannot be found, loaded or validated; the message says which and why."""
 
 
@@ -98,40 +99,17 @@ class GraphData:
 # ---------------------------------------------------------------------------------------
 
 def validate_graph(x, y, edge_index, masks: dict | None = None, source: str = "graph") -> None:
-    """Check shapes, dtypes, index range and finiteness; raise :class:`DatasetError` naming the field.
+    """Check shapes, dtypes, index and label range, finiteness and masks (:func:`quant.graph_arrays.validate_graph`).
 
-    Shapes: ``x`` (N, F) float, ``y`` (N,) integer, ``edge_index`` (2, E) integer, masks (N,) bool.
+    Raises
+    ------
+    DatasetError
+        Naming the field and the offending value.
     """
-    x = np.asarray(x)
-    y = np.asarray(y)
-    ei = np.asarray(edge_index)
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise DatasetError(f"{source}: x.shape must be (N, F) with N, F > 0, not {x.shape}")
-    if x.dtype.kind not in "fiub":
-        raise DatasetError(f"{source}: x.dtype must be a numeric dtype, not {x.dtype}")
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-        idx = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
-        raise DatasetError(f"{source}: x must be finite, not {x[idx]!r} at index {idx}")
-    n = x.shape[0]
-    if y.ndim != 1 or y.shape[0] != n:
-        raise DatasetError(f"{source}: y.shape must be ({n},) (one label per node), not {y.shape}")
-    if y.dtype.kind not in "iu":
-        raise DatasetError(f"{source}: y.dtype must be an integer dtype, not {y.dtype}")
-    if y.min() < 0:
-        raise DatasetError(f"{source}: y must hold labels >= 0, not {int(y.min())}")
-    if ei.ndim != 2 or ei.shape[0] != 2:
-        raise DatasetError(f"{source}: edge_index.shape must be (2, E), not {ei.shape}")
-    if ei.dtype.kind not in "iu":
-        raise DatasetError(f"{source}: edge_index.dtype must be an integer dtype, not {ei.dtype}")
-    if ei.size and (ei.min() < 0 or ei.max() >= n):
-        bad = int(ei[(ei < 0) | (ei >= n)][0])
-        raise DatasetError(f"{source}: edge_index must hold node ids in 0..{n - 1}, not {bad}")
-    for name, m in (masks or {}).items():
-        m = np.asarray(m)
-        if m.shape != (n,):
-            raise DatasetError(f"{source}: {name}.shape must be ({n},), not {m.shape}")
-        if m.dtype != np.bool_:
-            raise DatasetError(f"{source}: {name}.dtype must be bool, not {m.dtype}")
+    try:
+        check_graph_arrays(x, y, edge_index, masks, source)
+    except GraphFileError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def _to_graph(name, x, y, edge_index, masks, normalize) -> GraphData:
@@ -213,38 +191,87 @@ def synthetic_csbm(num_nodes: int = 1000, num_classes: int = 4, num_features: in
 # user files
 # ---------------------------------------------------------------------------------------
 
+def _pyg_safe_globals() -> list:
+    """The PyG classes a saved ``Data`` object is made of (plain containers of tensors)."""
+    from torch_geometric.data import Data
+    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+    from torch_geometric.data.storage import GlobalStorage
+
+    return [Data, DataEdgeAttr, DataTensorAttr, GlobalStorage]
+
+
+def read_tensor_file(path: str | Path, field: str, extra_globals: list | None = None):
+    """Load a torch file that may hold only tensors, plain containers and ``extra_globals``.
+
+    ``torch.load(weights_only=True)``: nothing in the file is executed; a file that needs any
+    other Python object (a pickled function, class or ``__reduce__``) is refused.
+
+    Raises
+    ------
+    DatasetError
+        Missing, empty, truncated or corrupt files, and files holding other Python objects.
+    """
+    import pickle
+    import re
+    import zipfile
+
+    p = Path(path)
+    if not p.exists():
+        raise DatasetError(f"{field} {str(p)!r} does not exist")
+    if not p.is_file() or p.stat().st_size == 0:
+        raise DatasetError(f"{field} {str(p)!r} is empty or not a file")
+    try:
+        with torch.serialization.safe_globals(extra_globals or []):
+            return torch.load(p, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        m = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if m:
+            raise DatasetError(f"{field} {str(p)!r} is refused: it holds Python objects other than tensors "
+                               f"and plain containers ({m.group(1)}); it is data and is never executed") from None
+        detail = re.search(r"WeightsUnpickler error: \s*(.+)", str(exc))
+        raise DatasetError(f"{field} {str(p)!r} is truncated or corrupt, not a readable torch file "
+                           f"({detail.group(1).strip() if detail else type(exc).__name__})") from None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise DatasetError(f"{field} {str(p)!r} is truncated or corrupt, not a readable torch file "
+                           f"({type(exc).__name__}: {first})") from None
+
+
+def _pt_arrays(p: Path) -> dict:
+    obj = read_tensor_file(p, "dataset file", _pyg_safe_globals())
+    if isinstance(obj, (list, tuple)) and obj:
+        obj = obj[0]
+    if hasattr(obj, "to_dict") and hasattr(obj, "edge_index"):
+        obj = obj.to_dict()
+    if not isinstance(obj, dict) or "x" not in obj or "edge_index" not in obj:
+        kind = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+        raise DatasetError(f"dataset file {str(p)!r} must hold a PyG Data or a dict with x, y and "
+                           f"edge_index tensors, not {kind}")
+    return {k: (v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
+            for k, v in obj.items() if v is not None}
+
+
 def load_file(path: str | Path) -> GraphData:
-    """Load ``.npz`` (``edge_index``, ``x``, ``y``, optional ``train_mask``/``val_mask``/``test_mask``)
-    or a saved PyG ``Data`` (``.pt``), validated."""
+    """Load a graph file, validated: ``.npz`` (``edge_index``, ``x``, ``y``, optional
+    ``train_mask``/``val_mask``/``test_mask``) or ``.pt`` (a saved PyG ``Data`` or a dict of
+    those tensors).  Neither format can run code: ``.npz`` without pickles, ``.pt`` with
+    ``torch.load(weights_only=True)``."""
     p = Path(path)
     if not p.exists():
         raise DatasetError(f"dataset file {str(p)!r} does not exist")
     if p.suffix == ".npz":
         try:
-            with np.load(p, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (ValueError, OSError) as exc:
-            raise DatasetError(f"dataset file {str(p)!r} is not a readable .npz: {exc}") from None
-        normalize = None
+            arrays = read_npz(p, "dataset file")
+        except GraphFileError as exc:
+            raise DatasetError(str(exc)) from None
     else:
-        try:
-            obj = torch.load(p, weights_only=False, map_location="cpu")
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a user error here
-            raise DatasetError(f"dataset file {str(p)!r} is neither .npz nor a saved PyG Data: {exc}") from None
-        if isinstance(obj, (list, tuple)) and obj:
-            obj = obj[0]
-        if not hasattr(obj, "edge_index") or not hasattr(obj, "x"):
-            raise DatasetError(f"dataset file {str(p)!r} must hold a PyG Data with x, y and edge_index, "
-                               f"not {type(obj).__name__}")
-        arrays = {k: (v.numpy() if isinstance(v, torch.Tensor) else v)
-                  for k, v in obj.to_dict().items() if v is not None}
-        normalize = None
+        arrays = _pt_arrays(p)
     for k in ("x", "y", "edge_index"):
         if k not in arrays:
             raise DatasetError(f"dataset file {str(p)!r} must contain {k!r}; it has {sorted(arrays)}")
     masks = {k: arrays[k] for k in ("train_mask", "val_mask", "test_mask") if k in arrays}
     validate_graph(arrays["x"], arrays["y"], arrays["edge_index"], masks, source=str(p))
-    return _to_graph(p.stem, arrays["x"], arrays["y"], arrays["edge_index"], masks, normalize)
+    return _to_graph(p.stem, arrays["x"], arrays["y"], arrays["edge_index"], masks, None)
 
 
 # ---------------------------------------------------------------------------------------

@@ -51,7 +51,6 @@ edges, C = 2) that is about 50 MiB.
 from __future__ import annotations
 
 import threading
-import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -63,6 +62,7 @@ from quant.quantizers import (FakeQuantizer, MinMaxObserverQuantizer, QLRQuantiz
                               SymmetricQuantizer)
 from quant.spec import QuantSpec, Rounding
 from quant.truncation import BT_STEP
+from training.sparse_warnings import quiet_sparse
 
 __all__ = ["FUSABLE", "FusedQuantMessage", "clear_caches", "fusable", "quantized_message_sum",
            "transposed_csr"]
@@ -143,8 +143,7 @@ def transposed_csr(w: torch.Tensor, t_indptr: torch.Tensor, t_indices: torch.Ten
     once per step and backward pass.
     """
     def build():
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        with quiet_sparse():
             return torch.sparse_csr_tensor(t_indptr, t_indices, w.index_select(0, t_perm),
                                            tuple(shape))
     return _cached("transposed", w, (t_perm.data_ptr(), t_perm._version, tuple(shape)), build)
@@ -297,8 +296,7 @@ class FusedQuantMessage(torch.autograd.Function):
                 gx = torch.zeros_like(x).index_add_(0, plan.src, gm.mul_(w.unsqueeze(-1)))
             else:
                 at = transposed_csr(w, *plan.transposed, (x.shape[0], plan.num_nodes))
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                with quiet_sparse():
                     gx = torch.sparse.mm(at, g)
                 if cut.numel():   # flat 1-D index ops: cheaper than 2-D advanced indexing
                     ed = torch.div(cut, c, rounding_mode="floor")

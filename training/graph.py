@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import warnings
-
 import numpy as np
 import torch
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from quant.csr import csr_from_edge_index
 from training.fused_message import transposed_csr
+from training.sparse_warnings import quiet_sparse
 
 
 @dataclass
@@ -64,8 +63,7 @@ class PropGraph:
     def adj_t(self) -> torch.Tensor:
         """``A_hat`` as a torch sparse CSR tensor (rows = destinations), built once."""
         if getattr(self, "_adj_t", None) is None:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            with quiet_sparse():
                 self._adj_t = torch.sparse_csr_tensor(
                     self.indptr_t, self.indices_t, self.edge_weight, (self.num_nodes, self.num_nodes))
         return self._adj_t
@@ -136,8 +134,7 @@ class _CSRMatmul(torch.autograd.Function):
 
 def csr_matmul(graph: PropGraph, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``A @ x`` (N, F) with edge values ``w`` (E,) in canonical order; differentiable in both."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+    with quiet_sparse():
         return _CSRMatmul.apply(w, x, graph)
 
 

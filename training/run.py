@@ -19,7 +19,7 @@ from training.config import ModelConfig, TrainConfig
 from training.data import GraphData
 from training.graph import build_prop_graph
 from training.lowering import LoweringError, lower
-from training.splits import apply_split
+from training.splits import apply_split, require_nonempty_split
 from training.trainer import accuracy, evaluate, fit
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ def run_seeds(data: GraphData, mcfg: ModelConfig, tcfg: TrainConfig, *, device: 
     for i, seed in enumerate(tcfg.seeds):
         split_seed = seed if tcfg.split_seed is None else tcfg.split_seed
         d = apply_split(data, tcfg.split, split_seed)
+        require_nonempty_split(d, tcfg.split)
         masks = tuple(m.to(device) for m in (d.train_mask, d.val_mask, d.test_mask))
         cb = (lambda e, r, s=seed: on_epoch(s, e, r)) if on_epoch else None
         res = fit(mcfg, tcfg, xf, y, gdev, masks, seed, on_epoch=cb)

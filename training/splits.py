@@ -47,10 +47,27 @@ def apply_split(data: GraphData, split: str, seed: int) -> GraphData:
     if split not in SPLITS:
         raise DatasetError(f"split must be one of {SPLITS}, not {split!r}")
     if split == "public":
-        if not bool(data.train_mask.any()) or not bool(data.val_mask.any()) or not bool(data.test_mask.any()):
-            raise DatasetError(f"split 'public': dataset {data.name!r} ships no train/val/test masks; "
+        missing = [k for k in ("train_mask", "val_mask", "test_mask") if not bool(getattr(data, k).any())]
+        if missing:
+            raise DatasetError(f"split 'public': dataset {data.name!r} ships no {', '.join(missing)}; "
                                f"use --split random")
         return data
     tr, va, te = random_split(data.y.numpy(), seed)
     return GraphData(data.name, data.x, data.y, data.edge_index, torch.from_numpy(tr),
                      torch.from_numpy(va), torch.from_numpy(te), data.normalize)
+
+
+def require_nonempty_split(data: GraphData, split: str) -> None:
+    """Refuse a split that leaves the training, validation or test set empty (a model trained
+    or selected on nothing, or an accuracy over no nodes).
+
+    Raises
+    ------
+    DatasetError
+        Naming the empty mask and the node count.
+    """
+    for name in ("train_mask", "val_mask", "test_mask"):
+        if not bool(getattr(data, name).any()):
+            raise DatasetError(
+                f"split {split!r} of dataset {data.name!r} leaves {name} empty: {data.num_nodes} nodes "
+                f"are too few for 20 training nodes per class plus validation and test nodes")

@@ -236,12 +236,13 @@ def format_table(rows: list[StageGap], only_nonzero: bool = False) -> str:
 
 def load_run(run_dir: str | Path, data_root: str | None = None):
     """``(model, data, graph)`` of a ``quagga train`` output's ``checkpoint.pt`` (first seed)."""
+    from training.checkpoint import load_checkpoint
     from training.config import ModelConfig
     from training.data import load_dataset
     from training.graph import build_prop_graph
     from training.models import build_model
 
-    ck = torch.load(Path(run_dir) / "checkpoint.pt", weights_only=False, map_location="cpu")
+    ck = load_checkpoint(Path(run_dir) / "checkpoint.pt")
     cfg = ModelConfig(**ck["model_config"])
     data = load_dataset(ck["dataset"], data_root)
     model = build_model(cfg, data.num_features, data.num_classes)
@@ -262,7 +263,11 @@ def main(argv: list[str] | None = None) -> int:
                         "bias was fake-quantized)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    model, data, graph, seed = load_run(a.run, a.data_root)
+    try:
+        model, data, graph, seed = load_run(a.run, a.data_root)
+    except QuantError as exc:  # bad checkpoint or dataset: one line, no traceback
+        sys.stderr.write(f"{p.prog}: error: {exc}\n")
+        return 2
     if a.float_bias:
         for m in model.modules():
             if isinstance(m, QuantLinear):

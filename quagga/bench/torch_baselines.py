@@ -41,10 +41,13 @@ class GCNProp(MessagePassing):
 
 def csr_tensor(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, n: int) -> torch.Tensor:
     """``adj_t`` as a float32 ``torch.sparse_csr_tensor`` (row = destination)."""
-    return torch.sparse_csr_tensor(torch.from_numpy(np.asarray(indptr, np.int64)),
-                                   torch.from_numpy(np.asarray(indices, np.int64)),
-                                   torch.from_numpy(np.asarray(w, np.float32)), size=(n, n),
-                                   dtype=torch.float32)
+    from training.sparse_warnings import quiet_sparse
+
+    with quiet_sparse():
+        return torch.sparse_csr_tensor(torch.from_numpy(np.asarray(indptr, np.int64)),
+                                       torch.from_numpy(np.asarray(indices, np.int64)),
+                                       torch.from_numpy(np.asarray(w, np.float32)), size=(n, n),
+                                       dtype=torch.float32)
 
 
 def edge_index_tensors(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from quant.fileio import write_bytes_atomic
 from quagga.cli import CLIError
+from quagga.design_args import design_from_args
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phases", action="store_true", help="keep per-phase results and action counts in the JSON")
 
 
-def design_from_args(args: argparse.Namespace):
-    from sim.design.point import design_from_cli
+def check_graph_names(names: list[str]) -> None:
+    """Refuse unreadable ``.npz`` graph files before the cycle model reads them (pickles refused)."""
+    from quant.graph_arrays import read_npz
 
-    return design_from_cli(args.design, args.set)
+    for name in names:
+        if name.lower().endswith(".npz"):
+            read_npz(name, "--dataset")
 
 
 def template_from_args(args: argparse.Namespace):
@@ -98,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("no --json/--markdown/--plot given: printing a summary only")
     dp = design_from_args(args)
     wl, opts = template_from_args(args)
+    check_graph_names(args.dataset)
     graphs = [load_graph(name, args.data_root) for name in args.dataset]  # fail early on bad names
     out = []
     for g in tqdm(graphs, desc="estimate", unit="dataset", disable=None):

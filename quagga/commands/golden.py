@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from quagga.cli import CLIError
+from quagga.design_args import design_from_args
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
 
 
-def _design(args: argparse.Namespace):
-    from sim.design.point import design_from_cli
-
-    return design_from_cli(args.design, args.set)
-
-
 def run(args: argparse.Namespace) -> int:
     from sim.verify import golden
     if args.cases < 0:
@@ -53,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         from quant import model_ir as mi
         from sim.verify.model_cases import golden_cases_from_model
 
-        dp = _design(args) if (args.design or args.set) else None
+        dp = design_from_args(args) if (args.design or args.set) else None
         meta = mi.load(args.from_model).meta
         arrays = load_graph_arrays(args.dataset or meta.get("dataset"), args.data_root, meta)
         cases = golden_cases_from_model(args.from_model, arrays["x"], design=dp,
@@ -61,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from tqdm import tqdm
 
-        dp = _design(args)
+        dp = design_from_args(args)
         cases = []
         for k in tqdm(range(args.cases), desc="golden cases", unit="case", disable=None):
             kind = golden.KINDS[k % len(golden.KINDS)]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from quant.fileio import write_text_atomic
 from quagga.cli import CLIError
+from quagga.design_args import design_from_args
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +76,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--json", required=True, metavar="FILE", help="results: cases, mismatches, cycles")
 
 
-def _design(args: argparse.Namespace):
-    from sim.design.point import DesignPoint, parse_override
-
-    overrides = dict(parse_override(s) for s in args.set)
-    if args.design:
-        return DesignPoint.load(args.design, **overrides)
-    return DesignPoint.from_dict({"name": "default", **overrides})
-
-
 def _write_atomic(path: Path, text: str) -> None:
     write_text_atomic(path, text)
 
@@ -95,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 def _export(args) -> int:
     from rtl.build import write_verilog
 
-    dp = _design(args)
+    dp = design_from_args(args)
     path = write_verilog(dp, args.output)
     print(f"wrote {path} (design {dp.key()}, {dp.lanes} lanes of {dp.bits} bits)")
     return 0
@@ -104,7 +96,7 @@ def _export(args) -> int:
 def _synth(args) -> int:
     from rtl.synth import synthesize
 
-    dp = _design(args)
+    dp = design_from_args(args)
     s = synthesize(dp)
     print(f"{dp.key()} ({dp.name}): {s.cells} generic cells, {s.flip_flops} flip-flops; "
           f"iCE40 {s.ice40_luts} LUT4 + {s.ice40_carries} carry + {s.ice40_flip_flops} FF ({s.seconds} s)")
@@ -198,7 +190,7 @@ def _verify(args) -> int:
         v = getattr(args, name)
         if not 0 <= v < 1:
             raise CLIError(f"--{name} must be a probability in [0, 1), not {v}")
-    dp = _design(args)
+    dp = design_from_args(args)
     t0 = time.perf_counter()
     cases, source = _cases(args, dp)
     groups = group_by_design(cases, dp)

@@ -35,6 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="SMP propagation steps K in the end-to-end benchmark (default 2 to keep `quagga run` "
                              "short; `quagga bench` measures K=10)")
     parser.add_argument("--skip", default="", help="comma-separated stages to skip (e.g. bench,rtl)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the stages a previous run in --out finished (same options) and run the rest")
     parser.add_argument("--no-progress", action="store_true", help="no progress display")
 
 
@@ -57,7 +59,19 @@ def run(args: argparse.Namespace) -> int:
                        layers=args.layers, epochs=args.epochs, seeds=args.seeds, precisions=precs,
                        rtl_simulator=args.rtl_simulator, rtl_rows=args.rtl_rows,
                        bench_dataset=args.bench_dataset, bench_repeats=args.bench_repeats,
-                       bench_steps=args.bench_steps, skip=skip)
+                       bench_steps=args.bench_steps, skip=skip, verbose=args.verbose)
+    from quagga.commands.train import parse_seeds
+    from training.data import load_dataset
+
+    parse_seeds(args.seeds)
+    if args.bench_dataset not in ("synthetic", "tolokers", "quick"):
+        raise CLIError(f"--bench-dataset must be one of ['quick', 'synthetic', 'tolokers'], "
+                       f"not {args.bench_dataset!r}")
+    flow = Flow(opts)
+    if "data" not in skip:
+        flow.graph = load_dataset(args.dataset, args.data_root)  # refuse bad input before writing
+    if args.resume:  # refuse a run directory made with other options before anything is shown
+        flow.finished = flow.finished_stages()
 
     bar = None
     if not args.no_progress:
@@ -66,15 +80,25 @@ def run(args: argparse.Namespace) -> int:
         bar = tqdm(total=len(Flow.STAGES), desc="quagga run", unit="stage", file=sys.stderr)
 
     def progress(stage: str, msg: str) -> None:
-        if bar is None:
-            return
-        bar.set_postfix_str(f"{stage}: {msg}")
         if msg in ("ok", "failed", "skipped"):
-            bar.update(1)
+            r = flow.results[stage]
+            line = f"{stage}: {r.status}" + (f" ({r.error})" if r.error else "")
+            if r is flow.finished.get(stage):
+                line += " (kept from the previous run)"
+            if bar is not None:
+                bar.write(line, file=sys.stdout)
+                bar.update(1)
+            else:
+                print(line, flush=True)
+        elif bar is not None:
+            bar.set_postfix_str(f"{stage}: {msg}")
 
-    results = Flow(opts, progress).run()
-    if bar is not None:
-        bar.close()
+    flow.progress = progress
+    try:
+        results = flow.run()
+    finally:
+        if bar is not None:
+            bar.close()
     width = max(len(k) for k in results)
     for name, r in results.items():
         line = f"{name:<{width}}  {r.status:<7}  {r.seconds:7.1f} s"

@@ -59,14 +59,14 @@ def load_graph_arrays(name: str | None, data_root: str | None, meta: dict) -> di
     if name is None:
         raise CLIError("--dataset is required: the model file does not name its dataset (meta.dataset)")
     if name.endswith(".npz"):
-        p = Path(name)
-        if not p.exists():
-            raise CLIError(f"--dataset file {name!r} does not exist")
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        from quant.graph_arrays import MASK_NAMES, read_npz, validate_graph
+
+        arrays = read_npz(name, "--dataset file")
         for k in ("x", "edge_index"):
             if k not in arrays:
                 raise CLIError(f"--dataset file {name!r} must contain {k!r}; it has {sorted(arrays)}")
+        validate_graph(arrays["x"], arrays.get("y"), arrays["edge_index"],
+                       {k: arrays[k] for k in MASK_NAMES if k in arrays}, source=name)
         return arrays
     from training.data import load_dataset  # torch + PyG, only for named datasets
 

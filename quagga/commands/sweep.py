@@ -15,7 +15,8 @@ import time
 from quagga.cli import CLIError
 from quant.fileio import write_bytes_atomic, write_text_atomic
 from quagga.commands.estimate import (DEFAULT_PRECISIONS, add_template_arguments,
-                                      design_from_args, template_from_args)
+                                      check_graph_names, template_from_args)
+from quagga.design_args import design_from_args
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if base_over:
         base = DesignPoint.from_dict({**base.to_dict(), **base_over})
     designs = expand_grid(base, grid)
+    check_graph_names(args.dataset)
     for name in args.dataset:  # fail early on a bad dataset name
         load_graph(name, args.data_root)
     wl, opts = template_from_args(args)

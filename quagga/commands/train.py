@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from quagga.cli import CLIError
+from quant.fileio import write_text_atomic
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +65,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory")
 
 
-def _seeds(text: str) -> tuple[int, ...]:
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """The run seeds of ``--seeds`` (comma-separated integers, at least one)."""
     try:
         seeds = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
@@ -76,14 +76,17 @@ def _seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _write_outputs(out: Path, writers: list) -> None:
+    """Run each ``(name, write(path))`` into ``out``; if one fails, remove those already written,
+    so a failed command leaves no partial set of outputs."""
+    done: list[Path] = []
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        for name, write in writers:
+            write(out / name)
+            done.append(out / name)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for p in done:
+            p.unlink(missing_ok=True)
         raise
 
 
@@ -92,13 +95,14 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from quant import model_ir
+    from training.checkpoint import save_checkpoint
     from training.config import ModelConfig, TrainConfig, bt_mode, paper_defaults, parse_bits
     from training.data import load_dataset
     from training.run import run_seeds
 
     bits = parse_bits(args.bits)
     bt = bt_mode(args.bt)
-    seeds = _seeds(args.seeds)
+    seeds = parse_seeds(args.seeds)
     torch.set_num_threads(args.threads or 1)
     torch.use_deterministic_algorithms(True, warn_only=True)
     data = load_dataset(args.dataset, args.data_root, synthetic_args={
@@ -123,7 +127,6 @@ def run(args) -> int:
                        weight_decay_alpha=pd["weight_decay_alpha"], seeds=seeds, split=args.split,
                        split_seed=args.split_seed)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     bar = None if args.no_progress else tqdm(total=len(seeds) * tcfg.epochs, unit="epoch",
                                              desc=f"{data.name} {args.model} bits={args.bits}")
 
@@ -141,14 +144,14 @@ def run(args) -> int:
     metrics["mode"] = "paper-code (reproduces the published code)" if args.paper_code else "corrected"
     metrics["model_file"] = "model.qim" if res.int_model is not None else None
     metrics["checkpoint"] = "checkpoint.pt"
-    if res.int_model is not None:
-        model_ir.save(res.int_model, out / "model.qim")
     ckpt = {"model_config": mcfg.to_dict(), "train_config": tcfg.to_dict(), "dataset": data.name,
             "seed": seeds[0], "state_dict": res.model.state_dict()}
-    tmp = out / ".checkpoint.pt.tmp"
-    torch.save(ckpt, tmp)
-    os.replace(tmp, out / "checkpoint.pt")
-    _write_atomic(out / "metrics.json", (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())
+    writers = [("checkpoint.pt", lambda p: save_checkpoint(p, ckpt))]
+    if res.int_model is not None:
+        writers.append(("model.qim", lambda p: model_ir.save(res.int_model, p)))
+    writers.append(("metrics.json", lambda p: write_text_atomic(
+        p, json.dumps(metrics, indent=2, sort_keys=True) + "\n")))
+    _write_outputs(out, writers)
     fq, it = metrics["test_acc"]["fake_quant"], metrics["test_acc"]["integer"]
     line = f"{data.name} {args.model} bits={args.bits} bt={args.bt}: test fake-quant {100 * fq['mean']:.2f} ± {100 * fq['std']:.2f}"
     if it:

@@ -1,0 +1,107 @@
+"""Helpers of the fault tests: run ``quagga`` in a child process, interrupt or kill it at a
+point given by its own CPU time (not by the clock), and compare run directories."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def spawn(argv: list[str], cwd: Path, log: Path) -> subprocess.Popen:
+    """Start ``quagga argv`` in its own process group; stdout and stderr go to ``log``.{out,err}."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, "-m", "quagga.cli", *argv], cwd=cwd, env=env,
+                            stdout=open(f"{log}.out", "w"), stderr=open(f"{log}.err", "w"),
+                            start_new_session=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and all its descendants, seconds."""
+    try:
+        procs = [psutil.Process(pid)]
+        procs += procs[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def wait_for_cpu(proc: subprocess.Popen, seconds: float) -> bool:
+    """Poll until the process tree has used ``seconds`` of CPU; False if it ended first."""
+    while proc.poll() is None:
+        if cpu_seconds(proc.pid) >= seconds:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def run_to_end(argv: list[str], cwd: Path, log: Path) -> tuple[int, float]:
+    """Run ``quagga argv`` to its end; return (exit code, CPU seconds of the process tree)."""
+    proc = spawn(argv, cwd, log)
+    used = 0.0
+    while proc.poll() is None:
+        used = max(used, cpu_seconds(proc.pid))
+        time.sleep(0.02)
+    return proc.returncode, used
+
+
+def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> int:
+    """Send ``sig`` to the whole process group (workers included) and reap the leader."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    return proc.wait(timeout=120)
+
+
+def temporary_files(root: Path) -> list[str]:
+    """Files a writer left half-done: the atomic writer's ``.NAME.*.tmp`` (or ``.NAME.*.npz``/``.pt``)."""
+    return sorted(str(p) for p in root.rglob(".*") if p.is_file())
+
+
+_TIMING_KEYS = {"seconds", "machine"}
+
+
+def _normalise_json(obj, run_dir: str):
+    if isinstance(obj, dict):
+        return {k: _normalise_json(v, run_dir) for k, v in obj.items() if k not in _TIMING_KEYS}
+    if isinstance(obj, list):
+        return [_normalise_json(v, run_dir) for v in obj]
+    if isinstance(obj, str):
+        return obj.replace(run_dir, "RUN")
+    return obj
+
+
+def run_contents(run_dir: Path) -> dict[str, bytes]:
+    """Every (visible) file of a run directory, timings and the directory's own path taken out:
+    JSON files without ``seconds``/``machine``, the report's stage table without its seconds."""
+    out = {}
+    for p in sorted(run_dir.rglob("*")):
+        if not p.is_file() or p.name.startswith("."):  # a SIGKILL may leave a writer's hidden temporary file
+            continue
+        rel = str(p.relative_to(run_dir))
+        data = p.read_bytes()
+        if p.suffix == ".json":
+            data = json.dumps(_normalise_json(json.loads(data), str(run_dir)), sort_keys=True).encode()
+        elif p.suffix == ".md":
+            text = data.decode().replace(str(run_dir), "RUN")
+            text = re.sub(r"^\| (\w+) \| (\w+) \| [\d.]+ \|", r"| \1 | \2 | - |", text, flags=re.M)
+            data = text.encode()
+        out[rel] = data
+    return out
