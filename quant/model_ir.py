@@ -121,9 +121,15 @@ class InputOp:
 
 
 @dataclass(frozen=True)
-class LinearOp:
+class StreamOp:
+    """Fields shared by the ops that read one tensor ``inp`` and write one tensor ``out``."""
+
     inp: str
     out: str
+
+
+@dataclass(frozen=True)
+class LinearOp(StreamOp):
     weight: str
     w_zero: int
     x_zero: int
@@ -133,17 +139,13 @@ class LinearOp:
 
 
 @dataclass(frozen=True)
-class ReluOp:
-    inp: str
-    out: str
+class ReluOp(StreamOp):
     zero_point: int
     op: str = field(default="relu", init=False)
 
 
 @dataclass(frozen=True)
-class PropagateOp:
-    inp: str
-    out: str
+class PropagateOp(StreamOp):
     edge_weight: str
     params: AggregationParams
     indptr: str = "graph.indptr"
@@ -170,15 +172,13 @@ class AddOp:
 
 
 @dataclass(frozen=True)
-class TruncateOp:
+class TruncateOp(StreamOp):
     """BT (``skew = 0``) or BT* truncation of 8-bit codes to ``{0, 85, 170, 255}``.
 
     The output stays on the 8-bit grid (same scale and zero point as the input); it is
     stored as 2-bit codes ``q // 85`` (:mod:`quant.truncation`).
     """
 
-    inp: str
-    out: str
     skew: int = 0
     op: str = field(default="truncate", init=False)
 
@@ -189,9 +189,7 @@ class TruncateOp:
 
 
 @dataclass(frozen=True)
-class ArgmaxOp:
-    inp: str
-    out: str
+class ArgmaxOp(StreamOp):
     op: str = field(default="argmax", init=False)
 
 

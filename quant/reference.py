@@ -382,12 +382,20 @@ def add_requantize(a: np.ndarray, a_zero: int, a_mult: int, b: np.ndarray, b_zer
 
     Shapes: ``a`` and ``b`` broadcast together; returns int32 of the broadcast shape.
     """
-    av = _check_int_array(a, "a") - int(a_zero)
-    bv = _check_int_array(b, "b") - int(b_zero)
+    out = add_shifted(_check_int_array(a, "a"), a_zero, a_mult, _check_int_array(b, "b"), b_zero,
+                      b_mult, shift, zero_point, spec)
+    return np.clip(out, spec.qmin, spec.qmax).astype(np.int32)
+
+
+def add_shifted(a, a_zero: int, a_mult: int, b, b_zero: int, b_mult: int, shift: int,
+                zero_point: int, spec: QuantSpec):
+    """``round_shift((a-za)*Ma + (b-zb)*Mb, n) + z`` before the clamp, on int64 arrays of any
+    type with ``+``, ``*`` and shifts (numpy, torch): the shared arithmetic of
+    :func:`add_requantize` and :func:`quant.torch_ops.add_requantize`, which check ``a`` and
+    ``b`` and clamp in their own array type.  The multipliers, shift and zero point are
+    checked here."""
     ma = _check_multiplier(a_mult, "a_mult", signed=True)
     mb = _check_multiplier(b_mult, "b_mult", signed=True)
     n = _check_shift(shift)
     z = spec.check_zero_point(zero_point)
-    s = av * ma + bv * mb
-    out = round_shift(s, n) + z
-    return np.clip(out, spec.qmin, spec.qmax).astype(np.int32)
+    return shift_half_up((a - int(a_zero)) * ma + (b - int(b_zero)) * mb, n) + z

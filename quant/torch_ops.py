@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 
 from quant.errors import QuantError, invalid
-from quant.reference import (PRODUCT_LIMIT, _check_multiplier, _check_shift, check_scale,
-                             shift_half_up)
+from quant.reference import (PRODUCT_LIMIT, _check_multiplier, _check_shift, add_shifted,
+                             check_scale, shift_half_up)
 from quant.spec import QuantSpec, Rounding
 
 __all__ = ["add_requantize", "check_finite", "dequantize", "linear_accumulate", "quantize",
@@ -160,14 +160,8 @@ def add_requantize(a: torch.Tensor, a_zero: int, a_mult: int, b: torch.Tensor, b
 
     Shapes: ``a`` and ``b`` broadcast together; returns int32 of the broadcast shape.
     """
-    av = _as_int64(a, "a") - int(a_zero)
-    bv = _as_int64(b, "b") - int(b_zero)
-    ma = _check_multiplier(a_mult, "a_mult", signed=True)
-    mb = _check_multiplier(b_mult, "b_mult", signed=True)
-    n = _check_shift(shift)
-    z = spec.check_zero_point(zero_point)
-    s = av * ma + bv * mb
-    out = round_shift(s, n) + z
+    out = add_shifted(_as_int64(a, "a"), a_zero, a_mult, _as_int64(b, "b"), b_zero, b_mult, shift,
+                      zero_point, spec)
     return torch.clamp(out, spec.qmin, spec.qmax).to(torch.int32)
 
 

@@ -26,21 +26,23 @@ from quant.graph_arrays import validate_graph as check_graph_arrays
 
 log = logging.getLogger(__name__)
 
+#: PyG loader -> the dataset names it takes
+_PYG_LOADERS = {"Planetoid": ("Cora", "CiteSeer", "PubMed"),
+                "HeterophilousGraphDataset": ("Tolokers", "Minesweeper", "Roman-empire",
+                                              "Amazon-ratings", "Questions"),
+                "Amazon": ("Computers", "Photo"), "Coauthor": ("CS", "Physics")}
+
+
+def _folder(loader: str, name: str) -> str:
+    """The folder PyG keeps a dataset in under the root (the heterophilous loader lower-cases
+    the name and writes ``-`` as ``_``)."""
+    return name.lower().replace("-", "_") if loader == "HeterophilousGraphDataset" else name
+
+
 #: dataset name (case-insensitive) -> (PyG loader, name passed to it, folder under the root)
 PYG_DATASETS: dict[str, tuple[str, str, str]] = {
-    "cora": ("Planetoid", "Cora", "Cora"),
-    "citeseer": ("Planetoid", "CiteSeer", "CiteSeer"),
-    "pubmed": ("Planetoid", "PubMed", "PubMed"),
-    "tolokers": ("HeterophilousGraphDataset", "Tolokers", "tolokers"),
-    "minesweeper": ("HeterophilousGraphDataset", "Minesweeper", "minesweeper"),
-    "roman-empire": ("HeterophilousGraphDataset", "Roman-empire", "roman_empire"),
-    "amazon-ratings": ("HeterophilousGraphDataset", "Amazon-ratings", "amazon_ratings"),
-    "questions": ("HeterophilousGraphDataset", "Questions", "questions"),
-    "computers": ("Amazon", "Computers", "Computers"),
-    "photo": ("Amazon", "Photo", "Photo"),
-    "cs": ("Coauthor", "CS", "CS"),
-    "physics": ("Coauthor", "Physics", "Physics"),
-}
+    name.lower(): (loader, name, _folder(loader, name))
+    for loader, names in _PYG_LOADERS.items() for name in names}
 SYNTHETIC = "synthetic"
 DATA_ROOT_ENV = "QUAGGA_DATA_ROOT"
 

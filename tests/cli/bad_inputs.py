@@ -332,7 +332,7 @@ CATALOGUE: tuple[Case, ...] = (
     Case("bench-repeats-zero", "--repeats 0", ("bench", "--quick", "--repeats", "0"), "--repeats must be >= 1, not 0", "--repeats", "0"),
     Case("estimate-precision", "an unknown precision", EST + ("--precisions", "int3"), "--precisions entry must be one of ['fp32', 'int1', 'int2', 'int4', 'int8'], not 'int3'", "--precisions", "'int3'"),
     Case("estimate-synthetic-zero", "a synthetic graph of 0 nodes",
-         ("estimate", "--dataset", "synthetic:uniform:0:10"), "synthetic graph needs num_nodes >= 1 and num_edges >= 0, not 0 / 10", "num_nodes", "0"),
+         ("estimate", "--dataset", "synthetic:uniform:0:10"), "num_nodes must be an int >= 1, not 0", "num_nodes", "0"),
     Case("run-layers-zero", "--layers 0", ("run", "--layers", "0", "--out", "DIR/run"), "--layers must be >= 1, not 0", "--layers", "0"),
     Case("run-precision", "an unknown precision", ("run", "--precisions", "int3", "--out", "DIR/run"),
          "--precisions entry must be one of ['fp32', 'int2', 'int4', 'int8'], not 'int3'", "--precisions", "'int3'"),
