@@ -81,6 +81,11 @@ class ModelConfig:
         8-bit zero point a multiple of 85; docs/training.md, "BT / BT*").  ``None``: on in
         the corrected mode, off with ``paper_code`` (the published grid); see
         :attr:`bt_zero_exact`.
+    exact : bool or None
+        Integer-exact forward (:mod:`training.exact`): every quantized stage computes the
+        integer model's codes, so fake-quant and integer accuracy are equal by construction.
+        ``None``: on, except with ``paper_code`` (the published fake-quant forward) and for
+        EMP and FP32, which have no integer form; see :attr:`exact_forward`.
     """
 
     model: str = "smp"
@@ -105,6 +110,14 @@ class ModelConfig:
     warm_start: bool = False
     alpha_reinit: int | None = None
     bt_zero: bool | None = None
+    exact: bool | None = None
+
+    @property
+    def exact_forward(self) -> bool:
+        """Whether the model runs the integer-exact forward (``exact``, resolved)."""
+        if self.bits is None or self.model == "emp":
+            return False
+        return (not self.paper_code) if self.exact is None else bool(self.exact)
 
     @property
     def bt_zero_exact(self) -> bool:
@@ -136,6 +149,8 @@ class ModelConfig:
             raise invalid("alpha_reinit", self.alpha_reinit, "an int >= 1 or None")
         if self.bt_zero is not None and not isinstance(self.bt_zero, bool):
             raise invalid("bt_zero", self.bt_zero, "True, False or None")
+        if self.exact is not None and not isinstance(self.exact, bool):
+            raise invalid("exact", self.exact, "True, False or None")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,0 +1,91 @@
+"""The integer-exact forward (training.exact): training's eval-mode forward computes the
+integer model's codes at every stage, so fake-quant and integer accuracy are equal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from trainer_fixtures import train_tiny
+
+from quant.model_ir import preprocess_features
+from training import integer
+from training.lowering import lower
+
+CONFIGS = {"int8": (8, None), "int4": (4, None), "int2": (2, None), "int2-bt": (2, "BT"),
+           "int2-btstar": (2, "BT*")}
+
+
+def _recorded(model, d, g):
+    x = torch.from_numpy(preprocess_features(d.x.numpy(), d.normalize))
+    rec: list = []
+    model.eval()
+    with torch.no_grad():
+        logits = model(x, g, record=rec)
+    return rec, logits
+
+
+@pytest.mark.parametrize("model", ["smp", "appnp", "gcn"])
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_eval_forward_equals_int_model_at_every_stage(model, config):
+    bits, bt = CONFIGS[config]
+    kw = {"layers": 2} if model == "gcn" else {}
+    d, g, res = train_tiny(model, bits, epochs=3, bt=bt, **kw)
+    assert res.model.cfg.exact_forward
+    rec, logits = _recorded(res.model, d, g)
+    im = lower(res.model, g, num_features=d.num_features, normalize=d.normalize)
+    ref = im.run(d.x.numpy(), keep=True)
+    assert [k for k, _ in rec] == [op.op for op in im.ops]
+    for (kind, codes), op in zip(rec, im.ops):
+        assert np.array_equal(codes.numpy(), ref[op.out]), (kind, op.out)
+    # the logits are the integer logits' values: same argmax as the integer model
+    pred = logits.argmax(1).numpy()
+    assert np.array_equal(pred, ref[im.output])
+    assert np.array_equal(integer.predict(im, d.x).numpy(), pred)
+    if bt is not None:
+        assert any(".bt" in op.out for op in im.ops)
+
+
+@pytest.mark.parametrize("model", ["appnp", "gcn"])
+def test_training_forward_is_exact_without_dropout(model):
+    # training mode (ranges recorded) with dropout 0: the forward's codes are those of the
+    # integer model lowered from the quantizer state that forward left behind (SMP is left
+    # out only because the export takes the lambdas of an eval pass)
+    kw = {"layers": 2} if model == "gcn" else {}
+    d, g, res = train_tiny(model, 2, epochs=2, dropout=0.0, **kw)
+    m = res.model
+    x = torch.from_numpy(preprocess_features(d.x.numpy(), d.normalize))
+    rec: list = []
+    m.train()
+    m(x, g, record=rec)
+    m.eval()
+    im = lower(m, g, num_features=d.num_features, normalize=d.normalize)
+    ref = im.run(d.x.numpy(), keep=True)
+    assert [k for k, _ in rec] == [op.op for op in im.ops]
+    for (kind, codes), op in zip(rec, im.ops):
+        assert np.array_equal(codes.numpy(), ref[op.out]), (kind, op.out)
+
+
+def test_fake_quant_and_integer_accuracy_are_equal():
+    from trainer_fixtures import tiny_graph
+
+    from training.config import ModelConfig, TrainConfig
+    from training.run import run_seeds
+
+    d = tiny_graph(1)
+    r = run_seeds(d, ModelConfig(model="smp", bits=2, bt="BT*", layers=3, hidden=8),
+                  TrainConfig(epochs=4, seeds=(0, 1)))
+    m = r.metrics
+    assert m["test_acc"]["fake_quant"] == m["test_acc"]["integer"]
+    assert m["val_acc"]["fake_quant"] == m["val_acc"]["integer"]
+    assert m["gap_test_points"] == 0
+
+
+def test_stage_gap_of_an_exact_model_is_zero():
+    from training.stage_gap import stage_gaps
+
+    d, g, res = train_tiny("smp", 2, epochs=2, bt="BT")
+    im = lower(res.model, g, num_features=d.num_features, normalize=d.normalize)
+    rows = stage_gaps(res.model, im, g, d.x.numpy())
+    assert rows[-1].kind == "pred" and {"propagate", "add", "linear", "input"} <= {r.kind for r in rows}
+    assert all(r.local == 0 and r.cumulative == 0 for r in rows)
