@@ -89,3 +89,27 @@ def test_stage_gap_of_an_exact_model_is_zero():
     rows = stage_gaps(res.model, im, g, d.x.numpy())
     assert rows[-1].kind == "pred" and {"propagate", "add", "linear", "input"} <= {r.kind for r in rows}
     assert all(r.local == 0 and r.cumulative == 0 for r in rows)
+
+
+@pytest.mark.parametrize("bits,bt", [(8, None), (2, "BT*")])
+def test_smp_constraint_coefficient_keeps_its_precision(bits, bt):
+    # docs/numerics.md section 6: 16 significant bits within 2**14 of the larger ratio, and
+    # 30 - log2(ratio spread) bits beyond (here at least 12, the old shared shift gave 0-5)
+    import math
+
+    d, g, res = train_tiny("smp", bits, epochs=2, bt=bt)
+    m = res.model
+    im = lower(m, g, num_features=d.num_features, normalize=d.normalize)
+    ys = [op for op in im.ops if op.op == "add" and ".y." in op.out and ".bt" not in op.out]
+    assert len(ys) == len(m.steps)
+    for k, (op, step) in enumerate(zip(ys, m.steps)):
+        c = 2 * m.cfg.teleport * float(m.last_lambdas[k])
+        ratio = c * float(step.q_d.qparams()[0]) / float(step.q_y.qparams()[0])
+        if ratio == 0:
+            assert op.b_mult == 0
+            continue
+        ra = float(step.q_xt.qparams()[0]) / float(step.q_y.qparams()[0])
+        spread = math.frexp(ra)[1] - math.frexp(ratio)[1]
+        bits = min(16, 30 - spread)
+        assert bits >= 12 and op.b_mult != 0
+        assert abs(op.b_mult / 2 ** op.shift - ratio) <= ratio * 2.0 ** -bits
