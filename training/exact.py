@@ -26,6 +26,7 @@ so tests compare them with :meth:`quant.model_ir.IntModel.run` tensor by tensor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -46,6 +47,8 @@ from quant.truncation import BT_STEP
 TRUNC_SHIFT = 24
 #: float64 holds every integer below 2**53 exactly: the linear accumulator's bound
 _F64_EXACT = 1 << 53
+#: the same for float32
+_F32_EXACT = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ def add_multipliers(ca: float, a_scale: float, cb: float, b_scale: float, out_sc
     return ma, mb, n
 
 
+@lru_cache(maxsize=None)
 def truncation_multipliers(skew: int) -> tuple[int, int, int]:
     """``(Ma, Mb, n)`` with ``round_shift(y * Ma + Mb, n) == floor((y + skew + 42) / 85)``
     for every 8-bit code ``y`` (checked exhaustively): BT's snap to four levels as an ``add``
@@ -131,16 +135,31 @@ def is_bt(q) -> bool:
     return getattr(q, "bt_mode", None) is not None
 
 
-def snap_codes(q, codes: torch.Tensor, record: list | None = None) -> torch.Tensor:
-    """BT / BT*'s snap of 8-bit codes, as the export's two ``add`` ops (identity otherwise)."""
-    if not is_bt(q):
-        return codes
-    ma, mb, n = truncation_multipliers(q._skew())
+def _snap_adds(codes: torch.Tensor, skew: int, spec: QuantSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """The export's two snap ``add`` ops on ``codes``: ``(level, 85 * level)``."""
+    ma, mb, n = truncation_multipliers(skew)
     one = torch.ones((1, 1), dtype=torch.int64, device=codes.device)
     level = torch_ops.add_requantize(codes, 0, ma, one, 0, mb, n, 0, QuantSpec(2))
-    out = torch_ops.add_requantize(level, 0, BT_STEP, level, 0, 0, 0, 0, q.code_spec)
-    if record is not None:
-        record.extend([("add", level), ("add", out)])
+    return level, torch_ops.add_requantize(level, 0, BT_STEP, level, 0, 0, 0, 0, spec)
+
+
+@lru_cache(maxsize=None)
+def _snap_table(skew: int, spec: QuantSpec) -> torch.Tensor:
+    """(256,) int64: the two snap ``add`` ops evaluated on every 8-bit code."""
+    return _snap_adds(torch.arange(256, dtype=torch.int64), skew, spec)[1].reshape(-1).to(torch.int64)
+
+
+def snap_codes(q, codes: torch.Tensor, record: list | None = None) -> torch.Tensor:
+    """BT / BT*'s snap of 8-bit codes, as the export's two ``add`` ops (identity otherwise).
+
+    Without ``record`` the result is looked up in the table of the same two ops evaluated on
+    all 256 codes (one gather instead of two passes of int64 arithmetic)."""
+    if not is_bt(q):
+        return codes
+    if record is None:
+        return _snap_table(q._skew(), q.code_spec).to(codes.device)[codes]
+    level, out = _snap_adds(codes, q._skew(), q.code_spec)
+    record.extend([("add", level), ("add", out)])
     return out.to(torch.int64)
 
 
@@ -237,14 +256,25 @@ def convert_stage(q, a: QT, mult_bits: int, record: list | None = None) -> QT:
     return wrap(q, fake, snap_codes(q, codes.to(torch.int64), record))
 
 
-def _int_matmul(xc: torch.Tensor, wc: torch.Tensor) -> torch.Tensor:
-    """Exact ``xc @ wc.T`` of int64 tensors: float64 BLAS when every partial sum is below
-    ``2**53`` (then exact), int64 otherwise.  Shapes (N, K), (C, K) -> (N, C) int64."""
-    k = xc.shape[1]
-    bound = k * int(xc.abs().max() if xc.numel() else 0) * int(wc.abs().max() if wc.numel() else 0)
-    if bound < _F64_EXACT:
-        return (xc.to(torch.float64) @ wc.to(torch.float64).T).to(torch.int64)
-    return xc @ wc.T
+def _int_matmul(codes: torch.Tensor, zero: int, wc: torch.Tensor,
+                drop: torch.Tensor | None = None) -> torch.Tensor:
+    """Exact ``((codes - zero) * keep) @ wc.T`` with ``keep = ~drop`` (no mask: all kept).
+
+    float32 (float64) BLAS when ``K max|codes - zero| max|wc|``, a bound on every product
+    and partial sum, is below ``2**24`` (``2**53``): every intermediate is then an exactly
+    representable integer, in any summation order; int64 otherwise.
+
+    Shapes: ``codes`` (N, K) int64, ``wc`` (C, K) int64 centred weights, ``drop`` (N, K)
+    bool; returns (N, C) int64.
+    """
+    k = codes.shape[1]
+    xmax = max(abs(int(codes.max()) - zero), abs(int(codes.min()) - zero)) if codes.numel() else 0
+    bound = k * xmax * (int(wc.abs().max()) if wc.numel() else 0)
+    dt = torch.float32 if bound < _F32_EXACT else torch.float64 if bound < _F64_EXACT else torch.int64
+    xc = codes.to(dt) - zero
+    if drop is not None:
+        xc.masked_fill_(drop, 0)
+    return (xc @ wc.to(dt).T).to(torch.int64)
 
 
 def linear_stage(lin, x: QT, dropout: float, mult_bits: int, record: list | None = None) -> QT:
@@ -257,11 +287,11 @@ def linear_stage(lin, x: QT, dropout: float, mult_bits: int, record: list | None
     wq = lin.q_w(w)
     sw, zw, _ = qparams(lin.q_w)
     w_codes = lin.q_w.to_int(w.detach()).to(torch.int64)
-    xv, xc = x.value, x.codes - x.zero
+    xv, drop = x.value, None
     if lin.training and dropout > 0:
         xv = F.dropout(x.value, dropout, True)
-        xc = torch.where(xv == 0, torch.zeros_like(xc), xc)
-    acc = _int_matmul(xc, w_codes - zw)
+        drop = xv == 0
+    acc = _int_matmul(x.codes, x.zero, w_codes - zw, drop)
     if lin.training and dropout > 0:
         acc = torch.round(acc.to(torch.float64) / (1.0 - dropout)).to(torch.int64)
     bias, b_codes = lin.lin.bias, None
