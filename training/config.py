@@ -158,7 +158,15 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: Adam with a separate group for quantizer alphas, step decay, best-val selection."""
+    """How to train: Adam with a separate group for quantizer alphas, step decay, best-val selection.
+
+    ``teacher="fp32"`` first trains the same model in full precision (the FP32 paper
+    defaults: dropout 0.8, ``alpha_c`` 0.1, lr 0.01) on the same split and seed; then
+    ``distill_weight`` > 0 adds ``w T**2 KL(softmax(t / T) || softmax(s / T))`` over **all**
+    nodes (the teacher's soft labels, ``T = distill_temp``) to the cross-entropy of the
+    training nodes, and ``init_from_teacher`` starts the linear layers from the teacher's
+    weights (warm start).  See docs/training.md, "Accuracy with the integer-exact forward".
+    """
 
     epochs: int = 200
     lr: float = 0.01
@@ -170,10 +178,21 @@ class TrainConfig:
     seeds: tuple[int, ...] = (0,)
     split: str = "random"
     split_seed: int | None = None
+    teacher: str | None = None
+    distill_weight: float = 0.0
+    distill_temp: float = 1.0
+    init_from_teacher: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise invalid("epochs", self.epochs, "an int >= 1")
+        if self.teacher not in (None, "fp32"):
+            raise invalid("teacher", self.teacher, "None or 'fp32'")
+        if not self.distill_weight >= 0 or not self.distill_temp > 0:
+            raise invalid("distill_weight / distill_temp", (self.distill_weight, self.distill_temp),
+                          ">= 0 / > 0")
+        if (self.distill_weight > 0 or self.init_from_teacher) and self.teacher is None:
+            raise invalid("teacher", None, "'fp32' when distilling or initialising from a teacher")
         if not self.seeds:
             raise invalid("seeds", self.seeds, "at least one seed")
         for name in ("lr", "lr_alpha"):

@@ -60,6 +60,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float, default=None)
     t.add_argument("--weight-decay", type=float, default=None)
     t.add_argument("--lr-alpha", type=float, default=None)
+    t.add_argument("--teacher", choices=["none", "fp32"], default="none",
+                   help="train the model's FP32 twin first (same split and seed) as a teacher")
+    t.add_argument("--distill", type=float, default=0.0, metavar="W",
+                   help="weight of the distillation loss from the teacher, over all nodes")
+    t.add_argument("--distill-temp", type=float, default=1.0, metavar="T")
+    t.add_argument("--init-from-teacher", action="store_true",
+                   help="start the linear layers from the FP32 teacher's weights")
     t.add_argument("--device", default="cpu")
     t.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default 1: the machine is shared)")
     t.add_argument("--no-progress", action="store_true")
@@ -121,7 +128,10 @@ def run(args) -> int:
                        weight_decay=pd["weight_decay"] if args.weight_decay is None else args.weight_decay,
                        lr_alpha=pd["lr_alpha"] if args.lr_alpha is None else args.lr_alpha,
                        weight_decay_alpha=pd["weight_decay_alpha"], seeds=seeds, split=args.split,
-                       split_seed=args.split_seed)
+                       split_seed=args.split_seed,
+                       teacher=None if args.teacher == "none" else args.teacher,
+                       distill_weight=args.distill, distill_temp=args.distill_temp,
+                       init_from_teacher=args.init_from_teacher)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     bar = None if args.no_progress else tqdm(total=len(seeds) * tcfg.epochs, unit="epoch",
