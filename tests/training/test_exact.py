@@ -79,6 +79,7 @@ def test_fake_quant_and_integer_accuracy_are_equal():
     assert m["test_acc"]["fake_quant"] == m["test_acc"]["integer"]
     assert m["val_acc"]["fake_quant"] == m["val_acc"]["integer"]
     assert m["gap_test_points"] == 0
+    assert m["exact_forward"] is True and m["integer_equals_forward"] is True
 
 
 def test_stage_gap_of_an_exact_model_is_zero():
