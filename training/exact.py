@@ -204,15 +204,21 @@ def wrap(q, fake: torch.Tensor, codes: torch.Tensor) -> QT:
 
 
 def input_stage(q, x: torch.Tensor, record: list | None = None) -> QT:
-    """The ``input`` op: ``q``'s codes of the preprocessed features (BT: already snapped)."""
+    """The ``input`` op: ``q``'s codes of the preprocessed features (BT: then the snap).
+
+    The quantizer's forward is ``dequantize(to_int(x))`` bit for bit (``quant.quantizers``),
+    so without ``record`` the codes are read back from it: ``round(fake / s) + z`` is exact,
+    the float32 error of ``((q - z) s) / s`` being below ``255 * 2**-23`` of a code.  With
+    ``record`` they are computed as the ``input`` op and the snap ``add`` ops compute them.
+    """
     fake = q(x)
+    if record is None:
+        s, z, _ = qparams(q)
+        codes = torch.round(fake.detach() / torch.tensor(s, dtype=torch.float32)).to(torch.int64) + z
+        return wrap(q, fake, codes)
     q8 = torch_ops.quantize(x, *q.qparams()).to(torch.int64)
-    codes = snap_codes(q, q8, None)
-    if record is not None:
-        record.append(("input", q8))
-        if is_bt(q):
-            snap_codes(q, q8, record)
-    return wrap(q, fake, codes)
+    record.append(("input", q8))
+    return wrap(q, fake, snap_codes(q, q8, record))
 
 
 def relu_stage(x: QT, record: list | None = None) -> QT:

@@ -38,6 +38,10 @@ def test_eval_forward_equals_int_model_at_every_stage(model, config):
     assert [k for k, _ in rec] == [op.op for op in im.ops]
     for (kind, codes), op in zip(rec, im.ops):
         assert np.array_equal(codes.numpy(), ref[op.out]), (kind, op.out)
+    # the forward without recording (its fast paths) gives the same logits
+    with torch.no_grad():
+        x = torch.from_numpy(preprocess_features(d.x.numpy(), d.normalize))
+        assert torch.equal(res.model(x, g), logits)
     # the logits are the integer logits' values: same argmax as the integer model
     pred = logits.argmax(1).numpy()
     assert np.array_equal(pred, ref[im.output])
