@@ -32,3 +32,18 @@ def test_export_synthetic_round_trips(tmp_path, capsys):
 def test_export_needs_an_action_and_npz(tmp_path):
     assert main(["data"]) == 2
     assert main(["data", "export", "--out", str(tmp_path / "g.txt")]) == 2
+
+
+def test_synthetic_model_names_its_graph(tmp_path, capsys):
+    # a model trained on a non-default synthetic graph records its parameters, so
+    # `quagga data export --from-model` rebuilds the same graph (same hash)
+    run = tmp_path / "run"
+    assert main(["train", "--synthetic-nodes", "70", "--synthetic-features", "6", "--epochs", "2",
+                 "--layers", "2", "--hidden", "8", "--no-progress", "--out", str(run)]) == 0
+    capsys.readouterr()
+    g = tmp_path / "g.npz"
+    assert main(["data", "export", "--from-model", str(run / "model.qim"), "--out", str(g)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    from quant.model_ir import load
+
+    assert info["num_nodes"] == 70 and info["graph_hash"] == load(run / "model.qim").graph["hash"]
