@@ -118,3 +118,32 @@ def test_smp_constraint_coefficient_keeps_its_precision(bits, bt):
         bits = min(16, 30 - spread)
         assert bits >= 12 and op.b_mult != 0
         assert abs(op.b_mult / 2 ** op.shift - ratio) <= ratio * 2.0 ** -bits
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_fast_aggregate_equals_reference(seed):
+    # hubs, self loops, duplicates, isolated nodes; wide and narrow (saturating) accumulators
+    from quant.aggregate import AggregationParams, Requantizer, aggregate_reference
+    from quant.spec import QuantSpec
+    from training.exact import aggregate_fast
+    from training.graph import build_prop_graph
+
+    rng = np.random.default_rng(seed)
+    n, f = 9, 3
+    e = int(rng.integers(0, 30))
+    src = rng.integers(0, n, e)
+    dst = np.zeros(e, dtype=np.int64) if seed % 3 == 0 else rng.integers(0, n, e)
+    g = build_prop_graph(torch.from_numpy(np.stack([src, dst])), n)
+    bits = [2, 4, 8][seed % 3]
+    xs, ws = QuantSpec(bits), QuantSpec(8)
+    out = QuantSpec(bits)
+    req = lambda: Requantizer(int(rng.integers(1, 1 << 15)), int(rng.integers(6, 18)),  # noqa: E731
+                              int(rng.integers(0, out.qmax + 1)), out)
+    acc_bits = [None, bits + 4][seed % 2] or 40
+    p = AggregationParams(xs, int(rng.integers(0, xs.qmax + 1)), ws, 0, acc_bits, out=req(),
+                          msg=req() if seed % 4 else None, upd=req() if seed % 5 else None)
+    x = rng.integers(0, xs.qmax + 1, (n, f))
+    w = rng.integers(0, 256, g.indices.shape)
+    ref = aggregate_reference(g.indptr, g.indices, w, x, p).y
+    got = aggregate_fast(g, torch.from_numpy(w), torch.from_numpy(x), p)
+    assert np.array_equal(got.numpy(), ref)
