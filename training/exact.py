@@ -26,7 +26,7 @@ so tests compare them with :meth:`quant.model_ir.IntModel.run` tensor by tensor.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -116,7 +116,7 @@ def add_multipliers(ca: float, a_scale: float, cb: float, b_scale: float, out_sc
     return ma, mb, n
 
 
-@lru_cache(maxsize=None)
+@cache
 def truncation_multipliers(skew: int) -> tuple[int, int, int]:
     """``(Ma, Mb, n)`` with ``round_shift(y * Ma + Mb, n) == floor((y + skew + 42) / 85)``
     for every 8-bit code ``y`` (checked exhaustively): BT's snap to four levels as an ``add``
@@ -144,7 +144,7 @@ def _snap_adds(codes: torch.Tensor, skew: int, spec: QuantSpec) -> tuple[torch.T
     return level, torch_ops.add_requantize(level, 0, BT_STEP, level, 0, 0, 0, 0, spec)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _snap_table(skew: int, spec: QuantSpec) -> torch.Tensor:
     """(256,) int64: the two snap ``add`` ops evaluated on every 8-bit code."""
     return _snap_adds(torch.arange(256, dtype=torch.int64), skew, spec)[1].reshape(-1).to(torch.int64)

@@ -137,7 +137,7 @@ def test_fast_aggregate_equals_reference(seed):
     bits = [2, 4, 8][seed % 3]
     xs, ws = QuantSpec(bits), QuantSpec(8)
     out = QuantSpec(bits)
-    req = lambda: Requantizer(int(rng.integers(1, 1 << 15)), int(rng.integers(6, 18)),  # noqa: E731
+    req = lambda: Requantizer(int(rng.integers(1, 1 << 15)), int(rng.integers(6, 18)),
                               int(rng.integers(0, out.qmax + 1)), out)
     acc_bits = [None, bits + 4][seed % 2] or 40
     p = AggregationParams(xs, int(rng.integers(0, xs.qmax + 1)), ws, 0, acc_bits, out=req(),
