@@ -269,15 +269,20 @@ def format_table(rows: list[StageGap], only_nonzero: bool = False) -> str:
     return "\n".join(lines)
 
 
-def load_run(run_dir: str | Path, data_root: str | None = None):
-    """``(model, data, graph)`` of a ``quagga train`` output's ``checkpoint.pt`` (first seed)."""
+def load_run(run_dir: str | Path, data_root: str | None = None, exact: bool | None = None):
+    """``(model, data, graph, seed)`` of a ``quagga train`` output's ``checkpoint.pt`` (first
+    seed).  ``exact`` overrides the model's forward (``ModelConfig.exact``); checkpoints saved
+    before the integer-exact forward existed have no such field and load with the default."""
     from training.config import ModelConfig
     from training.data import load_dataset
     from training.graph import build_prop_graph
     from training.models import build_model
 
     ck = torch.load(Path(run_dir) / "checkpoint.pt", weights_only=False, map_location="cpu")
-    cfg = ModelConfig(**ck["model_config"])
+    mc = dict(ck["model_config"])
+    if exact is not None:
+        mc["exact"] = exact
+    cfg = ModelConfig(**mc)
     data = load_dataset(ck["dataset"], data_root)
     model = build_model(cfg, data.num_features, data.num_classes)
     model.load_state_dict(ck["state_dict"])
@@ -295,9 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--float-bias", action="store_true",
                    help="evaluate with the float linear bias (paper-code runs trained before the "
                         "bias was fake-quantized)")
+    p.add_argument("--forward", choices=["saved", "exact", "fake-quant"], default="saved",
+                   help="the forward to compare: the checkpoint's (default), the integer-exact one, "
+                        "or the float fake-quant one (as runs trained before the exact forward)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    model, data, graph, seed = load_run(a.run, a.data_root)
+    exact = {"saved": None, "exact": True, "fake-quant": False}[a.forward]
+    model, data, graph, seed = load_run(a.run, a.data_root, exact)
     if a.float_bias:
         for m in model.modules():
             if isinstance(m, QuantLinear):
