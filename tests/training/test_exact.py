@@ -147,3 +147,15 @@ def test_fast_aggregate_equals_reference(seed):
     ref = aggregate_reference(g.indptr, g.indices, w, x, p).y
     got = aggregate_fast(g, torch.from_numpy(w), torch.from_numpy(x), p)
     assert np.array_equal(got.numpy(), ref)
+
+
+@pytest.mark.parametrize("model,kw", [("smp", {"msg_quant": False}), ("appnp", {"upd_quant": False}),
+                                      ("smp", {"warm_start": True})])
+def test_other_stage_options_are_exact(model, kw):
+    d, g, res = train_tiny(model, 4, epochs=2, **kw)
+    rec, _ = _recorded(res.model, d, g)
+    im = lower(res.model, g, num_features=d.num_features, normalize=d.normalize)
+    ref = im.run(d.x.numpy(), keep=True)
+    assert [k for k, _ in rec] == [op.op for op in im.ops]
+    for (kind, codes), op in zip(rec, im.ops):
+        assert np.array_equal(codes.numpy(), ref[op.out]), (kind, op.out)
