@@ -16,6 +16,7 @@ from quant.errors import QuantError
 #: name -> one-line help.  The module ``quagga.commands.<name>`` implements it.
 SUBCOMMANDS: dict[str, str] = {
     "train": "train a quantized GNN (QAT), evaluate fake-quant and integer accuracy, export",
+    "data": "export a dataset (the built-in synthetic graph included) as an .npz graph file",
     "simulate": "bit-exact functional simulation of an exported model",
     "golden": "write golden-vector files for the aggregation unit",
     "rtl": "export, synthesize and verify (cocotb) the aggregation unit RTL",

@@ -298,6 +298,66 @@ def derive_shared_multipliers(ratios: tuple[float, ...], mult_bits: int = 16
     return tuple(ms), n
 
 
+#: widest add multiplier :func:`derive_add_multipliers` gives (``|M| <= 2**30 < 2**31``)
+ADD_MULT_BITS = 30
+
+
+def derive_add_multipliers(ratios: tuple[float, ...], mult_bits: int = 16,
+                           max_mult_bits: int = ADD_MULT_BITS) -> tuple[tuple[int, ...], int]:
+    """Signed multipliers ``M_i`` with one common shift ``n``, each ratio at full precision.
+
+    Unlike :func:`derive_shared_multipliers`, where the largest ratio sets the shift and a
+    small ratio (SMP's constraint coefficient ``c_k``) keeps only a few bits, the shift here
+    is the largest that gives the *smallest* non-zero ratio ``mult_bits`` significant bits,
+    limited so that no multiplier exceeds ``2**max_mult_bits``::
+
+        n = min(mult_bits - e_min, max_mult_bits - e_max, 62),   |r| = f 2**e, f in [0.5, 1)
+
+    Every ratio is rounded half up at that shift, keeping its sign; a ratio of exactly 0
+    gives ``M = 0``.  Relative error of ratio ``i`` (docs/numerics.md, section 6)::
+
+        |M_i 2**-n - r_i| / |r_i| <= 2**-min(mult_bits, max_mult_bits - (e_max - e_i))
+
+    so every ratio within ``2**(max_mult_bits - mult_bits)`` of the largest keeps the
+    ``2**-mult_bits`` bound of :func:`derive_multiplier`, and no ratio is ever less precise
+    than with :func:`derive_shared_multipliers`.  The shift is never smaller than
+    :func:`derive_shared_multipliers`'s.
+
+    >>> derive_add_multipliers((1.0, 0.0002), 16)
+    ((268435456, 53687), 28)
+    >>> derive_shared_multipliers((1.0, 0.0002), 16)
+    ((32768, 7), 15)
+    """
+    if not ratios:
+        raise invalid("ratios", ratios, "non-empty")
+    if isinstance(max_mult_bits, bool) or not isinstance(max_mult_bits, (int, np.integer)) \
+            or not 1 <= int(max_mult_bits) <= MAX_MULT_BITS - 1:
+        raise invalid("max_mult_bits", max_mult_bits, f"an int in 1..{MAX_MULT_BITS - 1}")
+    if isinstance(mult_bits, bool) or not isinstance(mult_bits, (int, np.integer)) \
+            or not 1 <= int(mult_bits) <= int(max_mult_bits):
+        raise invalid("mult_bits", mult_bits, f"an int in 1..{int(max_mult_bits)}")
+    rs = []
+    for r in ratios:
+        try:
+            rf = float(r)
+        except (TypeError, ValueError):
+            raise invalid("ratio", r, "a finite number") from None
+        if not math.isfinite(rf):
+            raise invalid("ratio", r, "a finite number")
+        rs.append(rf)
+    exps = [math.frexp(abs(r))[1] for r in rs if r != 0.0]
+    if not exps:
+        raise invalid("ratios", tuple(ratios), "not all zero")
+    n = min(int(mult_bits) - min(exps), int(max_mult_bits) - max(exps), MAX_SHIFT)
+    if n < -MAX_SHIFT:
+        raise invalid("ratios", tuple(ratios), "small enough to be representable")
+    ms = []
+    for r in rs:
+        m = int(math.floor(math.ldexp(abs(r), n) + 0.5))
+        ms.append(m if r >= 0 else -m)
+    return tuple(ms), int(n)
+
+
 # ---------------------------------------------------------------------------------------
 # accumulators
 # ---------------------------------------------------------------------------------------
@@ -378,7 +438,8 @@ def add_requantize(a: np.ndarray, a_zero: int, a_mult: int, b: np.ndarray, b_zer
                    b_mult: int, shift: int, zero_point: int, spec: QuantSpec) -> np.ndarray:
     """Integer ``y = clamp(round_shift((a-za)*Ma + (b-zb)*Mb, n) + z)``: a weighted sum (or
     difference: multipliers are signed) of two quantized tensors at one output scale, as in the
-    APPNP / SMP combination steps.  ``(Ma, Mb), n`` come from :func:`derive_shared_multipliers`.
+    APPNP / SMP combination steps.  ``(Ma, Mb), n`` come from :func:`derive_add_multipliers`
+    (the trainer's export) or :func:`derive_shared_multipliers`.
 
     Shapes: ``a`` and ``b`` broadcast together; returns int32 of the broadcast shape.
     """

@@ -81,6 +81,11 @@ class ModelConfig:
         8-bit zero point a multiple of 85; docs/training.md, "BT / BT*").  ``None``: on in
         the corrected mode, off with ``paper_code`` (the published grid); see
         :attr:`bt_zero_exact`.
+    exact : bool or None
+        Integer-exact forward (:mod:`training.exact`): every quantized stage computes the
+        integer model's codes, so fake-quant and integer accuracy are equal by construction.
+        ``None``: on, except with ``paper_code`` (the published fake-quant forward) and for
+        EMP and FP32, which have no integer form; see :attr:`exact_forward`.
     """
 
     model: str = "smp"
@@ -105,6 +110,14 @@ class ModelConfig:
     warm_start: bool = False
     alpha_reinit: int | None = None
     bt_zero: bool | None = None
+    exact: bool | None = None
+
+    @property
+    def exact_forward(self) -> bool:
+        """Whether the model runs the integer-exact forward (``exact``, resolved)."""
+        if self.bits is None or self.model == "emp":
+            return False
+        return (not self.paper_code) if self.exact is None else bool(self.exact)
 
     @property
     def bt_zero_exact(self) -> bool:
@@ -136,6 +149,8 @@ class ModelConfig:
             raise invalid("alpha_reinit", self.alpha_reinit, "an int >= 1 or None")
         if self.bt_zero is not None and not isinstance(self.bt_zero, bool):
             raise invalid("bt_zero", self.bt_zero, "True, False or None")
+        if self.exact is not None and not isinstance(self.exact, bool):
+            raise invalid("exact", self.exact, "True, False or None")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -143,7 +158,15 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: Adam with a separate group for quantizer alphas, step decay, best-val selection."""
+    """How to train: Adam with a separate group for quantizer alphas, step decay, best-val selection.
+
+    ``teacher="fp32"`` first trains the same model in full precision (the FP32 paper
+    defaults: dropout 0.8, ``alpha_c`` 0.1, lr 0.01) on the same split and seed; then
+    ``distill_weight`` > 0 adds ``w T**2 KL(softmax(t / T) || softmax(s / T))`` over **all**
+    nodes (the teacher's soft labels, ``T = distill_temp``) to the cross-entropy of the
+    training nodes, and ``init_from_teacher`` starts the linear layers from the teacher's
+    weights (warm start).  See docs/training.md, "Accuracy with the integer-exact forward".
+    """
 
     epochs: int = 200
     lr: float = 0.01
@@ -155,10 +178,21 @@ class TrainConfig:
     seeds: tuple[int, ...] = (0,)
     split: str = "random"
     split_seed: int | None = None
+    teacher: str | None = None
+    distill_weight: float = 0.0
+    distill_temp: float = 1.0
+    init_from_teacher: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise invalid("epochs", self.epochs, "an int >= 1")
+        if self.teacher not in (None, "fp32"):
+            raise invalid("teacher", self.teacher, "None or 'fp32'")
+        if not self.distill_weight >= 0 or not self.distill_temp > 0:
+            raise invalid("distill_weight / distill_temp", (self.distill_weight, self.distill_temp),
+                          ">= 0 / > 0")
+        if (self.distill_weight > 0 or self.init_from_teacher) and self.teacher is None:
+            raise invalid("teacher", None, "'fp32' when distilling or initialising from a teacher")
         if not self.seeds:
             raise invalid("seeds", self.seeds, "at least one seed")
         for name in ("lr", "lr_alpha"):

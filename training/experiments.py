@@ -206,7 +206,9 @@ def render() -> None:
                          "val_fake_quant": m["val_acc"]["fake_quant"],
                          "target": TARGETS[label] if key == "cora" else None,
                          "notebook": NOTEBOOK[label] if key.startswith("cora") else None,
-                         "alpha_reinit": m["model_config"].get("alpha_reinit")})
+                         "alpha_reinit": m["model_config"].get("alpha_reinit"),
+                         "forward": ("float" if m.get("bits") == 32 else
+                                     "exact" if m.get("exact_forward") else "fake-quant")})
         if rows:
             tables[key] = {"title": title, "rows": rows}
     lines = ["# Trainer accuracy tables", "",
@@ -215,7 +217,10 @@ def render() -> None:
              "last column, fake-quant); random split (20 per class / 500 / 1000) drawn per seed; K = 10,",
              "hidden 64, 200 epochs, the paper's per-configuration hyper-parameters.  *target*: the pass",
              "band of paper-notes section 4; *notebook*: the authors' own run (Cora, one split, one seed).",
-             "*reinit*: epochs between alpha grid searches (`-`: only at the first call).", ""]
+             "*reinit*: epochs between alpha grid searches (`-`: only at the first call).",
+             "*forward*: `exact` for runs trained with the integer-exact forward (fake-quant and integer",
+             "accuracy equal by construction), `fake-quant` for runs trained with the float fake-quant",
+             "forward (the published-code mode, and runs made before the exact forward).", ""]
     notes = {"cora": "Corrected mode (docs/training.md).",
              "citeseer": "Corrected mode, Cora's hyper-parameters (the published README has no CiteSeer "
                          "commands); no paper numbers were retrieved for CiteSeer.",
@@ -224,15 +229,15 @@ def render() -> None:
                            "reproduces."}
     for key, t in tables.items():
         lines += [f"## {t['title']}", "", notes[key], "",
-                  "| config | fake-quant | integer | gap (points) | target | notebook | reinit | seeds | per seed (fake-quant) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| config | forward | fake-quant | integer | gap (points) | target | notebook | reinit | seeds | per seed (fake-quant) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in t["rows"]:
             tgt = f"≥ {r['target']}" if r["target"] else ""
             nb = f"{r['notebook']}" if r["notebook"] else ""
             gap = "" if r["gap_points"] is None else f"{r['gap_points']:.2f}"
             per = " ".join(f"{100 * v:.1f}" for v in r["fake_quant"]["per_seed"]) if r["fake_quant"] else ""
             ri = "" if r["config"] == "FP32" else (r["alpha_reinit"] or "-")
-            lines.append(f"| {r['config']} | {_pct(r['fake_quant'])} | {_pct(r['integer'])} | {gap} | {tgt} | "
+            lines.append(f"| {r['config']} | {r['forward']} | {_pct(r['fake_quant'])} | {_pct(r['integer'])} | {gap} | {tgt} | "
                          f"{nb} | {ri} | {len(r['seeds'])} | {per} |")
         lines.append("")
     depth_rows = sorted((m["model"], m["layers"], m["test_acc"]["fake_quant"], m["test_acc"]["integer"])

@@ -48,8 +48,12 @@ def aggregate(indptr: torch.Tensor, indices: torch.Tensor, w: torch.Tensor, x: t
     lo, hi = acc_range(params.acc_bits)
     acc = torch.zeros(n_rows, x.shape[1], dtype=torch.int64, device=x.device)
     acc.index_add_(0, dst, p)
-    abs_sum = torch.zeros_like(acc).index_add_(0, dst, p.abs())
-    unsafe = torch.nonzero((abs_sum > min(hi, -lo)).any(dim=1)).flatten().tolist()
+    max_deg = int(deg.max()) if n_rows else 0
+    if p.numel() == 0 or max_deg * int(p.abs().max()) <= min(hi, -lo):
+        unsafe = []                   # no row can reach the accumulator's range
+    else:
+        abs_sum = torch.zeros_like(acc).index_add_(0, dst, p.abs())
+        unsafe = torch.nonzero((abs_sum > min(hi, -lo)).any(dim=1)).flatten().tolist()
     sats = 0
     for i in unsafe:
         a = torch.zeros(x.shape[1], dtype=torch.int64, device=x.device)

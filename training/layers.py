@@ -1,7 +1,8 @@
 """Quantized building blocks: a linear layer and one propagation step.
 
-:class:`QuantLinear` fake-quantizes its input, weight and output (bias kept in float while
-training; exported as int32 at ``s_x * s_w``).  :class:`QuantPropagate` is a PyG
+:class:`QuantLinear` fake-quantizes its input, weight and output (bias exported as int32 at
+``s_x * s_w``).  Models with the integer-exact forward (:mod:`training.exact`) compute the
+linear op on integer codes and use only the module's quantizers and parameters.  :class:`QuantPropagate` is a PyG
 ``MessagePassing`` (sum aggregation) whose ``message``, ``aggregate`` and ``update``
 hooks fake-quantize the per-edge message ``w_ij * x_j``, the row sum and the output: the
 three stages of the aggregation unit (``quant.aggregate``).  With the message stage
@@ -49,7 +50,8 @@ class QuantLinear(nn.Module):
     In ``--paper-code`` mode (``qf.paper_code``) the bias is fake-quantized as the integer
     model stores it, at ``s_x * s_w`` (:func:`fake_quant_bias`), so that fake-quant and
     integer inference compute the same linear output (docs/training.md, "Integer inference
-    and export"); the corrected mode keeps the float bias.
+    and export").  This float forward keeps the float bias otherwise; the integer-exact
+    forward (:func:`training.exact.linear_stage`) always adds the int32 bias.
 
     Shapes: input (N, in_features) float32, output (N, out_features) float32.
     """

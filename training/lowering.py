@@ -31,14 +31,29 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from quant.aggregate import AggregationParams, Requantizer
+from quant.aggregate import Requantizer
 from quant.errors import QuantError
-from quant.model_ir import (AddOp, ArgmaxOp, InputOp, IntModel, LinearOp, PropagateOp, ReluOp,
-                            graph_hash)
-from quant.reference import (acc_bits_required, derive_multiplier, derive_shared_multipliers,
-                             quantize_bias)
+from quant.model_ir import (
+    AddOp,
+    ArgmaxOp,
+    InputOp,
+    IntModel,
+    LinearOp,
+    PropagateOp,
+    ReluOp,
+    graph_hash,
+)
+from quant.reference import quantize_bias
 from quant.spec import QuantSpec
 from quant.truncation import BT_STEP
+from training.exact import (  # noqa: F401
+    TRUNC_SHIFT,
+    add_multipliers,
+    linear_requant,
+    propagate_params,
+    requantizer,
+    truncation_multipliers,
+)
 from training.graph import PropGraph
 from training.layers import QuantLinear, QuantPropagate
 from training.models import APPNPStep, DecoupledGNN, DeepGCN, SMPStep
@@ -70,13 +85,12 @@ class _Builder:
         return f"{stem}.{self.n}"
 
     def requant(self, ratio: float, q) -> Requantizer:
-        s, z, spec = qparams(q)
-        m, n = derive_multiplier(ratio, self.mult_bits)
-        return Requantizer(m, n, z, spec)
+        qparams(q)
+        return requantizer(ratio, q, self.mult_bits)
 
     def add(self, a: QP, ca: float, b: QP, cb: float, q, stem: str) -> QP:
         s, z, spec = qparams(q)
-        (ma, mb), n = derive_shared_multipliers((ca * a.scale / s, cb * b.scale / s), self.mult_bits)
+        ma, mb, n = add_multipliers(ca, a.scale, cb, b.scale, s, self.mult_bits)
         out = self.fresh(stem)
         self.ops.append(AddOp(a=a.name, b=b.name, out=out, a_zero=a.zero, a_mult=ma, b_zero=b.zero,
                               b_mult=mb, shift=n, zero_point=z, spec=spec))
@@ -107,23 +121,6 @@ class _Builder:
         return self.add(a, 1.0, a, 0.0, q, stem)
 
 
-TRUNC_SHIFT = 24
-
-
-def truncation_multipliers(skew: int) -> tuple[int, int, int]:
-    """``(Ma, Mb, n)`` with ``round_shift(y * Ma + Mb, n) == floor((y + skew + 42) / 85)``
-    for every 8-bit code ``y`` (checked exhaustively): BT's snap to four levels as an ``add``."""
-    n = TRUNC_SHIFT
-    ma = round((1 << n) / BT_STEP)
-    mb = round((skew + BT_STEP // 2 + 0.5) * (1 << n) / BT_STEP) - (1 << (n - 1))
-    y = np.arange(256, dtype=np.int64)
-    want = (y + skew + BT_STEP // 2) // BT_STEP
-    got = (y * ma + mb + (1 << (n - 1))) >> n
-    if not np.array_equal(got, want):  # pragma: no cover - guarded by the exhaustive check
-        raise LoweringError(f"skew must allow an exact truncation multiplier, not {skew!r}")
-    return ma, mb, n
-
-
 def qparams(q) -> tuple[float, int, QuantSpec]:
     if q is None or not q.enabled:
         raise LoweringError("model has a disabled quantizer: FP32 models have no integer form")
@@ -144,34 +141,23 @@ def _linear(b: _Builder, lin: QuantLinear, x: QP, stem: str) -> QP:
     so, zo, spo = qparams(lin.q_out)
     out = b.fresh(stem)
     b.ops.append(LinearOp(inp=x.name, out=out, weight=wname, w_zero=zw, x_zero=x.zero,
-                          requant=b.requant(x.scale * sw / so, lin.q_out), bias=bname))
+                          requant=linear_requant(x.scale, lin, b.mult_bits), bias=bname))
     return b.finish(QP(out, so, zo, spo), lin.q_out)
 
 
 def _propagate(b: _Builder, prop: QuantPropagate, x: QP, edge: QP, max_degree: int, stem: str) -> QP:
-    prod = x.scale * edge.scale
-    msg = None
-    acc_scale = prod
-    if prop.q_msg is not None:
-        sm, _, _ = qparams(prop.q_msg)
-        msg = b.requant(prod / sm, prop.q_msg)
-        acc_scale = sm
-    sa, za, spa = qparams(prop.q_agg)
-    out = b.requant(acc_scale / sa, prop.q_agg)
-    upd, res, last = None, QP("", sa, za, spa), prop.q_agg
-    if prop.q_upd is not None:
-        su, zu, spu = qparams(prop.q_upd)
-        upd = b.requant(sa / su, prop.q_upd)
-        res, last = QP("", su, zu, spu), prop.q_upd
+    for q in (prop.q_msg, prop.q_agg, prop.q_upd):
+        if q is not None:
+            qparams(q)
     for inner in (prop.q_msg, prop.q_agg if prop.q_upd is not None else None):
         if getattr(inner, "bt_mode", None) is not None:
             raise LoweringError("BT inside a propagation step (message / aggregate) has no integer form")
-    acc_bits = acc_bits_required(x.spec.bits, edge.spec.bits, max_degree)
-    params = AggregationParams(x_spec=x.spec, x_zero=x.zero, w_spec=edge.spec, w_zero=edge.zero,
-                               acc_bits=acc_bits, out=out, msg=msg, upd=upd)
+    params, last = propagate_params(prop, x.scale, x.zero, x.spec, edge.scale, edge.zero,
+                                    edge.spec, max_degree, b.mult_bits)
+    s, z, spec = qparams(last)
     name = b.fresh(stem)
     b.ops.append(PropagateOp(inp=x.name, out=name, edge_weight=edge.name, params=params))
-    return b.finish(QP(name, res.scale, res.zero, res.spec), last)
+    return b.finish(QP(name, s, z, spec), last)
 
 
 def lower(model: torch.nn.Module, graph: PropGraph, *, num_features: int, normalize: str | None,

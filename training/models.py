@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training import exact as ex
 from training.config import ModelConfig
 from training.graph import PropGraph, spmm
 from training.layers import QuantLinear, QuantPropagate
@@ -69,6 +70,12 @@ class APPNPStep(nn.Module):
         p = self.prop(x, graph, w)
         return self.q_x((1 - self.a) * p + self.a * h0)
 
+    def forward_exact(self, x: ex.QT, h0: ex.QT, graph: PropGraph, w: ex.QT, state: dict,
+                      mult_bits: int, record: list | None = None) -> ex.QT:
+        """The same step on integer codes (:mod:`training.exact`)."""
+        p = ex.propagate_stage(self.prop, x, w, graph, mult_bits, record)
+        return ex.add_stage(self.q_x, p, 1 - self.a, h0, self.a, mult_bits, record)
+
 
 class SMPStep(nn.Module):
     """One smoothness-aware propagation step (module docstring for the equations)."""
@@ -102,6 +109,37 @@ class SMPStep(nn.Module):
         else:
             d = self.q_d(pg - g)
             y = self.q_y(xt + c * d)
+            s = s - 2 * cfg.eta_s * lam * s
+            lam = torch.clamp(lam + cfg.eta_lambda * (t + s * s - budget), min=0.0,
+                              max=1.0 / (4.0 * eta))
+        state["lambda"], state["slack"] = lam, s
+        return y
+
+    def forward_exact(self, x: ex.QT, h0: ex.QT, graph: PropGraph, w: ex.QT, state: dict,
+                      mult_bits: int, record: list | None = None) -> ex.QT:
+        """The same step on integer codes (:mod:`training.exact`).  ``c_k`` enters the
+        integer ``add`` as the Python float ``2 eta_H lambda_k`` (the export's constant) and
+        the fake-quant path as a tensor, so the multiplier keeps its gradient."""
+        cfg = self.cfg
+        eta = cfg.teleport
+        p = ex.propagate_stage(self.prop, x, w, graph, mult_bits, record)
+        xt = ex.add_stage(self.q_xt, p, 1 - eta, h0, eta, mult_bits, record)
+        g = ex.add_stage(self.q_g, xt, 1.0, x, -1.0, mult_bits, record)
+        pg = ex.propagate_stage(self.gap, g, w, graph, mult_bits, record)
+        lam, s = state["lambda"], state["slack"]
+        state["used"].append(lam)
+        c_t = 2 * eta * lam
+        c = 2 * eta * float(lam.detach())
+        gv = g.value
+        t = (gv * gv).sum() - (gv * spmm(graph, gv)).sum()
+        budget = cfg.alpha_c * graph.nnz
+        if cfg.paper_code:
+            y = ex.add_stage(self.q_y, xt, 1.0, pg, c, mult_bits, record, cb_t=c_t)
+            s = s + 2 * cfg.eta_s * lam * s
+            lam = lam + cfg.eta_lambda * (budget - s * s - t)
+        else:
+            d = ex.add_stage(self.q_d, pg, 1.0, g, -1.0, mult_bits, record)
+            y = ex.add_stage(self.q_y, xt, 1.0, d, c, mult_bits, record, cb_t=c_t)
             s = s - 2 * cfg.eta_s * lam * s
             lam = torch.clamp(lam + cfg.eta_lambda * (t + s * s - budget), min=0.0,
                               max=1.0 / (4.0 * eta))
@@ -191,7 +229,11 @@ class DecoupledGNN(nn.Module):
         h = F.relu(self.lin1(x, p, first))
         return self.lin2(h, p, first)
 
-    def forward(self, x: torch.Tensor, graph: PropGraph) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, graph: PropGraph, record: list | None = None) -> torch.Tensor:
+        """Logits (N, C).  With ``cfg.exact_forward`` every stage computes the integer model's
+        codes and ``record`` (a list, optional) receives them in the export's op order."""
+        if self.cfg.exact_forward:
+            return self._forward_exact(x, graph, record)
         h0 = self.head(x)
         w = self.q_edge(graph.edge_weight).detach()  # constant weights: alpha kept at its init
         warm = self.cfg.warm_start and not self.cfg.paper_code
@@ -210,6 +252,30 @@ class DecoupledGNN(nn.Module):
                     self.last_lambdas.copy_(torch.stack([v.detach() for v in state["used"]]))
         return xk
 
+    def _forward_exact(self, x: torch.Tensor, graph: PropGraph, record: list | None) -> torch.Tensor:
+        mb, p = self.cfg.mult_bits, self.cfg.dropout
+        w = ex.edge_stage(self.q_edge, graph.edge_weight)
+        h = ex.input_stage(self.lin1.q_in, x, record)
+        h = ex.relu_stage(ex.linear_stage(self.lin1, h, p, mb, record), record)
+        h0 = ex.linear_stage(self.lin2, h, p, mb, record)
+        warm = self.cfg.warm_start
+        lam0 = self.lambda0 if warm else torch.tensor(self.cfg.lambda_init)
+        s0 = self.slack0 if warm else torch.tensor(self.cfg.lambda_init)
+        state = {"lambda": lam0.clone(), "slack": s0.clone(), "used": []}
+        xk = h0
+        for step in self.steps:
+            xk = step.forward_exact(xk, h0, graph, w, state, mb, record)
+        if self.cfg.model == "smp":
+            with torch.no_grad():
+                if self.training and warm:
+                    self.lambda0.copy_(state["lambda"].detach())
+                    self.slack0.copy_(state["slack"].detach())
+                if not self.training:
+                    self.last_lambdas.copy_(torch.stack([v.detach() for v in state["used"]]))
+        if record is not None:
+            record.append(("argmax", torch.argmax(xk.codes, dim=1)))
+        return xk.value
+
 
 class DeepGCN(nn.Module):
     """L layers of ``Qprop(A_hat QLin(x))`` with ReLU between them (bias before propagation)."""
@@ -226,7 +292,10 @@ class DeepGCN(nn.Module):
             for i in range(cfg.layers))
         self.q_edge = qf.make("edge")
 
-    def forward(self, x: torch.Tensor, graph: PropGraph) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, graph: PropGraph, record: list | None = None) -> torch.Tensor:
+        """Logits (N, C); ``record`` as :meth:`DecoupledGNN.forward`."""
+        if self.cfg.exact_forward:
+            return self._forward_exact(x, graph, record)
         w = self.q_edge(graph.edge_weight).detach()  # constant weights: alpha kept at its init
         h = x
         for i, (lin, prop) in enumerate(zip(self.lins, self.props)):
@@ -234,3 +303,15 @@ class DeepGCN(nn.Module):
             if i < self.cfg.layers - 1:
                 h = F.relu(h)
         return h
+
+    def _forward_exact(self, x: torch.Tensor, graph: PropGraph, record: list | None) -> torch.Tensor:
+        mb, p = self.cfg.mult_bits, self.cfg.dropout
+        w = ex.edge_stage(self.q_edge, graph.edge_weight)
+        h = ex.input_stage(self.lins[0].q_in, x, record)
+        for i, (lin, prop) in enumerate(zip(self.lins, self.props)):
+            h = ex.propagate_stage(prop, ex.linear_stage(lin, h, p, mb, record), w, graph, mb, record)
+            if i < self.cfg.layers - 1:
+                h = ex.relu_stage(h, record)
+        if record is not None:
+            record.append(("argmax", torch.argmax(h.codes, dim=1)))
+        return h.value

@@ -75,6 +75,7 @@ def run_seeds(data: GraphData, mcfg: ModelConfig, tcfg: TrainConfig, *, device: 
     gdev = graph.to(device)
     seeds: list[SeedResult] = []
     first_int, first_model, int_reason, ref_equal = None, None, None, None
+    forward_equal = None
     for i, seed in enumerate(tcfg.seeds):
         split_seed = seed if tcfg.split_seed is None else tcfg.split_seed
         d = apply_split(data, tcfg.split, split_seed)
@@ -82,7 +83,7 @@ def run_seeds(data: GraphData, mcfg: ModelConfig, tcfg: TrainConfig, *, device: 
         masks = tuple(m.to(device) for m in (d.train_mask, d.val_mask, d.test_mask))
         cb = (lambda e, r, s=seed: on_epoch(s, e, r)) if on_epoch else None
         res = fit(mcfg, tcfg, xf, y, gdev, masks, seed, on_epoch=cb)
-        tr, va, te, _ = evaluate(res.model, xf, gdev, y, masks)
+        tr, va, te, fpred = evaluate(res.model, xf, gdev, y, masks)
         if (tr, va, te) != (res.train_acc, res.val_acc, res.test_acc):
             log.warning("seed %d: re-evaluated best state differs from the recorded epoch", seed)
         lambdas = [float(v) for v in getattr(res.model, "last_lambdas", torch.zeros(0))] \
@@ -96,6 +97,11 @@ def run_seeds(data: GraphData, mcfg: ModelConfig, tcfg: TrainConfig, *, device: 
             # the trainer's own integer predictions travel with the model, for the simulator
             im.tensors["trainer.pred"] = pred.cpu().numpy().astype(np.int32)
             int_va, int_te = accuracy(pred, y, masks[1]), accuracy(pred, y, masks[2])
+            same = bool(torch.equal(pred.cpu(), fpred.cpu().to(torch.int64)))
+            forward_equal = same if forward_equal is None else (forward_equal and same)
+            if mcfg.exact_forward and not same:
+                log.error("seed %d: the integer-exact forward's predictions differ from the "
+                          "integer model's", seed)
             if i == 0:
                 first_int = im
                 if verify_reference:
@@ -129,6 +135,8 @@ def run_seeds(data: GraphData, mcfg: ModelConfig, tcfg: TrainConfig, *, device: 
         "smp_lambdas": {str(s.seed): [round(v, 8) for v in s.lambdas] for s in seeds} if mcfg.model == "smp" else None,
         "integer_unavailable": int_reason,
         "integer_equals_numpy_reference": ref_equal,
+        "exact_forward": mcfg.exact_forward,
+        "integer_equals_forward": forward_equal,
         "model_config": mcfg.to_dict(),
         "train_config": tcfg.to_dict(),
     }

@@ -12,6 +12,11 @@ with the integer model's codes, two ways:
     codes of its output: the differences the stage itself introduces.  A propagation step is
     split into its message, aggregate and update requantizations.
 
+A model with the integer-exact forward (``cfg.exact_forward``, :mod:`training.exact`) records
+the codes of every integer op during its eval-mode forward; for it both columns compare those
+codes with the integer executor's (:func:`exact_stage_gaps`), and every entry is 0 by
+construction.
+
 Usage: ``python -m training.stage_gap RUN_DIR`` (a ``quagga train`` output with
 ``checkpoint.pt``; data root from ``--data-root`` or ``$QUAGGA_DATA_ROOT``).  See
 docs/training.md, "Fake-quant / integer gap".
@@ -136,9 +141,37 @@ def _diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.asarray(a) != np.asarray(b))) if np.size(a) else 0.0
 
 
+def exact_stage_gaps(model: torch.nn.Module, im: IntModel, graph: PropGraph, x_raw: np.ndarray,
+                     int_env: dict | None = None) -> list[StageGap]:
+    """Stage gaps of an integer-exact model: its eval-forward codes (recorded in the export's
+    op order) against the integer executor's, op by op (``local == cumulative``)."""
+    from training import integer
+
+    normalize = next(op.normalize for op in im.ops if isinstance(op, InputOp))
+    xf = torch.from_numpy(preprocess_features(np.asarray(x_raw), normalize))
+    rec: list = []
+    model.eval()
+    with torch.no_grad():
+        model(xf, graph, record=rec)
+    if [k for k, _ in rec] != [op.op for op in im.ops]:
+        raise QuantError("recorded ops must follow the model file's ops one to one")
+    if int_env is None:
+        int_env = integer.run(im, x_raw, keep=True)
+    out = []
+    for (kind, codes), op in zip(rec, im.ops):
+        if isinstance(op, ReluOp):
+            continue
+        d = _diff(codes.cpu().numpy(), int_env[op.out].cpu().numpy())
+        k = "pred" if isinstance(op, ArgmaxOp) else kind
+        out.append(StageGap("pred" if k == "pred" else op.out, k, int(codes.numel()), d, d))
+    return out
+
+
 def stage_gaps(model: torch.nn.Module, im: IntModel, graph: PropGraph, x_raw: np.ndarray,
                int_env: dict | None = None) -> list[StageGap]:
     """Compare ``model`` (fake-quant) with its lowered ``im`` stage by stage.
+
+    Integer-exact models (``cfg.exact_forward``) are compared by :func:`exact_stage_gaps`.
 
     Parameters
     ----------
@@ -149,6 +182,8 @@ def stage_gaps(model: torch.nn.Module, im: IntModel, graph: PropGraph, x_raw: np
     """
     from training import integer
 
+    if getattr(model.cfg, "exact_forward", False):
+        return exact_stage_gaps(model, im, graph, x_raw, int_env)
     x_raw = np.asarray(x_raw)
     normalize = next(op.normalize for op in im.ops if isinstance(op, InputOp))
     xf = torch.from_numpy(preprocess_features(x_raw, normalize))
@@ -234,8 +269,11 @@ def format_table(rows: list[StageGap], only_nonzero: bool = False) -> str:
     return "\n".join(lines)
 
 
-def load_run(run_dir: str | Path, data_root: str | None = None):
-    """``(model, data, graph)`` of a ``quagga train`` output's ``checkpoint.pt`` (first seed)."""
+def load_run(run_dir: str | Path, data_root: str | None = None, exact: bool | None = None):
+    """``(model, data, graph, seed)`` of a ``quagga train`` output's ``checkpoint.pt`` (first
+    seed, loaded as data: tensors and plain containers only).  ``exact`` overrides the model's
+    forward (``ModelConfig.exact``); checkpoints saved before the integer-exact forward existed
+    have no such field and load with the default."""
     from training.checkpoint import load_checkpoint
     from training.config import ModelConfig
     from training.data import load_dataset
@@ -243,7 +281,10 @@ def load_run(run_dir: str | Path, data_root: str | None = None):
     from training.models import build_model
 
     ck = load_checkpoint(Path(run_dir) / "checkpoint.pt")
-    cfg = ModelConfig(**ck["model_config"])
+    mc = dict(ck["model_config"])
+    if exact is not None:
+        mc["exact"] = exact
+    cfg = ModelConfig(**mc)
     data = load_dataset(ck["dataset"], data_root)
     model = build_model(cfg, data.num_features, data.num_classes)
     model.load_state_dict(ck["state_dict"])
@@ -261,10 +302,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--float-bias", action="store_true",
                    help="evaluate with the float linear bias (paper-code runs trained before the "
                         "bias was fake-quantized)")
+    p.add_argument("--forward", choices=["saved", "exact", "fake-quant"], default="saved",
+                   help="the forward to compare: the checkpoint's (default), the integer-exact one, "
+                        "or the float fake-quant one (as runs trained before the exact forward)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
+    exact = {"saved": None, "exact": True, "fake-quant": False}[a.forward]
     try:
-        model, data, graph, seed = load_run(a.run, a.data_root)
+        model, data, graph, seed = load_run(a.run, a.data_root, exact)
     except QuantError as exc:  # bad checkpoint or dataset: one line, no traceback
         sys.stderr.write(f"{p.prog}: error: {exc}\n")
         return 2

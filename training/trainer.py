@@ -84,8 +84,15 @@ def fit(mcfg: ModelConfig, tcfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, 
 
     Shapes: ``x`` (N, F) float32 preprocessed features, ``y`` (N,) int64, masks (N,) bool.
     """
+    teacher_logits, init_state = None, None
+    if tcfg.teacher == "fp32":
+        teacher_logits, init_state = _fp32_teacher(mcfg, tcfg, x, y, graph, masks, seed)
     seed_everything(seed)
     model = build_model(mcfg, x.shape[1], int(y.max()) + 1).to(x.device)
+    if tcfg.init_from_teacher:
+        missing = model.load_state_dict(init_state, strict=False)
+        if missing.unexpected_keys:
+            raise ValueError(f"teacher weights must fit the model, not {missing.unexpected_keys}")
     opt = torch.optim.Adam(param_groups(model, tcfg))
     decay = [(lambda e: tcfg.gamma ** (e // tcfg.step_size)) if g["name"] == "main" else (lambda e: 1.0)
              for g in opt.param_groups]
@@ -99,6 +106,8 @@ def fit(mcfg: ModelConfig, tcfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, 
         opt.zero_grad()
         out = model(x, graph)
         loss = F.cross_entropy(out[train_mask], y[train_mask])
+        if teacher_logits is not None and tcfg.distill_weight > 0:
+            loss = loss + tcfg.distill_weight * distill_loss(out, teacher_logits, tcfg.distill_temp)
         loss.backward()
         opt.step()
         sched.step()
@@ -114,3 +123,38 @@ def fit(mcfg: ModelConfig, tcfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, 
     model.load_state_dict(best_state)
     log.info("seed %d: best epoch %d, val %.4f, test %.4f", seed, best_epoch, best_accs[1], best_accs[2])
     return FitResult(model, best_epoch, *best_accs, history=history)
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temp: float) -> torch.Tensor:
+    """``T**2 KL(softmax(t / T) || softmax(s / T))``, mean over nodes (``batchmean``).
+
+    Shapes: ``student`` (N, C) logits (with gradient), ``teacher`` (N, C) logits (constant).
+    """
+    log_p = F.log_softmax(student / temp, dim=1)
+    q = F.softmax(teacher / temp, dim=1)
+    return temp * temp * F.kl_div(log_p, q, reduction="batchmean")
+
+
+#: the linear layers' parameters a warm start copies from the FP32 teacher
+_WARM_KEYS = (".lin.weight", ".lin.bias")
+
+
+def _fp32_teacher(mcfg: ModelConfig, tcfg: TrainConfig, x, y, graph, masks, seed: int):
+    """Train the FP32 twin of ``mcfg`` (FP32 paper defaults) with the same split and seed;
+    return its eval-mode logits (N, C) and its linear-layer weights."""
+    import dataclasses
+
+    from training.config import paper_defaults
+
+    pd = paper_defaults(mcfg.model, None, None)
+    t_m = dataclasses.replace(mcfg, bits=None, bt=None, dropout=pd["dropout"], alpha_c=pd["alpha_c"],
+                              alpha_reinit=None, exact=None)
+    t_t = dataclasses.replace(tcfg, teacher=None, distill_weight=0.0, init_from_teacher=False,
+                              lr=pd["lr"], weight_decay=pd["weight_decay"])
+    res = fit(t_m, t_t, x, y, graph, masks, seed)
+    res.model.eval()
+    with torch.no_grad():
+        logits = res.model(x, graph).detach()
+    log.info("seed %d: FP32 teacher val %.4f test %.4f", seed, res.val_acc, res.test_acc)
+    state = {k: v.detach().clone() for k, v in res.model.state_dict().items() if k.endswith(_WARM_KEYS)}
+    return logits, state

@@ -59,6 +59,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float, default=None)
     t.add_argument("--weight-decay", type=float, default=None)
     t.add_argument("--lr-alpha", type=float, default=None)
+    t.add_argument("--teacher", choices=["none", "fp32"], default="none",
+                   help="train the model's FP32 twin first (same split and seed) as a teacher")
+    t.add_argument("--distill", type=float, default=0.0, metavar="W",
+                   help="weight of the distillation loss from the teacher, over all nodes")
+    t.add_argument("--distill-temp", type=float, default=1.0, metavar="T")
+    t.add_argument("--init-from-teacher", action="store_true",
+                   help="start the linear layers from the FP32 teacher's weights")
     t.add_argument("--device", default="cpu")
     t.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default 1: the machine is shared)")
     t.add_argument("--no-progress", action="store_true")
@@ -97,7 +104,7 @@ def run(args) -> int:
     from quant import model_ir
     from training.checkpoint import save_checkpoint
     from training.config import ModelConfig, TrainConfig, bt_mode, paper_defaults, parse_bits
-    from training.data import load_dataset
+    from training.data import SYNTHETIC, load_dataset
     from training.run import run_seeds
 
     bits = parse_bits(args.bits)
@@ -105,10 +112,10 @@ def run(args) -> int:
     seeds = parse_seeds(args.seeds)
     torch.set_num_threads(args.threads or 1)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    data = load_dataset(args.dataset, args.data_root, synthetic_args={
-        "num_nodes": args.synthetic_nodes, "num_classes": args.synthetic_classes,
-        "num_features": args.synthetic_features, "avg_degree": args.synthetic_degree,
-        "homophily": args.synthetic_homophily, "seed": args.synthetic_seed})
+    syn_args = {"num_nodes": args.synthetic_nodes, "num_classes": args.synthetic_classes,
+                "num_features": args.synthetic_features, "avg_degree": args.synthetic_degree,
+                "homophily": args.synthetic_homophily, "seed": args.synthetic_seed}
+    data = load_dataset(args.dataset, args.data_root, synthetic_args=syn_args)
     pd = paper_defaults(args.model, bits, bt, paper_code=args.paper_code, dataset=data.name)
     if args.alpha_reinit is not None and args.alpha_reinit < 0:
         raise CLIError(f"--alpha-reinit must be >= 0, not {args.alpha_reinit}")
@@ -125,7 +132,10 @@ def run(args) -> int:
                        weight_decay=pd["weight_decay"] if args.weight_decay is None else args.weight_decay,
                        lr_alpha=pd["lr_alpha"] if args.lr_alpha is None else args.lr_alpha,
                        weight_decay_alpha=pd["weight_decay_alpha"], seeds=seeds, split=args.split,
-                       split_seed=args.split_seed)
+                       split_seed=args.split_seed,
+                       teacher=None if args.teacher == "none" else args.teacher,
+                       distill_weight=args.distill, distill_temp=args.distill_temp,
+                       init_from_teacher=args.init_from_teacher)
     out = Path(args.out)
     bar = None if args.no_progress else tqdm(total=len(seeds) * tcfg.epochs, unit="epoch",
                                              desc=f"{data.name} {args.model} bits={args.bits}")
@@ -144,6 +154,8 @@ def run(args) -> int:
     metrics["mode"] = "paper-code (reproduces the published code)" if args.paper_code else "corrected"
     metrics["model_file"] = "model.qim" if res.int_model is not None else None
     metrics["checkpoint"] = "checkpoint.pt"
+    if res.int_model is not None and data.name == SYNTHETIC:
+        res.int_model.meta["dataset_args"] = syn_args  # so simulate / data export rebuild the graph
     ckpt = {"model_config": mcfg.to_dict(), "train_config": tcfg.to_dict(), "dataset": data.name,
             "seed": seeds[0], "state_dict": res.model.state_dict()}
     writers = [("checkpoint.pt", lambda p: save_checkpoint(p, ckpt))]

@@ -1,0 +1,390 @@
+"""The integer-exact forward: every quantized stage computes the integer model's codes.
+
+Each stage of a model runs two things at once:
+
+* its **fake-quant path** (float32, differentiable): the stage's float expression, then its
+  quantizer.  It records the quantizer's range in training mode, runs the alpha grid search,
+  and carries the gradient (LSQ-style in the quantizer, straight-through elsewhere);
+* its **integer op**, the one :mod:`training.lowering` exports, on the integer codes of the
+  stage's inputs, with the requantization constants derived from the quantizers' current
+  scales by the same functions as the export (:func:`linear_requant`,
+  :func:`propagate_params`, :func:`add_multipliers`, :func:`snap_codes`).
+
+The stage's output value is the dequantized integer codes (``_Exact``: forward value from
+the integer codes, gradient to the fake-quant path).  So in evaluation the model's logits
+are the integer model's logits, stage for stage, and fake-quant and integer accuracy are the
+same by construction.  In training mode every stage is exact too, except the linear layers
+under dropout: there the dropped-out input's accumulator ``sum((x - z) m) (w - z) / (1 - p)``
+is rounded half to even to an integer before its requantization (exact when ``1/(1 - p)`` is
+an integer, e.g. ``p = 0.5``); the integer model itself has no dropout.
+
+A stage's codes travel in a :class:`QT`.  ``record`` (a list, optional) receives the codes
+of every integer op in the order the export writes its ops, BT's two snap ops included,
+so tests compare them with :meth:`quant.model_ir.IntModel.run` tensor by tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from quant import torch_ops
+from quant.aggregate import AggregationParams, Requantizer
+from quant.reference import (
+    acc_bits_required,
+    acc_range,
+    derive_add_multipliers,
+    derive_multiplier,
+    quantize_bias,
+)
+from quant.spec import QuantSpec
+from quant.truncation import BT_STEP
+
+#: shift of BT's snap as an ``add`` (:func:`truncation_multipliers`)
+TRUNC_SHIFT = 24
+#: float64 holds every integer below 2**53 exactly: the linear accumulator's bound
+_F64_EXACT = 1 << 53
+#: the same for float32
+_F32_EXACT = 1 << 24
+
+
+@dataclass(frozen=True)
+class QT:
+    """A quantized tensor of the exact forward.
+
+    Attributes
+    ----------
+    value : torch.Tensor
+        (N, F) float32 ``(codes - zero) * scale``, carrying the fake-quant path's gradient.
+    codes : torch.Tensor
+        (N, F) int64 integer codes (BT: on the 8-bit grid, in ``{0, 85, 170, 255}``).
+    scale : float
+        float32 scale, as a Python float.
+    zero : int
+    spec : QuantSpec
+    src : int or None
+        ``id`` of the quantizer that produced the codes (``None`` for a ReLU).
+    """
+
+    value: torch.Tensor
+    codes: torch.Tensor
+    scale: float
+    zero: int
+    spec: QuantSpec
+    src: int | None = None
+
+
+class _Exact(torch.autograd.Function):
+    """Forward: the integer codes' value; backward: the gradient goes to the fake-quant path."""
+
+    @staticmethod
+    def forward(ctx, fake: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+        return exact.clone()
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        return g, None
+
+
+# ---------------------------------------------------------------------------------------
+# constants shared with the export (training.lowering)
+# ---------------------------------------------------------------------------------------
+
+def qparams(q) -> tuple[float, int, QuantSpec]:
+    """``(scale, zero_point, spec)`` of quantizer ``q`` as Python values."""
+    s, z, spec = q.qparams()
+    return float(s), int(z), spec
+
+
+def requantizer(ratio: float, q, mult_bits: int) -> Requantizer:
+    """Requantization to quantizer ``q``'s codes with ``(M, n)`` of ``ratio``."""
+    _, z, spec = qparams(q)
+    m, n = derive_multiplier(ratio, mult_bits)
+    return Requantizer(m, n, z, spec)
+
+
+def add_multipliers(ca: float, a_scale: float, cb: float, b_scale: float, out_scale: float,
+                    mult_bits: int) -> tuple[int, int, int]:
+    """``(Ma, Mb, n)`` of ``Q(ca a + cb b)``: ratios ``ca s_a / s_out`` and ``cb s_b / s_out``,
+    each kept to ``mult_bits`` significant bits (:func:`quant.reference.derive_add_multipliers`)."""
+    (ma, mb), n = derive_add_multipliers((ca * a_scale / out_scale, cb * b_scale / out_scale),
+                                         mult_bits)
+    return ma, mb, n
+
+
+@cache
+def truncation_multipliers(skew: int) -> tuple[int, int, int]:
+    """``(Ma, Mb, n)`` with ``round_shift(y * Ma + Mb, n) == floor((y + skew + 42) / 85)``
+    for every 8-bit code ``y`` (checked exhaustively): BT's snap to four levels as an ``add``
+    whose ``b`` operand is the (1, 1) constant 1."""
+    n = TRUNC_SHIFT
+    ma = round((1 << n) / BT_STEP)
+    mb = round((skew + BT_STEP // 2 + 0.5) * (1 << n) / BT_STEP) - (1 << (n - 1))
+    y = np.arange(256, dtype=np.int64)
+    want = (y + skew + BT_STEP // 2) // BT_STEP
+    got = (y * ma + mb + (1 << (n - 1))) >> n
+    if not np.array_equal(got, want):  # pragma: no cover - guarded by the exhaustive check
+        raise ValueError(f"skew must allow an exact truncation multiplier, not {skew!r}")
+    return ma, mb, n
+
+
+def is_bt(q) -> bool:
+    return getattr(q, "bt_mode", None) is not None
+
+
+def _snap_adds(codes: torch.Tensor, skew: int, spec: QuantSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """The export's two snap ``add`` ops on ``codes``: ``(level, 85 * level)``."""
+    ma, mb, n = truncation_multipliers(skew)
+    one = torch.ones((1, 1), dtype=torch.int64, device=codes.device)
+    level = torch_ops.add_requantize(codes, 0, ma, one, 0, mb, n, 0, QuantSpec(2))
+    return level, torch_ops.add_requantize(level, 0, BT_STEP, level, 0, 0, 0, 0, spec)
+
+
+@cache
+def _snap_table(skew: int, spec: QuantSpec) -> torch.Tensor:
+    """(256,) int64: the two snap ``add`` ops evaluated on every 8-bit code."""
+    return _snap_adds(torch.arange(256, dtype=torch.int64), skew, spec)[1].reshape(-1).to(torch.int64)
+
+
+def snap_codes(q, codes: torch.Tensor, record: list | None = None) -> torch.Tensor:
+    """BT / BT*'s snap of 8-bit codes, as the export's two ``add`` ops (identity otherwise).
+
+    Without ``record`` the result is looked up in the table of the same two ops evaluated on
+    all 256 codes (one gather instead of two passes of int64 arithmetic)."""
+    if not is_bt(q):
+        return codes
+    if record is None:
+        return _snap_table(q._skew(), q.code_spec).to(codes.device)[codes]
+    level, out = _snap_adds(codes, q._skew(), q.code_spec)
+    record.extend([("add", level), ("add", out)])
+    return out.to(torch.int64)
+
+
+def linear_requant(x_scale: float, lin, mult_bits: int) -> Requantizer:
+    """The linear op's requantization ``s_x s_w / s_out`` to ``lin.q_out``."""
+    sw, _, _ = qparams(lin.q_w)
+    so, _, _ = qparams(lin.q_out)
+    return requantizer(x_scale * sw / so, lin.q_out, mult_bits)
+
+
+def propagate_params(prop, x_scale: float, x_zero: int, x_spec: QuantSpec, e_scale: float,
+                     e_zero: int, e_spec: QuantSpec, max_degree: int, mult_bits: int):
+    """``(AggregationParams, last quantizer)`` of one ``QuantPropagate`` (message ``s_x s_w /
+    s_msg``, row ``s_msg / s_agg`` (or ``s_x s_w / s_agg``), update ``s_agg / s_upd``)."""
+    prod = x_scale * e_scale
+    msg, acc_scale = None, prod
+    if prop.q_msg is not None:
+        sm, _, _ = qparams(prop.q_msg)
+        msg = requantizer(prod / sm, prop.q_msg, mult_bits)
+        acc_scale = sm
+    sa, _, _ = qparams(prop.q_agg)
+    out = requantizer(acc_scale / sa, prop.q_agg, mult_bits)
+    upd, last = None, prop.q_agg
+    if prop.q_upd is not None:
+        su, _, _ = qparams(prop.q_upd)
+        upd = requantizer(sa / su, prop.q_upd, mult_bits)
+        last = prop.q_upd
+    acc_bits = acc_bits_required(x_spec.bits, e_spec.bits, max_degree)
+    return AggregationParams(x_spec=x_spec, x_zero=x_zero, w_spec=e_spec, w_zero=e_zero,
+                             acc_bits=acc_bits, out=out, msg=msg, upd=upd), last
+
+
+# ---------------------------------------------------------------------------------------
+# exact stages
+# ---------------------------------------------------------------------------------------
+
+def wrap(q, fake: torch.Tensor, codes: torch.Tensor) -> QT:
+    """A :class:`QT` of quantizer ``q``'s final ``codes``, its value carrying ``fake``'s gradient."""
+    s, z, spec = qparams(q)
+    exact = torch_ops.dequantize(codes, s, z)
+    return QT(_Exact.apply(fake, exact), codes.to(torch.int64), s, z, spec, id(q))
+
+
+def input_stage(q, x: torch.Tensor, record: list | None = None) -> QT:
+    """The ``input`` op: ``q``'s codes of the preprocessed features (BT: then the snap).
+
+    The quantizer's forward is ``dequantize(to_int(x))`` bit for bit (``quant.quantizers``),
+    so without ``record`` the codes are read back from it: ``round(fake / s) + z`` is exact,
+    the float32 error of ``((q - z) s) / s`` being below ``255 * 2**-23`` of a code.  With
+    ``record`` they are computed as the ``input`` op and the snap ``add`` ops compute them.
+    """
+    fake = q(x)
+    if record is None:
+        s, z, _ = qparams(q)
+        codes = torch.round(fake.detach() / torch.tensor(s, dtype=torch.float32)).to(torch.int64) + z
+        return wrap(q, fake, codes)
+    q8 = torch_ops.quantize(x, *q.qparams()).to(torch.int64)
+    record.append(("input", q8))
+    return wrap(q, fake, snap_codes(q, q8, record))
+
+
+def relu_stage(x: QT, record: list | None = None) -> QT:
+    """The ``relu`` op: ``max(q, z)``."""
+    codes = torch.clamp(x.codes, min=x.zero)
+    if record is not None:
+        record.append(("relu", codes))
+    return QT(F.relu(x.value), codes, x.scale, x.zero, x.spec, None)
+
+
+def add_stage(q, a: QT, ca: float, b: QT, cb: float, mult_bits: int,
+              record: list | None = None, ca_t=None, cb_t=None) -> QT:
+    """``Q(ca a + cb b)`` as the export's ``add`` op (then BT's snap if ``q`` truncates).
+
+    ``ca_t`` / ``cb_t`` (tensors, optional) replace ``ca`` / ``cb`` in the fake-quant path so
+    that a data-dependent coefficient (SMP's ``c_k``) keeps its gradient.
+    """
+    y = (ca if ca_t is None else ca_t) * a.value + (cb if cb_t is None else cb_t) * b.value
+    fake = q(y)
+    s, z, spec = qparams(q)
+    ma, mb, n = add_multipliers(ca, a.scale, cb, b.scale, s, mult_bits)
+    codes = torch_ops.add_requantize(a.codes, a.zero, ma, b.codes, b.zero, mb, n, z, spec)
+    if record is not None:
+        record.append(("add", codes))
+    return wrap(q, fake, snap_codes(q, codes.to(torch.int64), record))
+
+
+def convert_stage(q, a: QT, mult_bits: int, record: list | None = None) -> QT:
+    """``a`` requantized to ``q``'s codes (the export's ``add`` with ``b_mult = 0``; nothing
+    when ``q`` produced ``a`` or its parameters are identical)."""
+    if a.src == id(q):
+        return a
+    fake = q(a.value)
+    s, z, spec = qparams(q)
+    if s == a.scale and z == a.zero and spec == a.spec:
+        return QT(_Exact.apply(fake, a.value.detach()), a.codes, s, z, spec, id(q))
+    ma, mb, n = add_multipliers(1.0, a.scale, 0.0, a.scale, s, mult_bits)
+    codes = torch_ops.add_requantize(a.codes, a.zero, ma, a.codes, a.zero, mb, n, z, spec)
+    if record is not None:
+        record.append(("add", codes))
+    return wrap(q, fake, snap_codes(q, codes.to(torch.int64), record))
+
+
+def _int_matmul(codes: torch.Tensor, zero: int, wc: torch.Tensor,
+                drop: torch.Tensor | None = None) -> torch.Tensor:
+    """Exact ``((codes - zero) * keep) @ wc.T`` with ``keep = ~drop`` (no mask: all kept).
+
+    float32 (float64) BLAS when ``K max|codes - zero| max|wc|``, a bound on every product
+    and partial sum, is below ``2**24`` (``2**53``): every intermediate is then an exactly
+    representable integer, in any summation order; int64 otherwise.
+
+    Shapes: ``codes`` (N, K) int64, ``wc`` (C, K) int64 centred weights, ``drop`` (N, K)
+    bool; returns (N, C) int64.
+    """
+    k = codes.shape[1]
+    xmax = max(abs(int(codes.max()) - zero), abs(int(codes.min()) - zero)) if codes.numel() else 0
+    bound = k * xmax * (int(wc.abs().max()) if wc.numel() else 0)
+    dt = torch.float32 if bound < _F32_EXACT else torch.float64 if bound < _F64_EXACT else torch.int64
+    xc = codes.to(dt) - zero
+    if drop is not None:
+        xc.masked_fill_(drop, 0)
+    return (xc @ wc.to(dt).T).to(torch.int64)
+
+
+def linear_stage(lin, x: QT, dropout: float, mult_bits: int, record: list | None = None) -> QT:
+    """The ``linear`` op of ``lin`` (a :class:`training.layers.QuantLinear`) on ``x``'s codes,
+    preceded by a conversion to ``lin.q_in`` when ``x`` has other codes."""
+    from training.layers import fake_quant_bias
+
+    x = convert_stage(lin.q_in, x, mult_bits, record)
+    w = lin.lin.weight
+    wq = lin.q_w(w)
+    sw, zw, _ = qparams(lin.q_w)
+    w_codes = lin.q_w.to_int(w.detach()).to(torch.int64)
+    xv, drop = x.value, None
+    if lin.training and dropout > 0:
+        xv = F.dropout(x.value, dropout, True)
+        drop = xv == 0
+    acc = _int_matmul(x.codes, x.zero, w_codes - zw, drop)
+    if lin.training and dropout > 0:
+        acc = torch.round(acc.to(torch.float64) / (1.0 - dropout)).to(torch.int64)
+    bias, b_codes = lin.lin.bias, None
+    if bias is not None:
+        b_codes = quantize_bias(bias.detach().cpu().numpy().astype(np.float64), x.scale, sw)
+        acc = acc + torch.from_numpy(b_codes.astype(np.int64)).to(acc.device)[None, :]
+        bias = fake_quant_bias(bias, torch.tensor(x.scale, dtype=torch.float32),
+                               torch.tensor(sw, dtype=torch.float32))
+    fake = lin.q_out(F.linear(xv, wq, bias))
+    r = linear_requant(x.scale, lin, mult_bits)
+    codes = torch_ops.requantize(acc, r.multiplier, r.shift, r.zero_point, r.spec)
+    if record is not None:
+        record.append(("linear", codes))
+    return wrap(lin.q_out, fake, snap_codes(lin.q_out, codes.to(torch.int64), record))
+
+
+def propagate_stage(prop, x: QT, edge: QT, graph, mult_bits: int,
+                    record: list | None = None) -> QT:
+    """The ``propagate`` op of ``prop`` (a :class:`training.layers.QuantPropagate`) on ``x``'s
+    codes: message, in-order saturating accumulation, row and update requantizations."""
+    fake = prop(x.value, graph, edge.value)
+    params, last = propagate_params(prop, x.scale, x.zero, x.spec, edge.scale, edge.zero,
+                                    edge.spec, graph.max_degree, mult_bits)
+    if is_bt(prop.q_msg) or (prop.q_upd is not None and is_bt(prop.q_agg)):
+        raise ValueError("BT inside a propagation step (message / aggregate) has no integer form")
+    codes = aggregate_fast(graph, edge.codes, x.codes, params)
+    if record is not None:
+        record.append(("propagate", codes))
+    return wrap(last, fake, snap_codes(last, codes.to(torch.int64), record))
+
+
+def _message_table(params: AggregationParams) -> torch.Tensor:
+    """(levels_x, levels_w) int64: every message ``(x - z_x)(w - z_w)`` of the codes' ranges,
+    requantized by ``params.msg`` and centred (the exact integer op on every code pair)."""
+    xs = torch.arange(params.x_spec.qmin, params.x_spec.qmax + 1, dtype=torch.int64)
+    ws = torch.arange(params.w_spec.qmin, params.w_spec.qmax + 1, dtype=torch.int64)
+    prod = (xs - params.x_zero)[:, None] * (ws - params.w_zero)[None, :]
+    m = params.msg
+    return torch_ops.requantize(prod, m.multiplier, m.shift, m.zero_point, m.spec).to(torch.int64) \
+        - m.zero_point
+
+
+def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationParams) -> torch.Tensor:
+    """One propagation op, equal to :func:`training.integer.aggregate` (and so to
+    :func:`quant.aggregate.aggregate_reference`), in fewer passes over the edges.
+
+    A message depends only on its pair of codes, so with a message requantizer each
+    message is a lookup in :func:`_message_table`.  When ``max in-degree * max |message|``
+    fits the accumulator no row can saturate, and the rows are summed at once (exact in
+    int64); otherwise the rows are accumulated by :func:`training.integer.aggregate`, edge
+    by edge with saturation in CSR order.
+
+    Shapes: ``w`` (E,) edge codes in the graph's canonical order, ``x`` (N, F) codes;
+    returns (N, F) int32.
+    """
+    from training import integer
+
+    lo, hi = acc_range(params.acc_bits)
+    src, dst = graph.edge_index
+    if params.msg is not None:
+        table = _message_table(params).to(x.device)
+        nw = table.shape[1]
+        idx = (x - params.x_spec.qmin)[src] * nw + (w.to(torch.int64) - params.w_spec.qmin)[:, None]
+        p = table.reshape(-1)[idx]
+        pmax = int(table.abs().max())
+    else:
+        xc = x - params.x_zero
+        wc = w.to(torch.int64) - params.w_zero
+        p = xc[src] * wc[:, None]
+        pmax = int(p.abs().max()) if p.numel() else 0
+    if graph.max_degree * pmax > min(hi, -lo):
+        return integer.aggregate(graph.indptr_t, graph.indices_t, w, x, params)[0]
+    acc = torch.zeros(graph.num_nodes, x.shape[1], dtype=torch.int64, device=x.device)
+    acc.index_add_(0, dst, p)
+    r = params.out
+    y = torch_ops.requantize(acc, r.multiplier, r.shift, r.zero_point, r.spec)
+    if params.upd is not None:
+        u = params.upd
+        y = torch_ops.requantize(y.to(torch.int64) - r.zero_point, u.multiplier, u.shift,
+                                 u.zero_point, u.spec)
+    return y
+
+
+def edge_stage(q, edge_weight: torch.Tensor) -> QT:
+    """Edge-weight codes (constant: no gradient)."""
+    fake = q(edge_weight).detach()
+    codes = q.to_int(edge_weight.detach()).to(torch.int64)
+    s, z, spec = qparams(q)
+    return QT(fake, codes, s, z, spec, id(q))
