@@ -4,7 +4,8 @@ The file holds the arrays the trainer and the simulator read from a graph file
 (``training.data.load_file``, ``quagga simulate --dataset FILE.npz``): ``x`` (N, F) float32
 raw features (before the model's input preprocessing), ``y`` (N,) int64, ``edge_index``
 (2, E) int64 as loaded (row 0 source, row 1 destination; no self loops added), and the
-dataset's ``train_mask`` / ``val_mask`` / ``test_mask`` (N,) bool.  The archive is written
+dataset's ``train_mask`` / ``val_mask`` / ``test_mask`` (N,) bool where it has a split (a mask
+that selects no node is left out, as graph files may not carry one).  The archive is written
 with fixed timestamps, so the same dataset gives the same bytes, and its graph hash
 (:func:`quant.model_ir.graph_hash`) is printed: it equals the hash in a model file trained
 on the same graph.  ``--from-model`` takes the dataset name and the synthetic graph's
@@ -51,11 +52,13 @@ def export_arrays(name: str | None, data_root: str | None, synthetic_args: dict 
     from training.data import load_dataset
 
     g = load_dataset(name, data_root, synthetic_args=synthetic_args)
-    return {"x": g.x.numpy().astype(np.float32), "y": g.y.numpy().astype(np.int64),
-            "edge_index": g.edge_index.numpy().astype(np.int64),
-            "train_mask": g.train_mask.numpy().astype(bool),
-            "val_mask": g.val_mask.numpy().astype(bool),
-            "test_mask": g.test_mask.numpy().astype(bool)}
+    arrays = {"x": g.x.numpy().astype(np.float32), "y": g.y.numpy().astype(np.int64),
+              "edge_index": g.edge_index.numpy().astype(np.int64)}
+    for k in ("train_mask", "val_mask", "test_mask"):  # a dataset without a split ships none
+        m = getattr(g, k).numpy().astype(bool)
+        if m.any():
+            arrays[k] = m
+    return arrays
 
 
 def run(args: argparse.Namespace) -> int:

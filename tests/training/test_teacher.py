@@ -28,7 +28,7 @@ def test_warm_start_and_distillation_train_and_stay_exact():
 
     from training.run import run_seeds
 
-    d = tiny_graph(0)
+    d = tiny_graph(0, n=120)  # 60 training nodes leave validation and test nodes
     r = run_seeds(d, ModelConfig(model="smp", bits=4, layers=2, hidden=8),
                   TrainConfig(epochs=3, seeds=(0,), teacher="fp32", distill_weight=1.0,
                               init_from_teacher=True))
@@ -43,7 +43,7 @@ def test_same_command_same_result_with_teacher():
 
     from training.run import run_seeds
 
-    d = tiny_graph(2)
+    d = tiny_graph(2, n=120)
     mk = lambda: run_seeds(d, ModelConfig(model="appnp", bits=2, layers=2, hidden=8),
                            TrainConfig(epochs=2, seeds=(0,), teacher="fp32", distill_weight=2.0,
                                        distill_temp=2.0, init_from_teacher=True)).metrics
