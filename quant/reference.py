@@ -269,6 +269,20 @@ def multiplier_value(multiplier: int, shift: int) -> float:
     return math.ldexp(float(multiplier), -int(shift))
 
 
+def _finite_ratios(ratios) -> list[float]:
+    """``ratios`` as floats, each refused unless it is a finite number."""
+    out = []
+    for r in ratios:
+        try:
+            rf = float(r)
+        except (TypeError, ValueError):
+            raise invalid("ratio", r, "a finite number") from None
+        if not math.isfinite(rf):
+            raise invalid("ratio", r, "a finite number")
+        out.append(rf)
+    return out
+
+
 def derive_shared_multipliers(ratios: tuple[float, ...], mult_bits: int = 16
                               ) -> tuple[tuple[int, ...], int]:
     """Signed multipliers ``M_i`` with one common shift ``n`` for the terms of one sum.
@@ -279,15 +293,7 @@ def derive_shared_multipliers(ratios: tuple[float, ...], mult_bits: int = 16
     """
     if not ratios:
         raise invalid("ratios", ratios, "non-empty")
-    mags = []
-    for r in ratios:
-        try:
-            rf = float(r)
-        except (TypeError, ValueError):
-            raise invalid("ratio", r, "a finite number") from None
-        if not math.isfinite(rf):
-            raise invalid("ratio", r, "a finite number")
-        mags.append(abs(rf))
+    mags = [abs(r) for r in _finite_ratios(ratios)]
     if max(mags) == 0:
         raise invalid("ratios", tuple(ratios), "not all zero")
     _, n = derive_multiplier(max(mags), mult_bits)
@@ -336,15 +342,7 @@ def derive_add_multipliers(ratios: tuple[float, ...], mult_bits: int = 16,
     if isinstance(mult_bits, bool) or not isinstance(mult_bits, (int, np.integer)) \
             or not 1 <= int(mult_bits) <= int(max_mult_bits):
         raise invalid("mult_bits", mult_bits, f"an int in 1..{int(max_mult_bits)}")
-    rs = []
-    for r in ratios:
-        try:
-            rf = float(r)
-        except (TypeError, ValueError):
-            raise invalid("ratio", r, "a finite number") from None
-        if not math.isfinite(rf):
-            raise invalid("ratio", r, "a finite number")
-        rs.append(rf)
+    rs = _finite_ratios(ratios)
     exps = [math.frexp(abs(r))[1] for r in rs if r != 0.0]
     if not exps:
         raise invalid("ratios", tuple(ratios), "not all zero")

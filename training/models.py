@@ -236,21 +236,32 @@ class DecoupledGNN(nn.Module):
             return self._forward_exact(x, graph, record)
         h0 = self.head(x)
         w = self.q_edge(graph.edge_weight).detach()  # constant weights: alpha kept at its init
-        warm = self.cfg.warm_start and not self.cfg.paper_code
-        lam0 = self.lambda0 if warm else torch.tensor(self.cfg.lambda_init)
-        s0 = self.slack0 if warm else torch.tensor(self.cfg.lambda_init)
-        state = {"lambda": lam0.clone(), "slack": s0.clone(), "used": []}
+        state = self._initial_state()
         xk = h0
         for step in self.steps:
             xk = step(xk, h0, graph, w, state)
-        if self.cfg.model == "smp":
-            with torch.no_grad():
-                if self.training and warm:
-                    self.lambda0.copy_(state["lambda"].detach())
-                    self.slack0.copy_(state["slack"].detach())
-                if not self.training:
-                    self.last_lambdas.copy_(torch.stack([v.detach() for v in state["used"]]))
+        self._keep_state(state)
         return xk
+
+    def _initial_state(self) -> dict:
+        """SMP's multiplier and slack at the first step: where the previous training forward
+        ended (``warm_start``) or ``lambda_init``; ``used`` collects each step's multiplier."""
+        warm = self.cfg.warm_start and not self.cfg.paper_code
+        lam0 = self.lambda0 if warm else torch.tensor(self.cfg.lambda_init)
+        s0 = self.slack0 if warm else torch.tensor(self.cfg.lambda_init)
+        return {"lambda": lam0.clone(), "slack": s0.clone(), "used": []}
+
+    def _keep_state(self, state: dict) -> None:
+        """Store the final multiplier and slack (training, ``warm_start``) or the multipliers
+        each step used (evaluation: frozen at export)."""
+        if self.cfg.model != "smp":
+            return
+        with torch.no_grad():
+            if self.training and self.cfg.warm_start and not self.cfg.paper_code:
+                self.lambda0.copy_(state["lambda"].detach())
+                self.slack0.copy_(state["slack"].detach())
+            if not self.training:
+                self.last_lambdas.copy_(torch.stack([v.detach() for v in state["used"]]))
 
     def _forward_exact(self, x: torch.Tensor, graph: PropGraph, record: list | None) -> torch.Tensor:
         mb, p = self.cfg.mult_bits, self.cfg.dropout
@@ -258,20 +269,11 @@ class DecoupledGNN(nn.Module):
         h = ex.input_stage(self.lin1.q_in, x, record)
         h = ex.relu_stage(ex.linear_stage(self.lin1, h, p, mb, record), record)
         h0 = ex.linear_stage(self.lin2, h, p, mb, record)
-        warm = self.cfg.warm_start
-        lam0 = self.lambda0 if warm else torch.tensor(self.cfg.lambda_init)
-        s0 = self.slack0 if warm else torch.tensor(self.cfg.lambda_init)
-        state = {"lambda": lam0.clone(), "slack": s0.clone(), "used": []}
+        state = self._initial_state()
         xk = h0
         for step in self.steps:
             xk = step.forward_exact(xk, h0, graph, w, state, mb, record)
-        if self.cfg.model == "smp":
-            with torch.no_grad():
-                if self.training and warm:
-                    self.lambda0.copy_(state["lambda"].detach())
-                    self.slack0.copy_(state["slack"].detach())
-                if not self.training:
-                    self.last_lambdas.copy_(torch.stack([v.detach() for v in state["used"]]))
+        self._keep_state(state)
         if record is not None:
             record.append(("argmax", torch.argmax(xk.codes, dim=1)))
         return xk.value

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from quagga.cli import CLIError
+from quagga.dataset_args import add_synthetic_arguments, synthetic_args
 from quant.fileio import write_bytes_atomic
 
 
@@ -32,19 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="dataset root (default $QUAGGA_DATA_ROOT)")
     p.add_argument("--from-model", metavar="MODEL",
                    help="a model file (.qim): its dataset and synthetic-graph parameters")
-    p.add_argument("--synthetic-nodes", type=int, default=1000)
-    p.add_argument("--synthetic-classes", type=int, default=4)
-    p.add_argument("--synthetic-features", type=int, default=32)
-    p.add_argument("--synthetic-degree", type=float, default=8.0)
-    p.add_argument("--synthetic-homophily", type=float, default=0.8)
-    p.add_argument("--synthetic-seed", type=int, default=0)
+    add_synthetic_arguments(p)
     p.add_argument("--out", required=True, help="output .npz file")
-
-
-def _synthetic_args(args: argparse.Namespace) -> dict:
-    return {"num_nodes": args.synthetic_nodes, "num_classes": args.synthetic_classes,
-            "num_features": args.synthetic_features, "avg_degree": args.synthetic_degree,
-            "homophily": args.synthetic_homophily, "seed": args.synthetic_seed}
 
 
 def export_arrays(name: str | None, data_root: str | None, synthetic_args: dict | None) -> dict:
@@ -66,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("ACTION is required: quagga data export --out FILE.npz")
     from quant import model_ir as mi
 
-    name, syn = args.dataset, _synthetic_args(args)
+    name, syn = args.dataset, synthetic_args(args)
     if args.from_model:
         meta = mi.load(args.from_model).meta
         name = name or meta.get("dataset")

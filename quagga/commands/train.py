@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from quagga.cli import CLIError
+from quagga.dataset_args import add_synthetic_arguments, synthetic_args
 from quant.fileio import write_text_atomic
 
 
@@ -27,12 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="random: 20 per class / 500 / 1000, seeded (the paper's protocol); public: the dataset's masks")
     g.add_argument("--split-seed", type=int, default=None,
                    help="seed of the random split (default: each run seed makes its own split)")
-    g.add_argument("--synthetic-nodes", type=int, default=1000)
-    g.add_argument("--synthetic-classes", type=int, default=4)
-    g.add_argument("--synthetic-features", type=int, default=32)
-    g.add_argument("--synthetic-degree", type=float, default=8.0)
-    g.add_argument("--synthetic-homophily", type=float, default=0.8)
-    g.add_argument("--synthetic-seed", type=int, default=0)
+    add_synthetic_arguments(g)
     m = parser.add_argument_group("model")
     m.add_argument("--model", choices=("smp", "appnp", "emp", "gcn"), default="smp")
     m.add_argument("--bits", default="4", help="2, 4, 8 (any 1..8), or 32/fp32 for full precision")
@@ -112,9 +108,7 @@ def run(args) -> int:
     seeds = parse_seeds(args.seeds)
     torch.set_num_threads(args.threads or 1)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    syn_args = {"num_nodes": args.synthetic_nodes, "num_classes": args.synthetic_classes,
-                "num_features": args.synthetic_features, "avg_degree": args.synthetic_degree,
-                "homophily": args.synthetic_homophily, "seed": args.synthetic_seed}
+    syn_args = synthetic_args(args)
     data = load_dataset(args.dataset, args.data_root, synthetic_args=syn_args)
     pd = paper_defaults(args.model, bits, bt, paper_code=args.paper_code, dataset=data.name)
     if args.alpha_reinit is not None and args.alpha_reinit < 0:
