@@ -25,6 +25,18 @@ def _recorded(model, d, g):
     return rec, logits
 
 
+def _assert_stages_equal(model, d, g):
+    """The recorded eval forward equals the exported model's every stage; returns the logits,
+    the exported model and its reference activations."""
+    rec, logits = _recorded(model, d, g)
+    im = lower(model, g, num_features=d.num_features, normalize=d.normalize)
+    ref = im.run(d.x.numpy(), keep=True)
+    assert [k for k, _ in rec] == [op.op for op in im.ops]
+    for (kind, codes), op in zip(rec, im.ops):
+        assert np.array_equal(codes.numpy(), ref[op.out]), (kind, op.out)
+    return logits, im, ref
+
+
 @pytest.mark.parametrize("model", ["smp", "appnp", "gcn"])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_eval_forward_equals_int_model_at_every_stage(model, config):
@@ -32,12 +44,7 @@ def test_eval_forward_equals_int_model_at_every_stage(model, config):
     kw = {"layers": 2} if model == "gcn" else {}
     d, g, res = train_tiny(model, bits, epochs=3, bt=bt, **kw)
     assert res.model.cfg.exact_forward
-    rec, logits = _recorded(res.model, d, g)
-    im = lower(res.model, g, num_features=d.num_features, normalize=d.normalize)
-    ref = im.run(d.x.numpy(), keep=True)
-    assert [k for k, _ in rec] == [op.op for op in im.ops]
-    for (kind, codes), op in zip(rec, im.ops):
-        assert np.array_equal(codes.numpy(), ref[op.out]), (kind, op.out)
+    logits, im, ref = _assert_stages_equal(res.model, d, g)
     # the forward without recording (its fast paths) gives the same logits
     with torch.no_grad():
         x = torch.from_numpy(preprocess_features(d.x.numpy(), d.normalize))
@@ -153,9 +160,4 @@ def test_fast_aggregate_equals_reference(seed):
                                       ("smp", {"warm_start": True})])
 def test_other_stage_options_are_exact(model, kw):
     d, g, res = train_tiny(model, 4, epochs=2, **kw)
-    rec, _ = _recorded(res.model, d, g)
-    im = lower(res.model, g, num_features=d.num_features, normalize=d.normalize)
-    ref = im.run(d.x.numpy(), keep=True)
-    assert [k for k, _ in rec] == [op.op for op in im.ops]
-    for (kind, codes), op in zip(rec, im.ops):
-        assert np.array_equal(codes.numpy(), ref[op.out]), (kind, op.out)
+    _assert_stages_equal(res.model, d, g)
