@@ -178,7 +178,9 @@ def lower_model(model: mi.IntModel) -> list[OpSpec]:
                           acc_bits=p.acc_bits, msg=p.msg is not None, upd=p.upd is not None)
             info[op.out] = (y.bits, y.signed, p.y_zero, f)
         elif isinstance(op, mi.AddOp):
-            ops_in = [(operand(op.a), op.a_zero), (operand(op.b), op.b_zero)]
+            ops_in = [(operand(op.a), op.a_zero)]
+            if op.b != op.a:  # a requantizing copy (a * Ma + a * 0) streams its operand once
+                ops_in.append((operand(op.b), op.b_zero))
             streamed = [(o, z) for o, z in ops_in if o is not None]
             f = max(o[3] for o, _ in streamed) if streamed else 1
             spec = OpSpec(i, "add", op.out, n, f, tuple(o[0] for o, _ in streamed), tuple(o[3] for o, _ in streamed),

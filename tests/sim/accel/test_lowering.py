@@ -44,7 +44,8 @@ def _check_record(op, rec: dict, widths: dict[str, int]) -> None:
         assert w["w_bits"] == p.w_spec.bits and w["out_bits"] == p.y_spec.bits and w["acc_bits"] == p.acc_bits
         assert w["msg_requant"] == (p.msg is not None) and w["upd_requant"] == (p.upd is not None)
     elif isinstance(op, mi.AddOp):
-        assert w["in_bits"] == [widths[t] for t in (op.a, op.b) if t in widths] and w["out_bits"] == op.spec.bits
+        streamed = [t for t in dict.fromkeys((op.a, op.b)) if t in widths]
+        assert w["in_bits"] == [widths[t] for t in streamed] and w["out_bits"] == op.spec.bits
     elif isinstance(op, (mi.ReluOp, mi.ArgmaxOp, mi.TruncateOp)):
         assert w["in_bits"] == [widths[op.inp]]
         assert w["out_bits"] == {"relu": widths[op.inp], "argmax": 32, "truncate": 2}[op.op]
