@@ -177,7 +177,7 @@ class Estimate:
                    "throughput_ops_per_s": p.work / sec if sec else None,
                    "peak_ops_per_s": p.peak_work_per_cycle * self.clock_hz}
             for k in ("lanes", "passes", "load_imbalance", "compute_utilisation", "bandwidth_utilisation",
-                      "dram_bytes_per_edge", "gemm", "array"):
+                      "dram_bytes_per_edge", "dram_bytes_split", "rows_split", "gemm", "array"):
                 if k in p.detail:
                     rec[k] = p.detail[k]
             if "feature_buffer" in p.detail:
@@ -288,13 +288,20 @@ def _limit(r: dict, f: dict, ceiling_ratio: float, dp: DesignPoint) -> dict:
             out["limit"] = (f"aggregation compute: {dp.agg_units} units x {main.get('lanes')} lanes, "
                             f"{main.get('passes')} passes per row; the DRAM is "
                             f"{100 * (main.get('bandwidth_utilisation') or 0):.0f}% busy")
-    elif rel > 1:
-        out["limit"] = (f"beyond the ceiling: the feature buffer reuses rows (hit rate "
-                        f"{100 * (r.get('feature_buffer_hit_rate') or 0):.1f}% vs "
-                        f"{100 * (f.get('feature_buffer_hit_rate') or 0):.1f}% at FP32), which the ceiling ignores")
     else:
-        out["limit"] = ("DRAM bandwidth with overheads the ceiling ignores: whole-burst fetches, "
-                        "edge-weight bits in the CSR stream, output write-back")
+        split = main.get("dram_bytes_split") or {}
+        tot = sum(split.values()) or 1
+        share = ", ".join(f"{k} {100 * v / tot:.0f}%" for k, v in split.items())
+        hit = 100 * (r.get("feature_buffer_hit_rate") or 0)
+        hit_f = 100 * (f.get("feature_buffer_hit_rate") or 0)
+        if rel > 1:
+            out["limit"] = (f"DRAM bandwidth, beyond the ceiling: the feature buffer serves {hit:.1f}% of the "
+                            f"gathered lines vs {hit_f:.1f}% at FP32 (the ceiling reads every row from DRAM); "
+                            f"traffic {share}")
+        else:
+            out["limit"] = (f"DRAM bandwidth, short of the ceiling: traffic {share}; the CSR stream (index and "
+                            f"edge-weight bits per edge) does not shrink with the feature width, and the feature "
+                            f"buffer serves {hit:.1f}% of the gathered lines vs {hit_f:.1f}% at FP32")
     return out
 
 

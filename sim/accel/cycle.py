@@ -447,6 +447,7 @@ def aggregate_phase(name: str, indptr: np.ndarray, indices: np.ndarray, n_featur
                                  "accesses": gs.accesses, "misses": gs.misses, "compulsory": gs.compulsory,
                                  "hit_rate": gs.hit_rate, "hub_rows_refetched": int(spill.sum())},
               "csr_rows_restreamed": int((~csr_fits).sum()),
+              "dram_bytes_split": {"features": int(rd_feat), "csr": int(rd_csr), "output": int(wr_total)},
               "dram_bytes_per_edge": (rd_total + wr_total) / e if e else 0.0}
     return PhaseResult(name, "agg_unit", cycles, compute_cycles, mem_cycles, rd_total, wr_total,
                        bound, ops, float(units * lanes), counts, detail)
