@@ -142,7 +142,7 @@ class Estimate:
     op_energy_j: list[float]
     dram_bytes: int
     clock_hz: float
-    as_stored: bool
+    widths: str
     wall_seconds: float = 0.0
 
     @property
@@ -181,13 +181,15 @@ class Estimate:
                 if k in p.detail:
                     rec[k] = p.detail[k]
             if "feature_buffer" in p.detail:
-                rec["feature_buffer_hit_rate"] = p.detail["feature_buffer"]["hit_rate"]
+                fb = p.detail["feature_buffer"]
+                rec["feature_buffer_hit_rate"] = fb["hit_rate"]
+                rec["row_bytes"], rec["line_bytes"] = fb["row_bytes"], fb["line_bytes"]
             out.append(rec)
         return out
 
     def to_dict(self, phases: bool = False) -> dict:
         agg = self.agg()
-        d = {"precision": self.precision, "widths": "as stored" if self.as_stored else "replaced",
+        d = {"precision": self.precision, "widths": self.widths,
              "cycles": self.cycles, "seconds": self.seconds,
              "energy_j": self.energy_j, "energy_j_low": self.energy["energy_j_low"],
              "energy_j_high": self.energy["energy_j_high"], "dram_bytes": self.dram_bytes,
@@ -254,9 +256,12 @@ def estimate(g: GraphStructure, dp: DesignPoint, precision: str | Precision,
     rep = energy(counts, table)
     cycles = sum(p.cycles for p in phases)
     dram = sum(p.dram_bytes for p in phases)
-    as_stored = isinstance(wl, ModelWorkload) and prec.name == wl.precision
+    if isinstance(wl, ModelWorkload):
+        widths = "as stored" if prec.name == wl.precision else "replaced"
+    else:
+        widths = "stand-in"
     est = Estimate(prec.name, int(cycles), cycles / dp.clock_hz, ops, phases, counts, rep.to_dict(), op_e,
-                   int(dram), float(dp.clock_hz), as_stored, time.perf_counter() - t0)
+                   int(dram), float(dp.clock_hz), widths, time.perf_counter() - t0)
     log.debug("estimate %s %s %s: %d cycles in %.3f s", g.name, dp.key(), prec.name, cycles, est.wall_seconds)
     return est
 
@@ -299,9 +304,13 @@ def _limit(r: dict, f: dict, ceiling_ratio: float, dp: DesignPoint) -> dict:
                             f"gathered lines vs {hit_f:.1f}% at FP32 (the ceiling reads every row from DRAM); "
                             f"traffic {share}")
         else:
+            burst = ""
+            if main.get("row_bytes") and main.get("line_bytes") and main["row_bytes"] < main["line_bytes"]:
+                burst = (f"; a miss fetches a whole {main['line_bytes']} B burst for a {main['row_bytes']} B "
+                         f"row (burst granularity)")
             out["limit"] = (f"DRAM bandwidth, short of the ceiling: traffic {share}; the CSR stream (index and "
-                            f"edge-weight bits per edge) does not shrink with the feature width, and the feature "
-                            f"buffer serves {hit:.1f}% of the gathered lines vs {hit_f:.1f}% at FP32")
+                            f"edge-weight bits per edge) does not shrink with the feature width{burst}; the "
+                            f"feature buffer serves {hit:.1f}% of the gathered lines vs {hit_f:.1f}% at FP32")
     return out
 
 
