@@ -117,3 +117,14 @@ def test_cli_estimates_a_model_file_and_checks_the_graph_hash(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     assert main(["estimate", str(path), "--dataset", str(tmp_path / "other.npz"), "--json", str(bad)]) == 2
     assert "graph hash" in capsys.readouterr().err and not bad.exists()
+
+
+def test_sweep_of_a_model_file(tmp_path, capsys):
+    model, _ = random_model(5, "appnp", bits=4, graph=GRAPH, steps=2)
+    path = mi.save(model, tmp_path / "m.qim")
+    csv = tmp_path / "s.csv"
+    assert main(["sweep", str(path), "--vary", "agg_units=2,8", "--csv", str(csv), "--no-dask",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    lines = csv.read_text().splitlines()
+    assert len(lines) == 1 + 2 * 4 and "agg_bound" in lines[0]
+    assert main(["sweep", str(path), "--workload", "gcn", "--csv", str(tmp_path / "x.csv"), "--no-dask"]) == 2
