@@ -1,21 +1,20 @@
 """Cycle and action-count models of the accelerator's units.
 
-Three units, each with a pure model ``(shape, design, precision, options) -> PhaseResult``:
+Three units, each with a pure model ``(shape, design, widths, options) -> PhaseResult``:
 
-* **aggregation unit** (:func:`aggregate_phase`): the RTL's timing (one input beat per cycle,
-  ``chunks(F)`` passes over the CSR graph, ``total_beats + latency`` cycles with an ideal
-  source and sink; :mod:`sim.design.stream` owns those formulas) extended with the memory system
-  of :mod:`sim.accel.memory`: per tile of rows the phase takes ``max(compute, DRAM bytes / bandwidth)``
-  cycles, so each tile is compute-bound or bandwidth-bound;
+* **aggregation units** (:func:`aggregate_phase`): ``dp.agg_units`` copies of the RTL unit, whose
+  timing (one input beat per cycle, ``ceil(F / lanes)`` passes per row, ``total_beats + latency``
+  cycles with an ideal source and sink) is owned by :mod:`sim.design.stream`, sharing windows of
+  rows (hub rows split over units) and extended with the memory system of
+  :mod:`sim.accel.memory`: each window takes ``max(compute, DRAM bytes / bandwidth)`` cycles;
 * **dense unit** (:func:`dense_phase`): a weight-stationary systolic MAC array of
   ``dense_rows x dense_cols`` INT8-equivalent PEs whose PEs fuse for narrower operands
-  (Bit Fusion: ``(8/b)^2`` b-bit MACs per PE per cycle);
-* **vector unit** (:func:`vector_phase`): ``vector_lanes`` element-wise add-with-requantize
-  operations per cycle (the SMP/APPNP combination step).
+  (Bit Fusion: ``(8/b_x)(8/b_w)`` narrow MACs per PE per cycle);
+* **vector unit** (:func:`vector_phase`): ``vector_lanes`` element operations per cycle.
 
-The unit-level aggregation model (:func:`unit_total_beats`, :func:`unit_latency`,
-:func:`unit_ideal_cycles`) is what ``tests/sim/accel/test_cycle_rtl.py`` compares with the RTL's
-measured cycle counts.
+Each op reports whether compute or memory bound it.  The unit-level aggregation model
+(:func:`unit_total_beats`, :func:`unit_latency`, :func:`unit_ideal_cycles`) is what
+``tests/sim/accel/test_cycle_rtl.py`` compares with the RTL's measured cycle counts.
 """
 
 from __future__ import annotations
