@@ -84,10 +84,10 @@ class DesignPoint:
     acc_bits: int | None = None
     msg_requant: bool = False
     upd_requant: bool = False
-    clock_hz: float = 1e9
+    clock_hz: float = 500e6
     dram: str = "HBM2"
     dram_bandwidth_gbs: float = 256.0
-    agg_units: int = 64
+    agg_units: int = 128
     feature_buffer_kib: int = 512
     index_bits: int = 32
     dense_rows: int = 16
