@@ -203,7 +203,7 @@ def render_roofline(estimates: list[dict]) -> bytes:
     colors = {"fp32": "tab:red", "int8": "tab:orange", "int4": "tab:green", "int2": "tab:blue", "int1": "tab:purple"}
     markers = {"propagate": "o", "linear": "s", "add": "^", "relu": "v", "truncate": "D", "argmax": "x",
                "input": "P"}
-    fig, ax = plt.subplots(figsize=(8.2, 5.4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(11.0, 5.4), layout="constrained")
     xs_all = []
     for p, r in d["results"].items():
         for o in r["ops"]:
@@ -221,6 +221,8 @@ def render_roofline(estimates: list[dict]) -> bytes:
         if agg:
             ax.axhline(agg["peak_ops_per_s"], color=colors.get(p, "k"), ls="--", lw=1,
                        label=f"{p} aggregation roof: {dp['agg_units']} units x {agg['lanes']} lanes")
+    ax.axhline(dp["vector_lanes"] * dp["clock_hz"], color="grey", ls=":", lw=1,
+               label=f"vector unit roof: {dp['vector_lanes']} lanes")
     for p in d["results"]:
         ax.scatter([], [], color=colors.get(p, "k"), marker="o", label=f"{p} ops")
     kinds = sorted({o["op"] for r in d["results"].values() for o in r["ops"]})
@@ -233,7 +235,7 @@ def render_roofline(estimates: list[dict]) -> bytes:
     title = d["model"]["path"] if d.get("model") else f"{d['workload']['kind']} stand-in"
     ax.set_title(f"Roofline: {d['graph']['name']}, {title}, design {dp['name']}", fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    fig.legend(fontsize=7.5, loc="outside right upper")
     import io as _io
 
     buf = _io.BytesIO()
