@@ -32,7 +32,7 @@ from sim.design.point import DesignError, DesignPoint
 log = logging.getLogger(__name__)
 
 #: Columns of the sweep CSV, in order (design fields are appended after these).
-RESULT_COLUMNS = ("dataset", "design_key", "precision", "cycles", "seconds", "energy_j", "energy_j_low",
+RESULT_COLUMNS = ("dataset", "workload", "design_key", "precision", "cycles", "seconds", "energy_j", "energy_j_low",
                   "energy_j_high", "speedup_vs_fp32", "energy_ratio_vs_fp32", "speedup_vs_int8",
                   "energy_ratio_vs_int8", "dram_bytes", "agg_cycles", "agg_unit_ideal_cycles",
                   "feature_buffer_hit_rate", "lanes", "agg_bound")
@@ -145,8 +145,9 @@ def evaluate_task(task: SweepTask) -> dict:
     rows = []
     for p in task.precisions:
         r = res["results"][p]
-        row = {"dataset": task.dataset, "design_key": dp.key(), "precision": p}
-        for c in RESULT_COLUMNS[3:]:
+        workload = f"model:{task.model}" if task.model else f"stand-in:{task.workload.get('kind')}"
+        row = {"dataset": task.dataset, "workload": workload, "design_key": dp.key(), "precision": p}
+        for c in RESULT_COLUMNS[4:]:
             row[c] = r.get(c)
         for c in DESIGN_COLUMNS:
             row[c] = task.design[c]
