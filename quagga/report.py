@@ -335,11 +335,13 @@ EXPLANATION = """\
 The simulated accelerator and the measured CPU kernels answer different questions, so their
 speed-ups differ for reasons that can be named:
 
-* **Where the time goes.** The accelerator template streams one packed feature word per edge
-  per cycle; narrower codes mean more lanes per word, so a feature vector needs fewer passes,
-  and fewer DRAM bytes per edge.  Its speed-up is bounded by the bytes-per-edge ceiling once
-  memory-bound, and is 1× when a graph's feature width already fits one word at every
-  precision (e.g. 2 classes on Tolokers).
+* **Where the time goes.** The simulated figures price each trained `model.qim` op by op on the
+  balanced default design (`quagga estimate`, docs/cycle-model.md): the aggregation units stream
+  one packed feature word per edge per cycle, so narrower codes mean fewer passes per row and
+  fewer DRAM bytes per edge.  Memory-bound, the speed-up follows the bytes moved, bounded by
+  the bytes-per-edge ceiling; when the feature buffer holds the rows (narrow class vectors), the
+  index and edge-weight stream dominates and shrinks only with the weight width.  Each estimate
+  names the resource that sets its aggregation speed-up.
 * **On the CPU** random neighbour gathers are latency-bound; packed codes win by shrinking the
   working set (more of it stays in cache) and by SWAR arithmetic (several lanes per 64-bit
   add), not by narrower adders.  The FP32 PyG baseline also pays for materialising per-edge
