@@ -84,7 +84,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("balanced", "the default: one HBM2 stack (256 GB/s = 512 B/cycle at 500 MHz) against 128 "
            "aggregation units of 64 bits (1024 B/cycle of feature chunks, of which the feature buffer "
-           "serves part)", "hbm2-1stack", {"clock_hz": 500e6, "agg_units": 128}),
+           "serves part), a 32x32 dense array and 128 vector lanes", "hbm2-1stack",
+           {"clock_hz": 500e6, "agg_units": 128, "dense_rows": 32, "dense_cols": 32, "vector_lanes": 128}),
     Preset("edge", "an edge accelerator: one LPDDR4-3200 x32 package (12.8 GB/s = 25.6 B/cycle at 500 MHz) "
            "against 6 aggregation units, a 256 KiB feature buffer and an 8x8 dense array", "lpddr4-3200-x32",
            {"clock_hz": 500e6, "agg_units": 6, "feature_buffer_kib": 256, "dense_rows": 8, "dense_cols": 8,
@@ -98,7 +99,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            {"clock_hz": 1e9, "agg_units": 256, "feature_buffer_kib": 2048, "dense_rows": 64, "dense_cols": 64,
             "vector_lanes": 64}),
     Preset("rtl-unit", "the RTL's single aggregation unit on one HBM2 stack: compute-bound by construction "
-           "(512 B/cycle against 8 B/cycle)", "hbm2-1stack", {"clock_hz": 500e6, "agg_units": 1}),
+           "(512 B/cycle against 8 B/cycle); the other units as in the design files' defaults", "hbm2-1stack",
+           {"clock_hz": 500e6, "agg_units": 1}),
 )}
 
 DEFAULT_PRESET = "balanced"

@@ -12,7 +12,7 @@ from sim.design.presets import preset
 INDPTR = np.array([0, 2, 5, 8, 11, 13])
 INDICES = np.array([0, 1, 0, 1, 2, 1, 2, 3, 2, 3, 4, 3, 4])
 N, C = 5, 4
-DP = preset("balanced", agg_units=1, dram_bandwidth_gbs=4.0)  # 8 B/cycle at 500 MHz, HBM2 32 B bursts
+DP = preset("balanced", agg_units=1, dram_bandwidth_gbs=4.0, vector_lanes=16)  # 8 B/cycle at 500 MHz, HBM2 32 B bursts
 
 
 def _prop(i: int, name: str) -> OpSpec:
