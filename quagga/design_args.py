@@ -1,6 +1,6 @@
 """The design point of a command: ``--design FILE`` and ``--set key=value`` overrides.
 
-The one place the commands (estimate, sweep, golden, rtl) turn their design arguments into a
+The one place the commands (estimate, sweep, golden, rtl) turn their design arguments (a TOML file or a preset name, ``--set`` overrides) into a
 :class:`sim.design.point.DesignPoint`; a design file must exist and set at least one key.
 """
 
@@ -29,4 +29,7 @@ def design_from_args(args: argparse.Namespace):
         if p.is_file() and not p.read_text(errors="replace").strip():
             raise CLIError(f"--design {str(p)!r} is empty: a design file must set at least one key "
                            f"(e.g. bits = 4)")
-    return design_from_cli(args.design, args.set)
+    dp = design_from_cli(args.design, args.set)
+    if getattr(args, "agg_units", None) is not None:  # estimate / sweep: --agg-units N
+        dp = dp.replace(agg_units=args.agg_units)
+    return dp

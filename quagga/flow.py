@@ -270,16 +270,22 @@ class Flow:
     def sweep(self) -> list[str]:
         """A small design-space sweep (word width x DRAM bandwidth x precision) through Dask."""
         d = self.run_dir / "sweep"
-        self._quagga("sweep", "--dataset", self.graph_npz, "--k-steps", self.o.layers,
+        self._quagga("sweep", "--dataset", self.graph_npz, "--workload", "appnp", "--k-steps", self.o.layers,
                      "--vary", "word_bits=32,64,128", "--vary", "dram_bandwidth_gbs=64,256",
                      "--csv", d / "sweep.csv", "--plot", d / "pareto.png", "--cache-dir", d / "cache")
         return [str(d / "sweep.csv")]
 
     def estimate(self) -> list[str]:
-        d = self.run_dir / "estimate"
-        self._quagga("estimate", "--dataset", self.graph_npz, "--k-steps", self.o.layers,
-                     "--json", d / "estimate.json", "--markdown", d / "estimate.md", "--plot", d / "estimate.png")
-        return [str(d / "estimate.json")]
+        """``quagga estimate RUN/train/<tag>/model.qim`` for every trained integer precision: the
+        exported model lowered op by op on its own graph, at FP32 / INT8 / INT4 / INT2."""
+        def one(tag: str) -> str:
+            d = self.run_dir / "estimate" / tag
+            self._quagga("estimate", self.run_dir / "train" / tag / "model.qim", "--dataset", self.graph_npz,
+                         "--json", d / "estimate.json", "--markdown", d / "estimate.md",
+                         "--plot", d / "estimate.png", "--roofline", d / "roofline.png")
+            return str(d / "estimate.json")
+
+        return self._each("estimate", self._int_tags(), one)
 
     def bench(self) -> list[str]:
         js = self.run_dir / "bench" / "bench.json"
@@ -305,7 +311,7 @@ class Flow:
         self._stage("simulate", self.simulate, needs=("train",))
         self._stage("rtl", self.rtl, needs=("train",))
         self._stage("depth", self.depth, needs=("data",))
-        self._stage("estimate", self.estimate, needs=("data",))
+        self._stage("estimate", self.estimate, needs=("train",))
         self._stage("sweep", self.sweep, needs=("data",))
         self._stage("bench", self.bench)
         self._stage("report", self.report)

@@ -62,10 +62,10 @@ def collect(run: Path) -> dict[str, Any]:
     out["simulate"] = {t: read_json(run / "simulate" / t / "simulate.json") for t in _tags(run, "simulate")}
     out["rtl"] = {p.stem.removeprefix("verify-"): read_json(p)
                   for p in sorted((run / "rtl").glob("verify*.json"))} if (run / "rtl").is_dir() else {}
-    est = read_json(run / "estimate" / "estimate.json")
-    if isinstance(est, dict) and "estimates" in est:
-        est = est["estimates"][0] if est["estimates"] else None
-    out["estimate"] = est
+    out["estimates"] = {t: read_json(run / "estimate" / t / "estimate.json") for t in _tags(run, "estimate")}
+    out["estimates"] = {t: e for t, e in out["estimates"].items() if isinstance(e, dict)}
+    # the lowest trained precision's estimate carries every precision's totals (for the energy plot)
+    out["estimate"] = next((out["estimates"][t] for t in reversed(PRECISION_TAGS) if t in out["estimates"]), None)
     out["bench"] = read_json(run / "bench" / "bench.json")
     out["depth"] = read_json(run / "depth" / "depth.json")
     out["synth"] = _find_synth()
@@ -141,9 +141,36 @@ def plot_accuracy_vs_depth(data: dict, out: Path) -> str | None:
 
 
 def simulated_speedups(data: dict) -> dict[str, float]:
-    est = data.get("estimate") or {}
-    res = est.get("results") or {}
-    return {t: res[t]["speedup_vs_fp32"] for t in PRECISION_TAGS if t in res and "speedup_vs_fp32" in res[t]}
+    """Simulated speed-up over FP32 of each trained precision: its own ``model.qim`` as stored
+    (``estimate/<tag>/estimate.json``) against the same op list at FP32."""
+    out = {}
+    for t, est in (data.get("estimates") or {}).items():
+        r = _get(est, "results", t) or {}
+        if "speedup_vs_fp32" in r:
+            out[t] = r["speedup_vs_fp32"]
+    return out
+
+
+def simulated_sources(data: dict) -> dict[str, str]:
+    """The ``.qim`` each simulated figure was estimated from, relative to the run directory."""
+    out = {}
+    for t, est in (data.get("estimates") or {}).items():
+        path = _get(est, "model", "path")
+        if path:
+            p = Path(path)
+            out[t] = "/".join(p.parts[-3:]) if len(p.parts) >= 3 else str(p)
+    return out
+
+
+def plot_roofline(data: dict, out: Path) -> str | None:
+    """Roofline of every op of the lowest trained precision's model at every precision."""
+    est = data.get("estimate")
+    if not est or not _get(est, "results"):
+        return None
+    from quagga.commands.estimate_render import render_roofline
+
+    (out / "roofline.png").write_bytes(render_roofline([est]))
+    return "roofline.png"
 
 
 def measured_speedups(data: dict, workload: str = "smp") -> dict[str, float]:
@@ -161,7 +188,8 @@ def plot_speedups(data: dict, out: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     xs = list(range(len(tags)))
     w = 0.27
-    ax.bar([x - w for x in xs], [sim.get(t, 0) for t in tags], width=w, label="simulated accelerator (cycle model)")
+    ax.bar([x - w for x in xs], [sim.get(t, 0) for t in tags], width=w,
+           label="simulated accelerator (cycle model of train/<tag>/model.qim)")
     ax.bar(xs, [meas.get(t, 0) for t in tags], width=w, label="measured CPU, end-to-end model")
     ax.bar([x + w for x in xs], [meas_agg.get(t, 0) for t in tags], width=w, label="measured CPU, one aggregation")
     for t, v in PAPER_SPEEDUP.items():
@@ -249,22 +277,24 @@ def plot_pareto(data: dict, out: Path) -> str | None:
 
 def summary_table(data: dict) -> list[str]:
     sim, meas, meas_agg = simulated_speedups(data), measured_speedups(data), measured_speedups(data, "aggregation")
-    res = _get(data, "estimate", "results") or {}
+    src = simulated_sources(data)
     lines = ["| precision | test acc fake-quant (%) | test acc integer (%) | simulator bit-exact | "
-             "RTL mismatches | simulated speed-up | measured speed-up (model) | measured speed-up (aggregation) | "
-             "simulated energy saving |",
+             "RTL mismatches | simulated speed-up (model file) | measured speed-up (model) | "
+             "measured speed-up (aggregation) | simulated energy saving |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for t in PRECISION_TAGS:
         m = data["train"].get(t)
         s = data["simulate"].get(t)
         r = data["rtl"].get(t)
+        res = _get(data, "estimates", t, "results") or {}
         if not any((m, s, r, t in res, t in meas)):
             continue
         bit_exact = "—" if not s else ("yes" if s.get("bit_exact") else f"NO ({s.get('mismatches')})")
         rtl = "—" if not r else f"{r.get('mismatches')} / {r.get('cases')} cases ({r.get('simulator')})"
         lines.append(
             f"| {t.upper()} | {_pct(_get(m, 'test_acc', 'fake_quant', 'mean'))} | "
-            f"{_pct(_get(m, 'test_acc', 'integer', 'mean'))} | {bit_exact} | {rtl} | {_x(sim.get(t))} | "
+            f"{_pct(_get(m, 'test_acc', 'integer', 'mean'))} | {bit_exact} | {rtl} | "
+            f"{_x(sim.get(t))}{f' (`{src[t]}`)' if t in src else ''} | "
             f"{_x(meas.get(t))} | {_x(meas_agg.get(t))} | {_x(_get(res, t, 'energy_ratio_vs_fp32'))} |")
     return lines
 
@@ -273,7 +303,7 @@ def ladder_table(data: dict) -> list[str]:
     lines = ["| rung | what is compared | ran | cases | mismatches |", "| --- | --- | --- | --- | --- |"]
     sims = [s for s in data["simulate"].values() if s]
     rtls = [r for r in data["rtl"].values() if r]
-    est = data.get("estimate")
+    est = data.get("estimates")
     lines.append("| 1 | `quant` reference, exhaustive | in the test suite (`pytest tests/quant`) | — | — |")
     lines.append("| 2 | trainer integer mode == `quant` reference | in the test suite (`pytest tests/training`) | — | — |")
     if sims:
@@ -305,11 +335,13 @@ EXPLANATION = """\
 The simulated accelerator and the measured CPU kernels answer different questions, so their
 speed-ups differ for reasons that can be named:
 
-* **Where the time goes.** The accelerator template streams one packed feature word per edge
-  per cycle; narrower codes mean more lanes per word, so a feature vector needs fewer passes,
-  and fewer DRAM bytes per edge.  Its speed-up is bounded by the bytes-per-edge ceiling once
-  memory-bound, and is 1× when a graph's feature width already fits one word at every
-  precision (e.g. 2 classes on Tolokers).
+* **Where the time goes.** The simulated figures price each trained `model.qim` op by op on the
+  balanced default design (`quagga estimate`, docs/cycle-model.md): the aggregation units stream
+  one packed feature word per edge per cycle, so narrower codes mean fewer passes per row and
+  fewer DRAM bytes per edge.  Memory-bound, the speed-up follows the bytes moved, bounded by
+  the bytes-per-edge ceiling; when the feature buffer holds the rows (narrow class vectors), the
+  index and edge-weight stream dominates and shrinks only with the weight width.  Each estimate
+  names the resource that sets its aggregation speed-up.
 * **On the CPU** random neighbour gathers are latency-bound; packed codes win by shrinking the
   working set (more of it stays in cache) and by SWAR arithmetic (several lanes per 64-bit
   add), not by narrower adders.  The FP32 PyG baseline also pays for materialising per-edge
@@ -333,7 +365,7 @@ def render(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path
     data = collect(run)
     plots = []
     for fn in (plot_accuracy_vs_bits, plot_accuracy_vs_depth, plot_speedups, plot_energy_breakdown,
-               plot_synth, plot_pareto):
+               plot_roofline, plot_synth, plot_pareto):
         try:
             name = fn(data, out)
         except Exception as exc:  # a broken input file must not hide the rest of the report
@@ -370,7 +402,8 @@ def render(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path
     lines += ["## Plots", ""]
     titles = {"accuracy_vs_bits.png": "Accuracy vs bits", "accuracy_vs_depth.png": "Accuracy vs depth",
               "speedup_simulated_vs_measured.png": "Simulated vs measured speed-up",
-              "energy_breakdown.png": "Energy breakdown", "synthesis_area.png": "Synthesis area vs bits",
+              "energy_breakdown.png": "Energy breakdown", "roofline.png": "Roofline of every op (simulated)",
+              "synthesis_area.png": "Synthesis area vs bits",
               "sweep_pareto.png": "Sweep Pareto front"}
     for p in plots:
         lines += [f"### {titles.get(p, p)}", "", f"![{titles.get(p, p)}]({p})", ""]

@@ -15,15 +15,17 @@ import time
 from quagga.cli import CLIError
 from quant.fileio import write_bytes_atomic, write_text_atomic
 from quagga.commands.estimate import (DEFAULT_PRECISIONS, add_template_arguments,
-                                      check_graph_names, template_from_args)
+                                      check_graph_names, model_workload, template_from_args)
 from quagga.design_args import design_from_args
 
 log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", action="append", required=True, metavar="NAME",
-                        help="dataset (repeatable; as for quagga estimate)")
+    parser.add_argument("model", nargs="?", metavar="MODEL.qim",
+                        help="exported integer model to sweep (its own graph); omit for a --workload stand-in")
+    parser.add_argument("--dataset", action="append", default=[], metavar="NAME",
+                        help="dataset (repeatable; as for quagga estimate; with a model, its graph hash is checked)")
     add_template_arguments(parser)
     parser.add_argument("--grid", metavar="TOML", help="sweep file: [base] design keys, [grid] key = [values]")
     parser.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2,...",
@@ -84,11 +86,20 @@ def run(args: argparse.Namespace) -> int:
     if base_over:
         base = DesignPoint.from_dict({**base.to_dict(), **base_over})
     designs = expand_grid(base, grid)
-    check_graph_names(args.dataset)
-    for name in args.dataset:  # fail early on a bad dataset name
-        load_graph(name, args.data_root)
+    check_graph_names(args.dataset or [])
     wl, opts = template_from_args(args)
-    tasks = make_tasks(args.dataset, designs, precisions, wl.to_dict(), opts.to_dict(), args.data_root)
+    if args.model:
+        if args.workload:
+            raise CLIError(f"--workload {args.workload!r} is a stand-in: give it without a model file")
+        mw = model_workload(args.model, args.dataset, args.data_root)  # checks the file and the graph hash
+        datasets, wl_dict = [mw.graph.name], mw.to_dict()
+    else:
+        if not args.workload or not args.dataset:
+            raise CLIError("give a model file (quagga sweep MODEL.qim) or a stand-in --workload with --dataset")
+        for name in args.dataset:  # fail early on a bad dataset name
+            load_graph(name, args.data_root)
+        datasets, wl_dict = args.dataset, wl.to_dict()
+    tasks = make_tasks(datasets, designs, precisions, wl_dict, opts.to_dict(), args.data_root, args.model)
     log.info("%d tasks (%d designs x %d datasets), %d precisions each", len(tasks), len(designs),
              len(args.dataset), len(precisions))
     if not logging.getLogger().isEnabledFor(logging.INFO):

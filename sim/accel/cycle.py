@@ -1,21 +1,20 @@
 """Cycle and action-count models of the accelerator's units.
 
-Three units, each with a pure model ``(shape, design, precision, options) -> PhaseResult``:
+Three units, each with a pure model ``(shape, design, widths, options) -> PhaseResult``:
 
-* **aggregation unit** (:func:`aggregate_phase`): the RTL's timing (one input beat per cycle,
-  ``chunks(F)`` passes over the CSR graph, ``total_beats + latency`` cycles with an ideal
-  source and sink; :mod:`sim.design.stream` owns those formulas) extended with the memory system
-  of :mod:`sim.accel.memory`: per tile of rows the phase takes ``max(compute, DRAM bytes / bandwidth)``
-  cycles, so each tile is compute-bound or bandwidth-bound;
+* **aggregation units** (:func:`aggregate_phase`): ``dp.agg_units`` copies of the RTL unit, whose
+  timing (one input beat per cycle, ``ceil(F / lanes)`` passes per row, ``total_beats + latency``
+  cycles with an ideal source and sink) is owned by :mod:`sim.design.stream`, sharing windows of
+  rows (hub rows split over units) and extended with the memory system of
+  :mod:`sim.accel.memory`: each window takes ``max(compute, DRAM bytes / bandwidth)`` cycles;
 * **dense unit** (:func:`dense_phase`): a weight-stationary systolic MAC array of
   ``dense_rows x dense_cols`` INT8-equivalent PEs whose PEs fuse for narrower operands
-  (Bit Fusion: ``(8/b)^2`` b-bit MACs per PE per cycle);
-* **vector unit** (:func:`vector_phase`): ``vector_lanes`` element-wise add-with-requantize
-  operations per cycle (the SMP/APPNP combination step).
+  (Bit Fusion: ``(8/b_x)(8/b_w)`` narrow MACs per PE per cycle);
+* **vector unit** (:func:`vector_phase`): ``vector_lanes`` element operations per cycle.
 
-The unit-level aggregation model (:func:`unit_total_beats`, :func:`unit_latency`,
-:func:`unit_ideal_cycles`) is what ``tests/sim/accel/test_cycle_rtl.py`` compares with the RTL's
-measured cycle counts.
+Each op reports whether compute or memory bound it.  The unit-level aggregation model
+(:func:`unit_total_beats`, :func:`unit_latency`, :func:`unit_ideal_cycles`) is what
+``tests/sim/accel/test_cycle_rtl.py`` compares with the RTL's measured cycle counts.
 """
 
 from __future__ import annotations
@@ -120,68 +119,78 @@ def unit_ideal_cycles(indptr: np.ndarray, n_features: int, dp: DesignPoint) -> i
 # ---------------------------------------------------------------------------- options
 @dataclass(frozen=True)
 class TemplateOptions:
-    """Accelerator-template knobs that are not part of the RTL design point.
+    """Accelerator-template knobs that are not part of the design point.
 
     Parameters
     ----------
     cache_policy : {"lru", "direct"}
         Feature buffer replacement policy.
     edge_buffer_kib : int
-        On-chip edge buffer, KiB.  If the CSR stream of a step (indptr, indices, weights)
-        fits, it is read from DRAM once and replayed from the buffer on the later passes.
+        On-chip edge buffer, KiB.  A row's CSR slice (its indices and weights) is read from
+        DRAM once and replayed from the buffer on the row's later passes if it fits; a longer
+        (hub) row is re-read on every pass.
     tile_rows : int
-        Rows per tile of the compute / bandwidth overlap model.
+        Rows per unit in a window of the compute / bandwidth overlap model: a window of
+        ``tile_rows * agg_units`` consecutive rows is shared by the design's units.
     tech_nm : int
         Technology node of the energy table (45, 32, 16 or 7).
-    agg_units : int
-        Aggregation units working in parallel on consecutive tiles of rows; they share the
-        DRAM bandwidth and the buffers.  1 is the RTL's single unit.
+    split_rows : bool
+        Split a row longer than a unit's share of its window over several units, merging
+        their partial sums (run-time rebalancing as in AWB-GCN, Geng et al., MICRO 2020);
+        False leaves each row on one unit, so hub rows serialise their window.
     """
 
     cache_policy: str = "lru"
     edge_buffer_kib: int = 256
     tile_rows: int = 32
     tech_nm: int = 45
-    agg_units: int = 1
+    split_rows: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.split_rows, bool):
+            raise QuantError(f"split_rows must be a bool, not {self.split_rows!r}")
         if self.cache_policy not in CACHE_POLICIES:
             raise QuantError(f"cache_policy must be one of {CACHE_POLICIES}, not {self.cache_policy!r}")
-        for f in ("edge_buffer_kib", "tile_rows", "agg_units"):
+        for f in ("edge_buffer_kib", "tile_rows"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise QuantError(f"{f} must be a positive int, not {v!r}")
 
     def to_dict(self) -> dict:
         return {"cache_policy": self.cache_policy, "edge_buffer_kib": self.edge_buffer_kib,
-                "tile_rows": self.tile_rows, "tech_nm": self.tech_nm, "agg_units": self.agg_units}
+                "tile_rows": self.tile_rows, "tech_nm": self.tech_nm, "split_rows": self.split_rows}
 
 
 # ---------------------------------------------------------------------------- results
 @dataclass
 class PhaseResult:
-    """Cycles, DRAM traffic and action counts of one phase of the workload.
+    """Cycles, DRAM traffic and action counts of one op on one unit.
 
     Attributes
     ----------
     name : str
-        Phase label, e.g. ``"lin1"``, ``"prop3"``.
+        Op label, e.g. ``"lin1"``, ``"prop3"``.
     unit : str
         Unit that runs it: ``"agg_unit"``, ``"dense_unit"`` or ``"vector_unit"``.
     cycles : int
-        Cycles of the phase with the memory system (>= ``compute_cycles``).
+        Cycles with the memory system (>= ``compute_cycles`` without latency effects).
     compute_cycles : int
-        Cycles with an ideal memory (the unit alone).
+        Cycles with an ideal memory (the units alone, including load imbalance).
     memory_cycles : int
-        Cycles to move the phase's DRAM bytes at the design's bandwidth.
+        Cycles to move the op's DRAM bytes at the design's peak bandwidth.
     dram_read_bytes, dram_write_bytes : int
         Off-chip traffic, bytes.
-    bound_tiles : dict
-        ``{"compute": n, "bandwidth": n}`` tiles (aggregation) or phases (others) by bound.
+    bound : {"compute", "memory"}
+        Which resource sets most of the op's cycles.
+    work : int
+        Element operations of the op (MACs for linear and propagate, elements for the
+        vector unit): the numerator of the roofline's operational intensity.
+    peak_work_per_cycle : float
+        The unit's peak element operations per cycle at the op's widths (its compute roof).
     counts : ActionCounts
         Priced later by :func:`sim.accel.energy.energy`.
     detail : dict
-        Phase-specific figures (hit rate, passes, lanes, ...).
+        Op-specific figures (hit rate, passes, lanes, utilisation, ...).
     """
 
     name: str
@@ -191,15 +200,22 @@ class PhaseResult:
     memory_cycles: int
     dram_read_bytes: int
     dram_write_bytes: int
-    bound_tiles: dict[str, int]
+    bound: str
+    work: int
+    peak_work_per_cycle: float
     counts: ActionCounts
     detail: dict = field(default_factory=dict)
+
+    @property
+    def dram_bytes(self) -> int:
+        return self.dram_read_bytes + self.dram_write_bytes
 
     def to_dict(self) -> dict:
         return {"name": self.name, "unit": self.unit, "cycles": self.cycles,
                 "compute_cycles": self.compute_cycles, "memory_cycles": self.memory_cycles,
                 "dram_read_bytes": self.dram_read_bytes, "dram_write_bytes": self.dram_write_bytes,
-                "bound": self.bound_tiles, **self.detail}
+                "bound": self.bound, "work": self.work, "peak_work_per_cycle": self.peak_work_per_cycle,
+                **self.detail}
 
 
 def _bytes_per_cycle(dp: DesignPoint) -> float:
@@ -214,7 +230,59 @@ def _sram(capacity_bytes: int) -> str:
     return f"sram_bit:{int(capacity_bytes)}"
 
 
+def _simple_bound(compute: int, mem: int) -> str:
+    return "memory" if mem > compute else "compute"
+
+
 # ---------------------------------------------------------------------------- aggregation
+@dataclass(frozen=True)
+class PropWidths:
+    """Widths of one propagation step on the aggregation unit.
+
+    Parameters
+    ----------
+    x_bits, w_bits, y_bits : int
+        Stored widths of the input feature codes, the edge-weight codes and the output codes
+        (32 for an FP32 step).
+    x_mult_bits, w_mult_bits : int
+        Widths the multiplier sees after zero-point subtraction (:func:`sim.accel.energy.centred_bits`).
+    acc_bits : int
+        Accumulator width.
+    msg, upd : bool
+        Message and update requantizers on.
+    is_float : bool
+        An FP32 step (FP32 multiply-add per lane, no requantizers).
+    """
+
+    x_bits: int
+    w_bits: int
+    y_bits: int
+    x_mult_bits: int
+    w_mult_bits: int
+    acc_bits: int
+    msg: bool = False
+    upd: bool = False
+    is_float: bool = False
+
+    def to_dict(self) -> dict:
+        return {"x_bits": self.x_bits, "w_bits": self.w_bits, "y_bits": self.y_bits, "acc_bits": self.acc_bits,
+                "msg_requant": self.msg, "upd_requant": self.upd, "float": self.is_float}
+
+
+def unit_design(dp: DesignPoint, pw: PropWidths) -> DesignPoint:
+    """The RTL design point of the unit that runs a step of widths ``pw`` (integer steps).
+
+    The accumulator is the step's own width when the design's ``max_degree`` admits it, else
+    the derived overflow-free width; edge weights wider than 8 bits are refused by the RTL and
+    cannot occur in a model file.
+    """
+    base = dict(bits=pw.x_bits, weight_bits=pw.w_bits, msg_requant=pw.msg, upd_requant=pw.upd)
+    try:
+        return dp.replace(**base, acc_bits=pw.acc_bits)
+    except DesignError:
+        return dp.replace(**base, acc_bits=None)
+
+
 @dataclass(frozen=True)
 class _GraphCache:
     """Per-graph arrays reused by every aggregation phase on that graph."""
@@ -256,129 +324,154 @@ def _group_max(per_tile: np.ndarray, group: int) -> np.ndarray:
 
 
 def aggregate_phase(name: str, indptr: np.ndarray, indices: np.ndarray, n_features: int,
-                    dp: DesignPoint, prec: Precision, opts: TemplateOptions,
+                    dp: DesignPoint, pw: PropWidths, opts: TemplateOptions,
                     _gather_memo: dict | None = None) -> PhaseResult:
-    """One propagation step ``Y = Q(A_hat X)`` of ``n_features`` features on the aggregation unit.
+    """One propagation step ``Y = Q(A_hat X)`` of ``n_features`` features on the aggregation units.
 
-    The unit streams ``chunks = ceil(F / lanes)`` passes over the destination-sorted CSR graph
-    (the RTL's order).  Per pass, the gather engine fetches each edge's neighbour chunk through
-    the feature buffer (simulated over the real gather sequence), the CSR stream comes from
-    DRAM (or, after the first pass, from the edge buffer if it fits), and the output chunk of
-    each row is written to DRAM.  Per tile of ``opts.tile_rows`` rows the pass takes
-    ``max(beats, DRAM bytes / bytes per cycle)`` cycles (with ``opts.agg_units`` units, per
-    group of that many tiles: ``max(max beats, summed bytes / bytes per cycle)``); the
-    pipeline latency is added once.
+    Order and timing.  Rows are taken in destination order; a row is streamed
+    ``passes = ceil(F / lanes)`` times, one chunk of ``lanes = word_bits // x_bits`` features
+    per pass, one edge per beat: ``passes * max(deg, 1)`` beats, the RTL's count
+    (:func:`unit_ideal_cycles`).  A window of ``opts.tile_rows * dp.agg_units`` consecutive rows
+    runs on the ``agg_units`` units at once, each unit taking the next row when it is free.
+    A row longer than a unit's share ``ceil(window beats / units)`` is split over several
+    units (``opts.split_rows``; one merge beat per extra segment and pass), else it makes its
+    unit the straggler of the window.  The window takes ``max(compute, window DRAM bytes /
+    bytes per cycle)`` cycles; the pipeline latency is added once.
+
+    Memory.  Feature rows are stored packed and node-major (``ceil(F * x_bits / 8)`` bytes
+    per node).  On a row's first pass the gather engine fetches each neighbour's whole row
+    through the feature buffer, simulated over the real gather sequence of the CSR; the
+    later passes read their chunks from the buffer, except in rows whose gathered rows
+    exceed the buffer (hubs), which re-fetch each later chunk's lines from DRAM.  A row's CSR
+    slice (index and weight per edge, one row pointer) is read once if it fits the edge
+    buffer, else once per pass.  The output row (``ceil(F * y_bits / 8)`` bytes) is written once.
 
     Shapes: ``indptr`` (N + 1,), ``indices`` (E,).
     """
-    b = prec.bits
-    lanes = lanes_at(dp, prec)
-    dpb = None if prec.is_float else design_at(dp, prec)
-    latency = unit_latency(dpb if dpb is not None else dp)
+    b = pw.x_bits
+    if b < 1 or dp.word_bits % b:
+        raise DesignError(f"word_bits must be a positive multiple of {b} to run a {b}-bit propagation "
+                          f"on this template, not {dp.word_bits!r}")
+    lanes = dp.word_bits // b
+    latency = unit_latency(dp if pw.is_float else unit_design(dp, pw))
     n = indptr.size - 1
     e = indices.size
     g = _graph_arrays(indptr)
-    n_chunks = -(-n_features // lanes)
+    passes = -(-n_features // lanes)
     line = DRAM_BURST_BYTES[dp.dram]
     bpc = _bytes_per_cycle(dp)
-    w_bits = 32 if prec.is_float else dp.weight_bits
-    idx_bits = dp.index_bits
+    units = dp.agg_units
     feat_cap = dp.feature_buffer_kib * 1024
     edge_cap = opts.edge_buffer_kib * 1024
-    # CSR stream of one pass: indptr entries, then index + weight per edge.
-    edge_row_bits = g.deg * (idx_bits + w_bits) + idx_bits
-    edge_stream_bytes = -(-int(edge_row_bits.sum()) // 8) + idx_bits // 8
-    edge_fits = edge_stream_bytes <= edge_cap
-
-    counts = ActionCounts()
-    cycles = 0
-    compute_total = 0
-    rd_total = 0
-    wr_total = 0
-    bound = {"compute": 0, "bandwidth": 0}
-    misses_total = 0
-    accesses_total = 0
+    row_bytes = -(-n_features * b // 8)
+    out_row_bytes = -(-n_features * pw.y_bits // 8)
     memo = _gather_memo if _gather_memo is not None else {}
-    for c in range(n_chunks):
-        f_c = min(lanes, n_features - c * lanes)
-        row_bytes = -(-f_c * b // 8)
-        key = (id(indices), n, row_bytes, line, feat_cap, opts.cache_policy)
-        gs = memo.get(key)
-        if gs is None:
-            gs = simulate_gather(indices, n, row_bytes, line, feat_cap, opts.cache_policy)
-            memo[key] = gs
-        misses_total += gs.misses
-        accesses_total += gs.accesses
-        miss_row = np.bincount(g.row_of_edge, weights=gs.miss_lines_per_edge, minlength=n) * line
-        edge_from_dram = (c == 0) or not edge_fits
-        rd_row = miss_row + (edge_row_bits / 8.0 if edge_from_dram else 0.0)
-        wr_row = np.full(n, float(row_bytes))
-        compute_t = _tile_sum(g.beats_per_row, opts.tile_rows)
-        mem_t = _tile_sum(rd_row + wr_row, opts.tile_rows)
-        if opts.agg_units > 1:  # a group of consecutive tiles runs on the units at once
-            compute_t = _group_max(compute_t, opts.agg_units)
-            mem_t = _tile_sum(mem_t, opts.agg_units)
-        mem_t = np.ceil(mem_t / bpc).astype(np.int64)
-        cycles += int(np.maximum(compute_t, mem_t).sum())
-        compute_total += int(compute_t.sum())
-        bw = int((mem_t > compute_t).sum())
-        bound["bandwidth"] += bw
-        bound["compute"] += int(compute_t.size - bw)
-        rd = gs.misses * line + (edge_stream_bytes if edge_from_dram else 0)
-        wr = n * row_bytes
-        rd_total += rd
-        wr_total += wr
-        # on-chip buffers: line fills and chunk reads; CSR stream into / out of the edge buffer
-        counts.add("feature_buffer", _sram(feat_cap), 8 * gs.misses * line)
-        counts.add("feature_buffer", _sram(feat_cap), e * f_c * b)
-        if edge_from_dram:
-            counts.add("edge_buffer", _sram(edge_cap), 8 * edge_stream_bytes)
-        counts.add("edge_buffer", _sram(edge_cap), 8 * edge_stream_bytes)
-    cycles += latency
-    compute_total += latency
+    key = (id(indices), n, row_bytes, line, feat_cap, opts.cache_policy)
+    gs = memo.get(key)
+    if gs is None:
+        gs = simulate_gather(indices, n, row_bytes, line, feat_cap, opts.cache_policy)
+        memo[key] = gs
+    miss_row = np.bincount(g.row_of_edge, weights=gs.miss_lines_per_edge, minlength=n) * line
+    # rows whose gathered rows exceed the buffer: split into buffer-sized segments (split_rows),
+    # else their later passes re-fetch their chunks
+    buf_seg = np.maximum(1, -(-(g.deg * row_bytes) // feat_cap))
+    spill = (buf_seg > 1) & (not opts.split_rows) & (passes > 1)
+    chunk_bytes = [-(-min(lanes, n_features - c * lanes) * b // 8) for c in range(passes)]
+    later_lines = sum(-(-cb // line) for cb in chunk_bytes[1:])
+    refetch_row = np.where(spill, g.deg * later_lines * line, 0).astype(np.float64)
+    csr_edge_bits = dp.index_bits + pw.w_bits
+    csr_fits = g.deg * csr_edge_bits <= 8 * edge_cap
+    csr_row_bits = (g.deg * csr_edge_bits + dp.index_bits).astype(np.float64)
+    csr_rd_row = csr_row_bits / 8.0 * np.where(csr_fits, 1, passes)
+    rd_row = miss_row + refetch_row + csr_rd_row
+    beats_row = passes * g.beats_per_row
+    window = opts.tile_rows * units
+    share = -(-_tile_sum(beats_row, window) // units)          # a unit's fair share of each window
+    if opts.split_rows:
+        # a row longer than the share is split over ceil(beats / share) units; each extra
+        # segment costs one merge beat per pass (adding its partial sums)
+        share_row = np.repeat(share, window)[:n]
+        seg = np.maximum(buf_seg, -(-beats_row // np.maximum(share_row, 1)))
+        compute_w = share + _tile_sum((seg - 1) * passes, window)
+        split_rows = int((seg > 1).sum())
+    else:
+        compute_w = np.maximum(share, _group_max(beats_row, window))
+        split_rows = 0
+    mem_w = np.ceil(_tile_sum(rd_row + out_row_bytes, window) / bpc).astype(np.int64)
+    cycles = int(np.maximum(compute_w, mem_w).sum()) + latency
+    compute_cycles = int(compute_w.sum()) + latency
+    mem_bound = mem_w > compute_w
+    bound = "memory" if int(mem_w[mem_bound].sum()) > int(compute_w[~mem_bound].sum()) else "compute"
+    total_beats = int(beats_row.sum())
+    rd_feat = gs.misses * line + int(refetch_row.sum())
+    rd_csr = int(math.ceil(csr_rd_row.sum()))
+    rd_total = rd_feat + rd_csr
+    wr_total = n * out_row_bytes
+    counts = ActionCounts()
+    # on-chip buffers: line fills and the unit's chunk reads; CSR into and out of the edge buffer
+    counts.add("feature_buffer", _sram(feat_cap), 8 * rd_feat)
+    counts.add("feature_buffer", _sram(feat_cap), e * n_features * b)
+    counts.add("edge_buffer", _sram(edge_cap), 8 * rd_csr)
+    counts.add("edge_buffer", _sram(edge_cap), int(passes * csr_row_bits.sum()))
     _add_dram(counts, dp, rd_total, wr_total)
-
     # datapath actions (padded lanes are clock-gated: only the F real lanes are counted)
     ops = e * n_features
     rows_out = n * n_features
-    if prec.is_float:
+    if pw.is_float:
         counts.add("agg_unit", "fp32_mult", ops)
         counts.add("agg_unit", "fp32_add", ops)
     else:
-        xb, wb = b + 1, dp.weight_bits + 1  # zero-point-centred operands
-        acc = dpb.acc_width
+        xb, wb, acc = pw.x_mult_bits, pw.w_mult_bits, pw.acc_bits
         counts.add("agg_unit", "int_mult", ops, xb, wb)
-        if dp.msg_requant:
+        if pw.msg:
             counts.add("agg_unit", "int_mult", ops, xb + wb, dp.mult_bits)
             counts.add("agg_unit", "int_add", ops, xb + wb + dp.mult_bits)
         counts.add("agg_unit", "int_add", ops, acc)
         counts.add("agg_unit", "int_mult", rows_out, acc, dp.mult_bits)
         counts.add("agg_unit", "int_add", rows_out, acc + dp.mult_bits)
-        if dp.upd_requant:
-            counts.add("agg_unit", "int_mult", rows_out, b + 1, dp.mult_bits)
-            counts.add("agg_unit", "int_add", rows_out, b + 1 + dp.mult_bits)
+        if pw.upd:
+            counts.add("agg_unit", "int_mult", rows_out, pw.y_bits + 1, dp.mult_bits)
+            counts.add("agg_unit", "int_add", rows_out, pw.y_bits + 1 + dp.mult_bits)
     mem_cycles = int(math.ceil((rd_total + wr_total) / bpc))
-    detail = {"features": n_features, "lanes": lanes, "passes": n_chunks, "latency": latency,
-              "unit_ideal_cycles": compute_total, "edge_stream_bytes": edge_stream_bytes,
-              "edge_buffer_holds_csr": bool(edge_fits),
-              "feature_buffer_hit_rate": 1.0 - misses_total / accesses_total if accesses_total else 1.0,
+    balanced = total_beats / units
+    detail = {"features": n_features, "lanes": lanes, "passes": passes, "latency": latency,
+              "agg_units": units, "widths": pw.to_dict(),
+              "unit_ideal_cycles": total_beats + latency,
+              "load_imbalance": float((compute_w.sum()) / balanced) if balanced else 1.0,
+              "rows_split": split_rows,
+              "compute_utilisation": total_beats / (units * cycles) if cycles else 0.0,
+              "bandwidth_utilisation": (rd_total + wr_total) / (bpc * cycles) if cycles else 0.0,
+              "windows": {"compute": int((~mem_bound).sum()), "memory": int(mem_bound.sum())},
+              "feature_buffer": {"policy": opts.cache_policy, "line_bytes": line, "row_bytes": row_bytes,
+                                 "accesses": gs.accesses, "misses": gs.misses, "compulsory": gs.compulsory,
+                                 "hit_rate": gs.hit_rate, "hub_rows_refetched": int(spill.sum())},
+              "csr_rows_restreamed": int((~csr_fits).sum()),
+              "dram_bytes_split": {"features": int(rd_feat), "csr": int(rd_csr), "output": int(wr_total)},
               "dram_bytes_per_edge": (rd_total + wr_total) / e if e else 0.0}
-    return PhaseResult(name, "agg_unit", cycles, compute_total, mem_cycles, rd_total, wr_total,
-                       bound, counts, detail)
+    return PhaseResult(name, "agg_unit", cycles, compute_cycles, mem_cycles, rd_total, wr_total,
+                       bound, ops, float(units * lanes), counts, detail)
 
 
 # ---------------------------------------------------------------------------- dense unit
-def dense_array(dp: DesignPoint, prec: Precision) -> tuple[int, int]:
-    """Effective rows x cols of the dense MAC array at ``prec``.
+def _fuse(bits: int) -> int:
+    """INT8-equivalent PE fusion factor for a ``bits``-wide operand: ``8 // 2^ceil(log2 bits)``."""
+    p = 1
+    while p < bits:
+        p *= 2
+    return max(1, 8 // p)
 
-    INT8-equivalent PEs fuse into ``(8 / b)`` x ``(8 / b)`` b-bit MACs (Bit Fusion, ISCA 2018),
-    so the effective array grows by ``8 / b`` per dimension; FP32 runs one MAC per PE per cycle
-    (an iso-PE assumption that favours FP32, so speed-ups are conservative).
+
+def dense_array(dp: DesignPoint, x_bits: int, w_bits: int, is_float: bool = False) -> tuple[int, int]:
+    """Effective rows x cols of the dense MAC array for ``x_bits`` x ``w_bits`` operands.
+
+    INT8-equivalent PEs fuse into ``(8 / b_x) x (8 / b_w)`` narrow MACs (Bit Fusion, ISCA
+    2018; widths rounded up to 1, 2, 4 or 8): the array grows by ``8 / b_w`` along the weight
+    rows and ``8 / b_x`` along the columns.  FP32 runs one MAC per PE per cycle (an iso-PE
+    assumption that favours FP32, so speed-ups are conservative).
     """
-    if prec.is_float or prec.bits >= 8:
+    if is_float:
         return dp.dense_rows, dp.dense_cols
-    k = 8 // prec.bits
-    return dp.dense_rows * k, dp.dense_cols * k
+    return dp.dense_rows * _fuse(w_bits), dp.dense_cols * _fuse(x_bits)
 
 
 def dense_compute_cycles(m: int, k: int, n: int, rows: int, cols: int) -> int:
@@ -393,61 +486,73 @@ def dense_compute_cycles(m: int, k: int, n: int, rows: int, cols: int) -> int:
     return folds * (m + rows) + rows + cols - 2
 
 
-def dense_phase(name: str, m: int, k: int, n: int, dp: DesignPoint, prec: Precision,
+@dataclass(frozen=True)
+class DenseWidths:
+    """Widths of one linear layer: stored ``x_bits``, ``w_bits``, ``y_bits`` and the
+    zero-point-centred ``x_mult_bits``, ``w_mult_bits`` the multipliers see (32 and
+    ``is_float`` for FP32)."""
+
+    x_bits: int
+    w_bits: int
+    y_bits: int
+    x_mult_bits: int
+    w_mult_bits: int
+    is_float: bool = False
+
+    def to_dict(self) -> dict:
+        return {"x_bits": self.x_bits, "w_bits": self.w_bits, "y_bits": self.y_bits, "float": self.is_float}
+
+
+def dense_phase(name: str, m: int, k: int, n: int, dp: DesignPoint, dw: DenseWidths,
                 opts: TemplateOptions) -> PhaseResult:
-    """A linear layer ``(m x k) @ (k x n)`` with int32 accumulation and output requantization."""
-    rows, cols = dense_array(dp, prec)
-    b = prec.bits
+    """A linear layer ``(m x k) @ (k x n)`` with int32 accumulation and output requantization.
+
+    The input is re-read once per column fold, weights and outputs move once.
+    """
+    rows, cols = dense_array(dp, dw.x_bits, dw.w_bits, dw.is_float)
     compute = dense_compute_cycles(m, k, n, rows, cols)
     n_folds = -(-n // cols)
-    a_bytes = -(-m * k * b // 8)
-    w_bytes = -(-k * n * b // 8)
-    o_bytes = -(-m * n * b // 8)
+    a_bytes = -(-m * k * dw.x_bits // 8)
+    w_bytes = -(-k * n * dw.w_bits // 8)
+    o_bytes = -(-m * n * dw.y_bits // 8)
     rd = a_bytes * n_folds + w_bytes
     wr = o_bytes
     mem = int(math.ceil((rd + wr) / _bytes_per_cycle(dp)))
     cycles = max(compute, mem)
     counts = ActionCounts()
     macs = m * k * n
-    if prec.is_float:
+    if dw.is_float:
         counts.add("dense_unit", "fp32_mult", macs)
         counts.add("dense_unit", "fp32_add", macs)
     else:
-        counts.add("dense_unit", "int_mult", macs, b, b)
+        counts.add("dense_unit", "int_mult", macs, dw.x_mult_bits, dw.w_mult_bits)
         counts.add("dense_unit", "int_add", macs, DENSE_ACC_BITS)
         counts.add("dense_unit", "int_mult", m * n, DENSE_ACC_BITS, dp.mult_bits)
         counts.add("dense_unit", "int_add", m * n, DENSE_ACC_BITS + dp.mult_bits)
     cap = dp.feature_buffer_kib * 1024
     counts.add("feature_buffer", _sram(cap), 8 * (rd + wr))           # staging in / out
-    counts.add("feature_buffer", _sram(cap), m * k * n_folds * b + k * n * b + m * n * b)
+    counts.add("feature_buffer", _sram(cap), m * k * n_folds * dw.x_bits + k * n * dw.w_bits + m * n * dw.y_bits)
     _add_dram(counts, dp, rd, wr)
-    bound = {"compute": int(compute >= mem), "bandwidth": int(mem > compute)}
-    return PhaseResult(name, "dense_unit", cycles, compute, mem, rd, wr, bound, counts,
-                       {"gemm": [m, k, n], "array": [rows, cols]})
+    return PhaseResult(name, "dense_unit", cycles, compute, mem, rd, wr, _simple_bound(compute, mem),
+                       macs, float(rows * cols), counts,
+                       {"gemm": [m, k, n], "array": [rows, cols], "widths": dw.to_dict()})
 
 
 # ---------------------------------------------------------------------------- vector unit
-def vector_phase(name: str, elements: int, dp: DesignPoint, prec: Precision,
-                 opts: TemplateOptions) -> PhaseResult:
-    """Element-wise ``y = clamp(round_shift(a*Ma + b*Mb, n) + z)`` over ``elements`` values.
+def vector_phase(name: str, elements: int, read_bytes: int, write_bytes: int, counts: ActionCounts,
+                 dp: DesignPoint, opts: TemplateOptions, detail: dict | None = None) -> PhaseResult:
+    """An element-wise op of ``elements`` lane operations on the vector unit.
 
-    The SMP/APPNP combination step; reads both operands from DRAM and writes the result.
+    ``ceil(elements / vector_lanes)`` cycles of compute against ``read_bytes + write_bytes``
+    of DRAM traffic (operands are streamed from and to DRAM); ``counts`` holds the datapath
+    actions, to which the staging through the feature buffer and the DRAM bits are added.
     """
-    b = prec.bits
-    compute = -(-elements // dp.vector_lanes)
-    nbytes = -(-elements * b // 8)
-    rd, wr = 2 * nbytes, nbytes
-    mem = int(math.ceil((rd + wr) / _bytes_per_cycle(dp)))
-    counts = ActionCounts()
-    if prec.is_float:
-        counts.add("vector_unit", "fp32_mult", 2 * elements)
-        counts.add("vector_unit", "fp32_add", elements)
-    else:
-        counts.add("vector_unit", "int_mult", 2 * elements, b + 1, dp.mult_bits)
-        counts.add("vector_unit", "int_add", 2 * elements, VECTOR_SUM_BITS)
+    compute = -(-int(elements) // dp.vector_lanes)
+    mem = int(math.ceil((read_bytes + write_bytes) / _bytes_per_cycle(dp)))
+    counts = ActionCounts().merge(counts)
     cap = dp.feature_buffer_kib * 1024
-    counts.add("feature_buffer", _sram(cap), 8 * (rd + wr))
-    _add_dram(counts, dp, rd, wr)
-    bound = {"compute": int(compute >= mem), "bandwidth": int(mem > compute)}
-    return PhaseResult(name, "vector_unit", max(compute, mem), compute, mem, rd, wr, bound, counts,
-                       {"elements": elements})
+    counts.add("feature_buffer", _sram(cap), 8 * (read_bytes + write_bytes))
+    _add_dram(counts, dp, read_bytes, write_bytes)
+    return PhaseResult(name, "vector_unit", max(compute, mem), compute, mem, int(read_bytes), int(write_bytes),
+                       _simple_bound(compute, mem), int(elements), float(dp.vector_lanes), counts,
+                       {"elements": int(elements), **(detail or {})})

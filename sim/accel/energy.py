@@ -13,7 +13,10 @@ Scaling rules (after Accelergy / hwcomponents-library, see docs/cycle-model.md):
 
 * ``linear``  - integer adders: energy proportional to the operand width.
 * ``product`` - integer multipliers: proportional to ``width_a * width_b`` (quadratic for equal
-  widths), as Accelergy's ``intmultiplier`` and hwcomponents' ``AladdinMultiplier``.
+  widths), as Accelergy's ``intmultiplier`` and hwcomponents' ``AladdinMultiplier``.  Every
+  unit prices a product at the widths its operands have *after* zero-point subtraction
+  (:func:`centred_bits`: ``b + 1`` bits for an asymmetric code, ``b`` for a signed code with
+  zero point 0), so the dense, aggregation and vector units follow one rule.
 * ``per_bit`` - memories: the row is an energy per bit moved; cost = value x bits.
 * ``fixed``   - FP32 units: one value per operation.
 
@@ -46,9 +49,17 @@ class EnergyRow:
     scaling : str
         One of :data:`SCALINGS`.
     tech_nm : int
-        Technology node of the source, nm (0 for off-chip DRAM, which does not scale).
+        Technology node of the low value's source, nm (0 for off-chip DRAM, which does not scale).
     source : str
         Citation of the low value, and of the high value when it differs.
+    high_tech_nm : int or None
+        Technology node of the high value's source when it differs from ``tech_nm``.
+
+    Notes
+    -----
+    Values from a 40 nm source are used at the 45 nm reference node unscaled: Stillmaker &
+    Baas (2017) tabulate no 40 nm node, and the 40/45 nm difference is smaller than the
+    low/high spread of the rows that mix them.
     """
 
     primitive: str
@@ -58,6 +69,7 @@ class EnergyRow:
     scaling: str
     tech_nm: int
     source: str
+    high_tech_nm: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or len(self.source.strip()) < 10:
@@ -69,8 +81,13 @@ class EnergyRow:
         if not (0 < self.low_j <= self.high_j) or not math.isfinite(self.high_j):
             raise QuantError(f"energy row {self.primitive!r}: need 0 < low_j <= high_j, "
                              f"not {self.low_j!r} / {self.high_j!r}")
-        if self.ref_bits < 1 or self.tech_nm < 0:
+        if self.ref_bits < 1 or self.tech_nm < 0 or (self.high_tech_nm is not None and self.high_tech_nm < 1):
             raise QuantError(f"energy row {self.primitive!r}: ref_bits must be >= 1 and tech_nm >= 0")
+
+    @property
+    def nodes(self) -> tuple[int, int]:
+        """Technology nodes of the (low, high) sources, nm."""
+        return self.tech_nm, self.high_tech_nm if self.high_tech_nm is not None else self.tech_nm
 
     def factor(self, width_a: int, width_b: int) -> float:
         """Scale factor from the reference width(s) to ``width_a`` (x ``width_b``)."""
@@ -98,10 +115,12 @@ ALADDIN = ("Accelergy Aladdin plug-in table (tanner-andrulis/accelergy-aladdin-p
 
 #: The default table (45 nm class).  SRAM is priced per bit from Horowitz's 64-bit reads.
 DEFAULT_ROWS: tuple[EnergyRow, ...] = (
-    EnergyRow("int_add", 0.0857e-12, 0.1e-12, 32, "linear", 45,
-              f"low: {ALADDIN}, 32b adder 0.0857 pJ; high: {HOROWITZ}, 32b int add 0.1 pJ"),
+    EnergyRow("int_add", 0.0857e-12, 0.1e-12, 32, "linear", 40,
+              f"low: {ALADDIN}, 32b adder 0.0857 pJ (40 nm, used at 45 nm unscaled); "
+              f"high: {HOROWITZ}, 32b int add 0.1 pJ", high_tech_nm=45),
     EnergyRow("int_mult", 3.1e-12, 8.63e-12, 32, "product", 45,
-              f"low: {HOROWITZ}, 32b int mult 3.1 pJ; high: {ALADDIN}, 32b multiplier 8.63 pJ"),
+              f"low: {HOROWITZ}, 32b int mult 3.1 pJ; high: {ALADDIN}, 32b multiplier 8.63 pJ "
+              "(40 nm, used at 45 nm unscaled)", high_tech_nm=40),
     EnergyRow("fp32_add", 0.9e-12, 0.9e-12, 32, "fixed", 45, f"{HOROWITZ}, 32b FP add 0.9 pJ"),
     EnergyRow("fp32_mult", 3.7e-12, 3.7e-12, 32, "fixed", 45, f"{HOROWITZ}, 32b FP mult 3.7 pJ"),
     EnergyRow("sram_bit:8KiB", 0.15625e-12, 0.15625e-12, 1, "per_bit", 45,
@@ -116,13 +135,26 @@ DEFAULT_ROWS: tuple[EnergyRow, ...] = (
     EnergyRow("dram_bit:LPDDR4", 8.0e-12, 14.0e-12, 1, "per_bit", 0,
               "low: Accelergy-Project/accelergy-cacti-plug-in cacti_wrapper.py LPDDR4 8 pJ/bit "
               "('public data'); high: H. Ha, Stanford PhD thesis (DramDSE), 32Gb LPDDR4 14 pJ/bit"),
-    EnergyRow("dram_bit:DDR4", 5.62e-12, 40.0e-12, 1, "per_bit", 0,
-              "low [derived]: Ramulator2 DDR4_8Gb_x8 currents, VDD 1.2 V x (IDD4R 145 - IDD3N 55) mA "
-              "x 4 tCK x 0.833 ns (DDR4-2400) / 64 bits, read burst only, no I/O or activate; "
-              f"high: {HOROWITZ}, 64-bit off-chip DRAM access 2.6 nJ = 40 pJ/bit"),
+    EnergyRow("dram_bit:DDR4", 13.75e-12, 40.0e-12, 1, "per_bit", 0,
+              "low [derived]: DRAMsim3 configs/DDR4_8Gb_x8_3200.ini currents (VDD 1.2 V, tCK 0.63 ns), "
+              "per x8 device and 64-bit burst: read VDD x (IDD4R 168 - IDD3N 52) mA x 4 tCK = 0.351 nJ "
+              "plus one activate/precharge per burst (random 64 B gathers hit a closed row) "
+              "VDD x (IDD0 57 x tRC 74 tCK - IDD3N 52 x tRAS 52 tCK - IDD2N 37 x tRP 22 tCK) = 0.529 nJ, "
+              "(0.351 + 0.529) nJ / 64 bits = 13.75 pJ/bit (Micron TN-40-07 method; I/O termination and "
+              f"VPP not included); high: {HOROWITZ}, 64-bit off-chip DRAM access 2.6 nJ = 40 pJ/bit"),
     EnergyRow("dram_bit:GDDR5", 14.0e-12, 14.0e-12, 1, "per_bit", 0,
               "Accelergy-Project/accelergy-cacti-plug-in cacti_wrapper.py GDDR5 14 pJ/bit"),
 )
+
+def centred_bits(bits: int, signed: bool = False, zero_point: int | None = None) -> int:
+    """Width of a code after zero-point subtraction, the width a multiplier sees, bits.
+
+    ``bits`` for a signed code with zero point 0 (symmetric), else ``bits + 1`` (an asymmetric
+    code minus its zero point spans ``[-(2^b - 1), 2^b - 1]``).  ``zero_point=None`` means
+    "some zero point" (the stand-in workloads, which carry no codes).
+    """
+    return int(bits) if (signed and zero_point == 0) else int(bits) + 1
+
 
 #: Technology scaling of logic and SRAM energy relative to 45 nm (DRAM rows are not scaled).
 TECH_SCALES: tuple[TechScale, ...] = (

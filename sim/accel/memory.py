@@ -178,8 +178,16 @@ def simulate_gather(indices: np.ndarray, num_nodes: int, row_bytes: int, line_by
         if int(v) < 1:
             raise QuantError(f"{name} must be >= 1, not {v!r}")
     idx = np.ascontiguousarray(indices, dtype=np.int64)
-    n_lines = (num_nodes * row_bytes + line_bytes - 1) // line_bytes + 1
     capacity = max(1, int(capacity_bytes) // int(line_bytes))
+    k = row_bytes // line_bytes
+    if row_bytes % line_bytes == 0 and k > 1 and capacity % k == 0:
+        # Rows of whole lines are always touched as a group of k lines in a row, so an LRU or
+        # direct-mapped buffer of capacity lines behaves as one of capacity / k row-sized
+        # lines with every count multiplied by k (exact; checked against line granularity).
+        g = simulate_gather(idx, num_nodes, row_bytes, row_bytes, capacity // k * row_bytes, policy)
+        return GatherStats(accesses=g.accesses * k, misses=g.misses * k,
+                           miss_lines_per_edge=g.miss_lines_per_edge * np.int32(k), compulsory=g.compulsory * k)
+    n_lines = (num_nodes * row_bytes + line_bytes - 1) // line_bytes + 1
     miss_c, acc = _gather_compulsory(idx, int(row_bytes), int(line_bytes), int(n_lines))
     compulsory = int(miss_c.sum())
     if (policy == "lru" and capacity >= compulsory) or capacity >= n_lines:

@@ -32,12 +32,12 @@ from sim.design.point import DesignError, DesignPoint
 log = logging.getLogger(__name__)
 
 #: Columns of the sweep CSV, in order (design fields are appended after these).
-RESULT_COLUMNS = ("dataset", "design_key", "precision", "cycles", "seconds", "energy_j", "energy_j_low",
+RESULT_COLUMNS = ("dataset", "workload", "design_key", "precision", "cycles", "seconds", "energy_j", "energy_j_low",
                   "energy_j_high", "speedup_vs_fp32", "energy_ratio_vs_fp32", "speedup_vs_int8",
                   "energy_ratio_vs_int8", "dram_bytes", "agg_cycles", "agg_unit_ideal_cycles",
-                  "feature_buffer_hit_rate", "lanes")
+                  "feature_buffer_hit_rate", "lanes", "agg_bound")
 DESIGN_COLUMNS = tuple(f.name for f in fields(DesignPoint) if f.name not in ("name", "bits"))
-CACHE_FORMAT = "quagga-sweep-point/1"
+CACHE_FORMAT = "quagga-sweep-point/2"
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class SweepTask:
     workload: dict
     options: dict
     data_root: str | None = None
+    model: str | None = None
+    model_sha256: str | None = None
 
     @property
     def design_key(self) -> str:
@@ -58,7 +60,7 @@ class SweepTask:
     @property
     def setup_hash(self) -> str:
         blob = json.dumps({"p": self.precisions, "w": self.workload, "o": self.options,
-                           "format": CACHE_FORMAT}, sort_keys=True)
+                           "m": self.model_sha256, "format": CACHE_FORMAT}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     def cache_name(self) -> str:
@@ -111,9 +113,12 @@ def load_grid(path: str | os.PathLike) -> tuple[dict, dict[str, list]]:
 
 
 def make_tasks(datasets: Sequence[str], designs: Sequence[DesignPoint], precisions: Sequence[str],
-               workload: dict, options: dict, data_root: str | None = None) -> list[SweepTask]:
-    """Tasks in a fixed order: dataset-major, then design order."""
-    return [SweepTask(ds, dp.to_dict(), tuple(precisions), dict(workload), dict(options), data_root)
+               workload: dict, options: dict, data_root: str | None = None,
+               model: str | None = None) -> list[SweepTask]:
+    """Tasks in a fixed order: dataset-major, then design order.  With ``model`` (a ``.qim``
+    path) every task estimates that model on its own graph and ``datasets`` only names it."""
+    sha = hashlib.sha256(Path(model).read_bytes()).hexdigest() if model else None
+    return [SweepTask(ds, dp.to_dict(), tuple(precisions), dict(workload), dict(options), data_root, model, sha)
             for ds in datasets for dp in designs]
 
 
@@ -126,17 +131,23 @@ def _graph(dataset: str, data_root: str | None):
 
 def evaluate_task(task: SweepTask) -> dict:
     """Run one task (in a worker): returns the cache document with one row per precision."""
-    from sim.accel.accelerator import Workload, compare
+    from sim.accel.accelerator import ModelWorkload, Workload, compare
     from sim.accel.cycle import TemplateOptions
 
-    g = _graph(task.dataset, task.data_root)
     dp = DesignPoint.from_dict(task.design)
-    res = compare(g, dp, task.precisions, Workload(**task.workload), TemplateOptions(**task.options))
+    if task.model:
+        wl = ModelWorkload.load(task.model)
+        g = wl.graph
+    else:
+        wl = Workload(**{k: v for k, v in task.workload.items() if k != "stand_in"})
+        g = _graph(task.dataset, task.data_root)
+    res = compare(g, dp, task.precisions, wl, TemplateOptions(**task.options))
     rows = []
     for p in task.precisions:
         r = res["results"][p]
-        row = {"dataset": task.dataset, "design_key": dp.key(), "precision": p}
-        for c in RESULT_COLUMNS[3:]:
+        workload = f"model:{task.model}" if task.model else f"stand-in:{task.workload.get('kind')}"
+        row = {"dataset": task.dataset, "workload": workload, "design_key": dp.key(), "precision": p}
+        for c in RESULT_COLUMNS[4:]:
             row[c] = r.get(c)
         for c in DESIGN_COLUMNS:
             row[c] = task.design[c]

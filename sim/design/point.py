@@ -55,11 +55,15 @@ class DesignPoint:
     msg_requant, upd_requant : bool
         Whether the unit requantizes each message / its output a second time (update stage).
     clock_hz : float
-        Clock frequency of the unit, Hz.
+        Clock frequency of the accelerator, Hz.
     dram : str
-        Memory type for the energy table (one of ``DRAM_TYPES``).
+        DRAM standard (one of ``DRAM_TYPES``): sets the burst size and the energy per bit.
     dram_bandwidth_gbs : float
-        Off-chip bandwidth, GB/s (1e9 bytes/s).
+        Peak off-chip bandwidth, GB/s (1e9 bytes/s); the presets derive it from the standard's
+        channel width, data rate and channel count (:mod:`sim.design.presets`).
+    agg_units : int
+        Aggregation units working in parallel on consecutive tiles of rows; they share the
+        DRAM bandwidth and the buffers.  1 is the RTL's single unit.
     feature_buffer_kib : int
         On-chip feature buffer, KiB.
     index_bits : int
@@ -70,7 +74,7 @@ class DesignPoint:
         Lanes of the element-wise unit (SMP/APPNP combination steps).
     """
 
-    name: str = "default"
+    name: str = "balanced"
     bits: int = 4
     signed: bool = False
     word_bits: int = 64
@@ -83,6 +87,7 @@ class DesignPoint:
     clock_hz: float = 500e6
     dram: str = "HBM2"
     dram_bandwidth_gbs: float = 256.0
+    agg_units: int = 128
     feature_buffer_kib: int = 512
     index_bits: int = 32
     dense_rows: int = 16
@@ -129,6 +134,7 @@ class DesignPoint:
                 raise DesignError(f"{f} must be a positive number, not {v!r}")
         if self.dram not in DRAM_TYPES:
             raise DesignError(f"dram must be one of {DRAM_TYPES}, not {self.dram!r}")
+        need_int("agg_units", 1, 4096)
         need_int("feature_buffer_kib", 1)
         need_int("index_bits", 8, 64)
         need_int("dense_rows", 1)
@@ -166,9 +172,17 @@ class DesignPoint:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def key(self) -> str:
-        """Stable short name: ``b<bits>w<word_bits>-<hash>``; the hash covers every field but ``name``."""
+        """Stable short name: ``b<bits>w<word_bits>-<hash>``; the hash covers every field but ``name``.
+
+        Fields added after the first release (:data:`LATER_FIELDS`) enter the hash only when they
+        differ from their default, so every key named before they existed still names the
+        same design point.
+        """
         d = self.to_dict()
         d.pop("name")
+        for f in LATER_FIELDS:
+            if d[f] == _DEFAULTS[f]:
+                d.pop(f)
         h = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
         return f"b{self.bits}w{self.word_bits}-{h}"
 
@@ -197,13 +211,23 @@ class DesignPoint:
         return cls.from_dict(data)
 
 
+#: Fields added after keys were first published (see :meth:`DesignPoint.key`).
+LATER_FIELDS = ("agg_units",)
+_DEFAULTS = {f.name: f.default for f in fields(DesignPoint)}
+
+
 def design_from_cli(path: str | Path | None, sets: list[str] | tuple[str, ...] = ()) -> "DesignPoint":
-    """The design point of a command line: the TOML file ``path`` (or the defaults when None)
-    with ``--set key=value`` overrides ``sets`` applied."""
+    """The design point of a command line: ``path`` is a TOML file or the name of a preset of
+    :mod:`sim.design.presets` (the ``balanced`` defaults when None), with ``--set key=value``
+    overrides ``sets`` applied."""
+    from sim.design.presets import PRESETS, preset
+
     overrides = dict(parse_override(s) for s in sets)
+    if path and (str(path) in PRESETS or (not str(path).endswith(".toml") and not Path(path).exists())):
+        return preset(str(path), **overrides)
     if path:
         return DesignPoint.load(path, **overrides)
-    return DesignPoint.from_dict({"name": "default", **overrides})
+    return preset("balanced", **overrides)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

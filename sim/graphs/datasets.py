@@ -25,7 +25,7 @@ import numpy as np
 from quant.csr import csr_from_edge_index
 from quant.errors import QuantError
 from sim.graphs.csr import CSRShape
-from sim.graphs.synthetic import synthetic_graph
+from sim.graphs.synthetic import sorted_unique, synthetic_graph
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def distinct_csr(src: np.ndarray, dst: np.ndarray, num_nodes: int, *,
     if drop_self_loops:
         keep = src != dst
         src, dst = src[keep], dst[keep]
-    key = np.unique(dst * num_nodes + src)
+    key = sorted_unique(dst * num_nodes + src)
     indptr, indices, _ = csr_from_edge_index(np.stack([key % num_nodes, key // num_nodes]), num_nodes)
     return indptr, indices
 
@@ -234,3 +234,29 @@ def load_graph(name: str, root: str | os.PathLike | None = None) -> GraphStructu
         g = _read_npz(r / folder / "raw" / f"{folder}.npz", name, undirected=True)
         return GraphStructure(folder.capitalize(), g.indptr, g.indices, g.num_features, g.num_classes)
     raise DatasetError(f"dataset {name!r} is unknown; known: {', '.join(KNOWN_DATASETS)}")
+
+
+def dataset_graph_hash(name: str, root: str | os.PathLike | None = None) -> str:
+    """The graph hash (:func:`quant.model_ir.graph_hash`) of dataset ``name`` as a model file
+    records it: over the dataset's edges as loaded (before self loops are added), its node
+    count and its input feature count.
+
+    An ``.npz`` with ``edge_index`` (2, E) (and ``x`` (N, F)) is hashed as stored; a named
+    dataset is hashed over its distinct edges, which is what PyG loads for the shipped
+    datasets (they are coalesced).
+    """
+    from quant.model_ir import graph_hash
+
+    if isinstance(name, str) and name.lower().endswith(".npz"):
+        p = Path(name)
+        if not p.is_file():
+            raise DatasetError(f"dataset {name!r}: file not found")
+        with np.load(p, allow_pickle=False) as d:
+            if "edge_index" in d.files:
+                ei = np.asarray(d["edge_index"])
+                n = int(d["x"].shape[0]) if "x" in d.files else int(ei.max()) + 1
+                f = int(d["x"].shape[1]) if "x" in d.files else load_graph(name, root).num_features
+                return graph_hash(ei, n, f)
+    g = load_graph(name, root)
+    dst = np.repeat(np.arange(g.num_nodes, dtype=np.int64), np.diff(g.indptr))
+    return graph_hash(np.stack([g.indices, dst]), g.num_nodes, g.num_features)

@@ -98,3 +98,16 @@ def test_unknown_primitive_and_negative_count():
         EnergyTable().cost("int_div", 8)
     with pytest.raises(QuantError, match=">= 0"):
         ActionCounts().add("x", "int_add", -1, 8)
+
+
+def test_each_source_keeps_its_own_node_and_the_docstring_names_real_tests():
+    rows = {r.primitive: r for r in DEFAULT_ROWS}
+    assert rows["int_add"].nodes == (40, 45) and "40 nm" in rows["int_add"].source
+    assert rows["int_mult"].nodes == (45, 40)
+    ddr4 = rows["dram_bit:DDR4"]
+    assert "activate" in ddr4.source and ddr4.low_j == pytest.approx(13.75e-12)
+    repo = Path(energy_mod.__file__).resolve().parents[2]
+    import re
+
+    for name in re.findall(r"tests/[\w/]+\.py", energy_mod.__doc__ or ""):
+        assert (repo / name).is_file(), name

@@ -19,7 +19,7 @@ BIN = Path(sys.executable).parent
 DATASET = "synthetic:powerlaw:800:6000:2"
 GRID = {"word_bits": [64, 128], "feature_buffer_kib": [1, 64]}
 WL = {"kind": "appnp", "hidden": 16, "k_steps": 2, "features": None}
-OPTS = {"cache_policy": "lru", "edge_buffer_kib": 256, "tile_rows": 32, "tech_nm": 45, "agg_units": 1}
+OPTS = {"cache_policy": "lru", "edge_buffer_kib": 256, "tile_rows": 32, "tech_nm": 45, "split_rows": True}
 
 
 def _tasks():
