@@ -113,4 +113,8 @@ def _one_line(text: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the importable module's main, so that the commands' ``quagga.cli.CLIError`` is the
+    # class caught there (under ``python -m`` this file is also ``__main__``, a second copy)
+    from quagga.cli import main as _main
+
+    sys.exit(_main())

@@ -46,7 +46,8 @@ def test_failed_stage_is_reported_and_later_stages_skipped(tmp_path, capsys, mon
     assert st["data"]["status"] == "ok" and (out / "data" / "graph.npz").is_file()
     assert st["train"]["status"] == "failed" and "train broke" in st["train"]["error"]
     assert st["simulate"]["status"] == "skipped" and "needs train" in st["simulate"]["error"]
-    assert st["estimate"]["status"] == "ok" and st["report"]["status"] == "ok"
+    assert st["estimate"]["status"] == "skipped" and "needs train" in st["estimate"]["error"]
+    assert st["report"]["status"] == "ok"
     assert "failed" in capsys.readouterr().out
 
 
@@ -58,10 +59,10 @@ def test_resume_keeps_finished_stages_and_refuses_other_options(tmp_path, capsys
     capsys.readouterr()
     assert main(argv + ["--resume"]) == 0
     text = capsys.readouterr()
-    for stage in ("data", "estimate", "report"):
-        assert f"{stage}: ok (kept from the previous run)" in text.out + text.err
+    assert "data: ok (kept from the previous run)" in text.out + text.err
     again = json.loads((out / "run.json").read_text())["stages"]
-    assert {k: v["seconds"] for k, v in again.items()} == {k: v["seconds"] for k, v in first.items()}
+    assert again["data"]["seconds"] == first["data"]["seconds"]
+    assert again["estimate"]["status"] == "skipped"  # it prices the trained models
     assert main(argv + ["--resume", "--epochs", "7"]) == 2
     assert "--resume" in capsys.readouterr().err
 

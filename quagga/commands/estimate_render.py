@@ -6,6 +6,8 @@ contents (str / bytes) so the caller writes them atomically.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import io
 
 
@@ -232,7 +234,9 @@ def render_roofline(estimates: list[dict]) -> bytes:
     ax.set_yscale("log")
     ax.set_xlabel("operational intensity (element operations per DRAM byte)")
     ax.set_ylabel("attainable throughput (element operations per second)")
-    title = d["model"]["path"] if d.get("model") else f"{d['workload']['kind']} stand-in"
+    # the model file by its folder and name: the same title wherever the run directory lies
+    title = ("/".join(Path(d["model"]["path"]).parts[-2:]) if d.get("model")
+             else f"{d['workload']['kind']} stand-in")
     ax.set_title(f"Roofline: {d['graph']['name']}, {title}, design {dp['name']}", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     fig.legend(fontsize=7.5, loc="outside right upper")

@@ -9,6 +9,8 @@ where its input files are made.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import struct
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from sim.design.point import DesignPoint
 
 #: Nodes, features and classes of the base graph (big enough for the random 20-per-class split).
 N, F, C = 120, 8, 3
@@ -178,7 +182,11 @@ def directory(path: Path, shared: dict) -> None:
 TRAIN = ("train", "--epochs", "1", "--layers", "2", "--hidden", "8", "--no-progress", "--out", "DIR/out")
 G = ("--dataset", "DIR/g.npz")
 SIM = ("simulate", "DIR/m.qim", "--dataset", "DIR/g.npz", "--out", "DIR/sim")
-EST = ("estimate", "--dataset", "synthetic:uniform:50:200", "--json", "DIR/e.json")
+#: the design point's keys, as the unknown-key message lists them
+DESIGN_KEYS = str(sorted(f.name for f in dataclasses.fields(DesignPoint)))
+#: the keys a sweep may vary (every design key but the name)
+SWEEP_KEYS = str(sorted(f.name for f in dataclasses.fields(DesignPoint) if f.name != "name"))
+EST = ("estimate", "--workload", "aggregate", "--dataset", "synthetic:uniform:50:200", "--json", "DIR/e.json")
 DESIGN = ("--design", "DIR/d.toml")
 SHARED_GRAPH = {"g.npz": copy("graph")}
 SHARED = {"g.npz": copy("graph"), "m.qim": copy("model")}
@@ -244,7 +252,7 @@ CATALOGUE: tuple[Case, ...] = (
     Case("dataset-missing", "a graph file that does not exist", TRAIN + ("--dataset", "DIR/none.npz"),
          "dataset file 'DIR/none.npz' does not exist", "dataset file", "DIR/none.npz"),
     Case("data-root-empty", "a data root that does not hold the dataset",
-         ("estimate", "--dataset", "Cora", "--data-root", "DIR/root"),
+         ("estimate", "--workload", "aggregate", "--dataset", "Cora", "--data-root", "DIR/root"),
          "dataset 'Cora': file 'DIR/root/Cora/raw/ind.cora.graph' not found (data root 'DIR/root')", "data root", "DIR/root", {"root": directory}),
     # ---------------------------------------------------------------- graph files (.pt)
     Case("pt-not-graph", "a .pt holding a lone tensor", TRAIN + ("--dataset", "DIR/g.pt"),
@@ -256,10 +264,10 @@ CATALOGUE: tuple[Case, ...] = (
     Case("pt-malicious", "a .pt whose unpickling would run a shell command", TRAIN + ("--dataset", "DIR/g.pt"),
          "dataset file 'DIR/g.pt' is refused: it holds Python objects other than tensors and plain containers (posix.system); it is data and is never executed", "dataset file", "posix.system", {"g.pt": torch_file("malicious")}),
     # ---------------------------------------------------------------- graph files in the numpy-only commands
-    Case("estimate-npz-truncated", "graph .npz cut to half its size", ("estimate", "--dataset", "DIR/g.npz"),
+    Case("estimate-npz-truncated", "graph .npz cut to half its size", ("estimate", "--workload", "aggregate", "--dataset", "DIR/g.npz"),
          "--dataset 'DIR/g.npz' is truncated or corrupt, not a readable .npz archive (BadZipFile: File is not a zip file)", "--dataset", "truncated", {"g.npz": damaged("graph", "truncate")}),
     Case("sweep-npz-not-npz", "a text file named .npz",
-         ("sweep", "--dataset", "DIR/g.npz", "--no-dask", "--csv", "DIR/s.csv", "--cache-dir", "DIR/cache"),
+         ("sweep", "--workload", "aggregate", "--dataset", "DIR/g.npz", "--no-dask", "--csv", "DIR/s.csv", "--cache-dir", "DIR/cache"),
          "--dataset 'DIR/g.npz' is not an .npz archive (it starts with b'not ', not the zip signature b'PK\\x03\\x04')", "--dataset", "zip signature", {"g.npz": text("not an archive")}),
     Case("simulate-graph-nan", "a NaN feature in the graph given to simulate", SIM,
          "DIR/g.npz: x must be finite, not nan at index (0, 0)", "x must be finite", "nan",
@@ -295,7 +303,7 @@ CATALOGUE: tuple[Case, ...] = (
     Case("design-not-toml", "a design file that is not TOML", EST + DESIGN,
          "design file 'DIR/d.toml' is not valid TOML: Expected '=' after a key in a key/value pair (at line 1, column 5)", "design file", "not valid TOML", {"d.toml": text("bits: 4\n")}),
     Case("design-unknown-key", "a design key that does not exist", EST + DESIGN,
-         "design point key 'lanes' is unknown; known keys: ['acc_bits', 'bits', 'clock_hz', 'dense_cols', 'dense_rows', 'dram', 'dram_bandwidth_gbs', 'feature_buffer_kib', 'index_bits', 'max_degree', 'msg_requant', 'mult_bits', 'name', 'signed', 'upd_requant', 'vector_lanes', 'weight_bits', 'word_bits']", "design point key", "'lanes'", {"d.toml": text("bits = 4\nlanes = 16\n")}),
+         "design point key 'lanes' is unknown; known keys: " + DESIGN_KEYS, "design point key", "'lanes'", {"d.toml": text("bits = 4\nlanes = 16\n")}),
     Case("design-wrong-type", "bits given as a string", EST + DESIGN,
          "bits must be an int, not 'four'", "bits", "'four'", {"d.toml": text('bits = "four"\n')}),
     Case("design-bits-unsupported", "bits = 3", EST + DESIGN,
@@ -307,16 +315,16 @@ CATALOGUE: tuple[Case, ...] = (
     Case("design-missing", "a design file that does not exist", EST + DESIGN,
          "design file 'DIR/d.toml' does not exist", "design file", "DIR/d.toml"),
     Case("design-set-unknown", "--set of an unknown key", ("golden", "--set", "lanez=4", "--out", "DIR/golden"),
-         "design point key 'lanez' is unknown; known keys: ['acc_bits', 'bits', 'clock_hz', 'dense_cols', 'dense_rows', 'dram', 'dram_bandwidth_gbs', 'feature_buffer_kib', 'index_bits', 'max_degree', 'msg_requant', 'mult_bits', 'name', 'signed', 'upd_requant', 'vector_lanes', 'weight_bits', 'word_bits']", "design point key", "'lanez'"),
+         "design point key 'lanez' is unknown; known keys: " + DESIGN_KEYS, "design point key", "'lanez'"),
     Case("rtl-export-bad-design", "an impossible design for the Verilog export",
          ("rtl", "export", "--set", "bits=2", "--set", "word_bits=7", "-o", "DIR/unit.v"),
          "word_bits must be a multiple of bits=2 so lanes divide the word, not 7", "word_bits", "7"),
     Case("sweep-vary-unknown", "a sweep over an unknown key",
-         ("sweep", "--dataset", "synthetic:uniform:50:200", "--vary", "word_bitz=32,64", "--no-dask",
+         ("sweep", "--workload", "aggregate", "--dataset", "synthetic:uniform:50:200", "--vary", "word_bitz=32,64", "--no-dask",
           "--csv", "DIR/s.csv", "--cache-dir", "DIR/cache"),
-         "sweep key 'word_bitz' is not a design field; known: ['acc_bits', 'bits', 'clock_hz', 'dense_cols', 'dense_rows', 'dram', 'dram_bandwidth_gbs', 'feature_buffer_kib', 'index_bits', 'max_degree', 'msg_requant', 'mult_bits', 'signed', 'upd_requant', 'vector_lanes', 'weight_bits', 'word_bits']", "sweep key", "'word_bitz'"),
+         "sweep key 'word_bitz' is not a design field; known: " + SWEEP_KEYS, "sweep key", "'word_bitz'"),
     Case("sweep-grid-not-toml", "a sweep grid that is not TOML",
-         ("sweep", "--dataset", "synthetic:uniform:50:200", "--grid", "DIR/grid.toml", "--no-dask",
+         ("sweep", "--workload", "aggregate", "--dataset", "synthetic:uniform:50:200", "--grid", "DIR/grid.toml", "--no-dask",
           "--csv", "DIR/s.csv", "--cache-dir", "DIR/cache"),
          "sweep file 'DIR/grid.toml' is not valid TOML: Expected ']' at the end of a table declaration (at line 1, column 6)", "grid", "DIR/grid.toml", {"grid.toml": text("[grid\nbits = [2, 4]\n")}),
     # ---------------------------------------------------------------- command-line values
@@ -332,7 +340,11 @@ CATALOGUE: tuple[Case, ...] = (
     Case("bench-repeats-zero", "--repeats 0", ("bench", "--quick", "--repeats", "0"), "--repeats must be >= 1, not 0", "--repeats", "0"),
     Case("estimate-precision", "an unknown precision", EST + ("--precisions", "int3"), "--precisions entry must be one of ['fp32', 'int1', 'int2', 'int4', 'int8'], not 'int3'", "--precisions", "'int3'"),
     Case("estimate-synthetic-zero", "a synthetic graph of 0 nodes",
-         ("estimate", "--dataset", "synthetic:uniform:0:10"), "num_nodes must be an int >= 1, not 0", "num_nodes", "0"),
+         ("estimate", "--workload", "aggregate", "--dataset", "synthetic:uniform:0:10"), "num_nodes must be an int >= 1, not 0", "num_nodes", "0"),
+    Case("data-export-not-npz", "an export file that is not .npz", ("data", "export", "--out", "DIR/g.txt"),
+         "--out must end in .npz, not 'g.txt'", "--out", "'g.txt'"),
+    Case("data-no-action", "data without an action", ("data",),
+         "ACTION is required: quagga data export --out FILE.npz", "ACTION", "export"),
     Case("run-layers-zero", "--layers 0", ("run", "--layers", "0", "--out", "DIR/run"), "--layers must be >= 1, not 0", "--layers", "0"),
     Case("run-precision", "an unknown precision", ("run", "--precisions", "int3", "--out", "DIR/run"),
          "--precisions entry must be one of ['fp32', 'int2', 'int4', 'int8'], not 'int3'", "--precisions", "'int3'"),
@@ -340,7 +352,7 @@ CATALOGUE: tuple[Case, ...] = (
          ("run", "--dataset", "DIR/g.npz", "--out", "DIR/run"), "DIR/g.npz: edge_index must hold node ids in 0..119, not 120", "edge_index", str(N),
          graph_with(edge_index=np.array([[0, N], [1, 2]]))),
     Case("sweep-workers-zero", "--workers 0",
-         ("sweep", "--dataset", "synthetic:uniform:50:200", "--workers", "0", "--csv", "DIR/s.csv",
+         ("sweep", "--workload", "aggregate", "--dataset", "synthetic:uniform:50:200", "--workers", "0", "--csv", "DIR/s.csv",
           "--cache-dir", "DIR/cache"), "--workers must be >= 1, not 0", "--workers", "0"),
     Case("rtl-bubbles", "a stall probability of 1.5",
          ("rtl", "verify", "--bubbles", "1.5", "--json", "DIR/v.json"), "--bubbles must be a probability in [0, 1), not 1.5", "--bubbles", "1.5"),
@@ -350,12 +362,12 @@ CATALOGUE: tuple[Case, ...] = (
     Case("out-under-file", "an output directory below a regular file",
          TRAIN[:-1] + ("DIR/afile/out",), "'DIR/afile': Not a directory [ENOTDIR]", "DIR/afile", "Not a directory", {"afile": text("x")}),
     Case("json-under-file", "a --json path below a regular file",
-         ("estimate", "--dataset", "synthetic:uniform:50:200", "--json", "DIR/afile/e.json"),
+         ("estimate", "--workload", "aggregate", "--dataset", "synthetic:uniform:50:200", "--json", "DIR/afile/e.json"),
          "'DIR/afile': Not a directory [ENOTDIR]", "DIR/afile", "Not a directory", {"afile": text("x")}),
     Case("simulate-out-is-file", "--out naming an existing file", SIM[:-1] + ("DIR/afile",),
          "'DIR/afile': File exists and is not a directory [EEXIST]", "DIR/afile", "exists", {**SHARED, "afile": text("x")}),
     Case("disk-full", "a full disk (file size limit of 4 KiB: writes fail with EFBIG)",
-         ("estimate", "--dataset", "synthetic:uniform:50:200", "--json", "DIR/e.json"),
+         ("estimate", "--workload", "aggregate", "--dataset", "synthetic:uniform:50:200", "--json", "DIR/e.json"),
          "'DIR/e.json': File too large [EFBIG]", "DIR/e.json", "File too large", process=True, fsize_limit=4096),
 )
 

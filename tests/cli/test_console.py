@@ -48,7 +48,7 @@ def test_run_console_with_v_shows_the_logs(tmp_path):
 
 
 def test_sweep_with_v_shows_dask_logs_and_without_does_not(tmp_path):
-    argv = ["sweep", "--dataset", "synthetic:uniform:50:200", "--vary", "word_bits=32,64", "--csv",
+    argv = ["sweep", "--workload", "aggregate", "--dataset", "synthetic:uniform:50:200", "--vary", "word_bits=32,64", "--csv",
             str(tmp_path / "s.csv"), "--cache-dir", str(tmp_path / "cache")]
     rc, _ = run_to_end(["-v", *argv], tmp_path, tmp_path / "loud")
     assert rc == 0 and "INFO distributed" in (tmp_path / "loud.err").read_text()

@@ -17,7 +17,7 @@ from faults import kill_group, run_contents, run_to_end, spawn, wait_for_cpu
 
 SEEDS = [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)]
 
-SWEEP = ["sweep", "--dataset", "synthetic:powerlaw:100000:1000000", "--no-dask",
+SWEEP = ["sweep", "--workload", "aggregate", "--dataset", "synthetic:powerlaw:100000:1000000", "--no-dask",
          "--vary", "word_bits=32,64,128,256", "--vary", "dram_bandwidth_gbs=64,256",
          "--csv", "OUT/s.csv", "--plot", "OUT/pareto.png", "--cache-dir", "OUT/cache"]
 RUN = ["run", "--dataset", "GRAPH", "--epochs", "2", "--layers", "2", "--precisions", "fp32,int4",
