@@ -55,6 +55,12 @@ class GatherStats:
         return 1.0 - self.misses / self.accesses if self.accesses else 1.0
 
 
+@numba.njit(cache=True, inline="always")
+def _row_lines(v, row_bytes, line_bytes):  # pragma: no cover - jit
+    """First and last buffer line (inclusive) holding feature row ``v``."""
+    return (v * row_bytes) // line_bytes, ((v + 1) * row_bytes - 1) // line_bytes
+
+
 @numba.njit(cache=True, nogil=True)
 def _gather_lru(indices, row_bytes, line_bytes, capacity, n_lines):  # pragma: no cover - jit
     e_count = indices.shape[0]
@@ -68,9 +74,7 @@ def _gather_lru(indices, row_bytes, line_bytes, capacity, n_lines):  # pragma: n
     used = 0
     accesses = 0
     for e in range(e_count):
-        v = indices[e]
-        first = (v * row_bytes) // line_bytes
-        last = ((v + 1) * row_bytes - 1) // line_bytes
+        first, last = _row_lines(indices[e], row_bytes, line_bytes)
         for ln in range(first, last + 1):
             accesses += 1
             s = slot_of[ln]
@@ -119,9 +123,7 @@ def _gather_direct(indices, row_bytes, line_bytes, capacity, n_lines):  # pragma
     tag = np.full(capacity, -1, dtype=np.int64)
     accesses = 0
     for e in range(e_count):
-        v = indices[e]
-        first = (v * row_bytes) // line_bytes
-        last = ((v + 1) * row_bytes - 1) // line_bytes
+        first, last = _row_lines(indices[e], row_bytes, line_bytes)
         for ln in range(first, last + 1):
             accesses += 1
             k = ln % capacity
@@ -138,9 +140,7 @@ def _gather_compulsory(indices, row_bytes, line_bytes, n_lines):  # pragma: no c
     seen = np.zeros(n_lines, dtype=np.bool_)
     accesses = 0
     for e in range(e_count):
-        v = indices[e]
-        first = (v * row_bytes) // line_bytes
-        last = ((v + 1) * row_bytes - 1) // line_bytes
+        first, last = _row_lines(indices[e], row_bytes, line_bytes)
         for ln in range(first, last + 1):
             accesses += 1
             if not seen[ln]:
