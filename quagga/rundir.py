@@ -20,14 +20,28 @@ import os
 from pathlib import Path
 from typing import Any
 
+from quant.errors import QuantError
 
 PRECISION_TAGS = ("fp32", "int8", "int4", "int2")
 
 
+class RunDirError(QuantError):
+    """A file of a run directory that cannot be read; the message names the file and why."""
+
+
 def read_json(path: str | os.PathLike) -> Any | None:
-    """The JSON at ``path``, or None when the file does not exist."""
+    """The JSON at ``path``, or None when the file does not exist.
+
+    Raises
+    ------
+    RunDirError
+        When the file is not valid JSON (UTF-8).
+    """
     p = Path(path)
     if not p.is_file():
         return None
-    with p.open() as f:
-        return json.load(f)
+    try:
+        with p.open(encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"run file {str(p)!r} is not valid JSON: {exc}") from None

@@ -17,15 +17,16 @@ from typing import Any
 
 import torch
 
+from quant.errors import QuantError
 from quant.fileio import write_bytes_atomic
-from training.data import DatasetError, read_tensor_file
+from training.tensor_files import TensorFileError, read_tensor_file
 
 #: The keys every checkpoint holds, with the type of each value.
 CHECKPOINT_KEYS: dict[str, type] = {"model_config": dict, "train_config": dict, "dataset": str,
                                     "seed": int, "state_dict": dict}
 
 
-class CheckpointError(DatasetError):
+class CheckpointError(QuantError):
     """A checkpoint that cannot be read or lacks a field; the message names the field and value."""
 
 
@@ -51,7 +52,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """
     try:
         ck = read_tensor_file(path, "checkpoint")
-    except DatasetError as exc:
+    except TensorFileError as exc:
         raise CheckpointError(str(exc)) from None
     if not isinstance(ck, dict):
         raise CheckpointError(f"checkpoint {str(path)!r} must hold a dict, not {type(ck).__name__}")

@@ -23,6 +23,7 @@ import torch
 
 from quant.graph_arrays import GraphFileError, read_npz
 from quant.graph_arrays import validate_graph as check_graph_arrays
+from training.tensor_files import TensorFileError, pyg_data_globals, read_tensor_file
 
 log = logging.getLogger(__name__)
 
@@ -193,54 +194,11 @@ def synthetic_csbm(num_nodes: int = 1000, num_classes: int = 4, num_features: in
 # user files
 # ---------------------------------------------------------------------------------------
 
-def _pyg_safe_globals() -> list:
-    """The PyG classes a saved ``Data`` object is made of (plain containers of tensors)."""
-    from torch_geometric.data import Data
-    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
-    from torch_geometric.data.storage import GlobalStorage
-
-    return [Data, DataEdgeAttr, DataTensorAttr, GlobalStorage]
-
-
-def read_tensor_file(path: str | Path, field: str, extra_globals: list | None = None):
-    """Load a torch file that may hold only tensors, plain containers and ``extra_globals``.
-
-    ``torch.load(weights_only=True)``: nothing in the file is executed; a file that needs any
-    other Python object (a pickled function, class or ``__reduce__``) is refused.
-
-    Raises
-    ------
-    DatasetError
-        Missing, empty, truncated or corrupt files, and files holding other Python objects.
-    """
-    import pickle
-    import re
-    import zipfile
-
-    p = Path(path)
-    if not p.exists():
-        raise DatasetError(f"{field} {str(p)!r} does not exist")
-    if not p.is_file() or p.stat().st_size == 0:
-        raise DatasetError(f"{field} {str(p)!r} is empty or not a file")
-    try:
-        with torch.serialization.safe_globals(extra_globals or []):
-            return torch.load(p, weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError as exc:
-        m = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if m:
-            raise DatasetError(f"{field} {str(p)!r} is refused: it holds Python objects other than tensors "
-                               f"and plain containers ({m.group(1)}); it is data and is never executed") from None
-        detail = re.search(r"WeightsUnpickler error: \s*(.+)", str(exc))
-        raise DatasetError(f"{field} {str(p)!r} is truncated or corrupt, not a readable torch file "
-                           f"({detail.group(1).strip() if detail else type(exc).__name__})") from None
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise DatasetError(f"{field} {str(p)!r} is truncated or corrupt, not a readable torch file "
-                           f"({type(exc).__name__}: {first})") from None
-
-
 def _pt_arrays(p: Path) -> dict:
-    obj = read_tensor_file(p, "dataset file", _pyg_safe_globals())
+    try:
+        obj = read_tensor_file(p, "dataset file", pyg_data_globals())
+    except TensorFileError as exc:
+        raise DatasetError(str(exc)) from None
     if isinstance(obj, (list, tuple)) and obj:
         obj = obj[0]
     if hasattr(obj, "to_dict") and hasattr(obj, "edge_index"):

@@ -64,7 +64,7 @@ def load_graph(name: str, seed: int = 0) -> dict:
         path = Path(root) / "tolokers" / "raw" / "tolokers.npz"
         if not path.is_file():
             raise QuantError(f"dataset file {str(path)!r} does not exist (QUAGGA_DATA_ROOT={root!r})")
-        with np.load(path) as d:
+        with np.load(path, allow_pickle=False) as d:
             e = d["edges"].astype(np.int64).T
             x = d["node_features"].astype(np.float32)
             y = d["node_labels"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+import warnings
 
 from quagga.cli import CLIError
 from quant.fileio import write_bytes_atomic, write_text_atomic
@@ -64,8 +65,11 @@ def _client(args: argparse.Namespace):
             raise CLIError(f"--scheduler {args.scheduler!r} cannot be reached: {exc}") from None
     if args.workers < 1:
         raise CLIError(f"--workers must be >= 1, not {args.workers}")
-    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+    with warnings.catch_warnings():
+        # the scheduler's HTTP endpoint falls back to a free port when 8787 is taken (another cluster)
+        warnings.filterwarnings("ignore", message="Port .* is already in use")
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, preload=["quagga.dask_worker_setup"])
     return Client(cluster), cluster
 
 
@@ -111,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_dask and missing_tasks(tasks, args.cache_dir):
             client, cluster = _client(args)
         res = run_sweep(tasks, args.cache_dir, client, progress=bar.update)
+    except KeyboardInterrupt:
+        # tearing the cluster down under a running task makes Dask warn (workers killed after a
+        # grace period); on Ctrl-C that is expected, so the command says only that it was interrupted
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        raise
     finally:
         bar.close()
         if client is not None:

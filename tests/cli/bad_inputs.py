@@ -178,6 +178,16 @@ def directory(path: Path, shared: dict) -> None:
     path.mkdir()
 
 
+def run_json(**options) -> Callable:
+    """A ``run.json`` of the default ``quagga run`` options with ``options`` changed."""
+    def make(path: Path, shared: dict) -> None:
+        from quagga.flow import FlowOptions
+
+        opts = FlowOptions(out=path.parent, skip=("train", "simulate", "rtl", "depth", "sweep", "bench"))
+        path.write_text(json.dumps({"options": {**opts.key_options(), **options}, "stages": {}}))
+    return make
+
+
 # ------------------------------------------------------------------------------ the catalogue
 TRAIN = ("train", "--epochs", "1", "--layers", "2", "--hidden", "8", "--no-progress", "--out", "DIR/out")
 G = ("--dataset", "DIR/g.npz")
@@ -358,6 +368,17 @@ CATALOGUE: tuple[Case, ...] = (
          ("rtl", "verify", "--bubbles", "1.5", "--json", "DIR/v.json"), "--bubbles must be a probability in [0, 1), not 1.5", "--bubbles", "1.5"),
     Case("report-missing", "a run directory that does not exist", ("report", "DIR/nope"), "RUN_DIR must be an existing directory, not 'DIR/nope'", "RUN_DIR", "DIR/nope"),
     Case("report-not-run", "a directory that holds no run", ("report", "DIR"), "RUN_DIR 'DIR' holds no run.json and no train/: not a run directory", "RUN_DIR", "DIR"),
+    Case("report-corrupt-run-json", "a run directory whose run.json is not JSON", ("report", "DIR/run"),
+         "run file 'DIR/run/run.json' is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)", "run file", "DIR/run/run.json", {"run": directory, "run/run.json": text("{oops")}),
+    Case("resume-corrupt-run-json", "--resume on a run directory whose run.json is not JSON",
+         ("run", "--resume", "--skip", "train,simulate,rtl,depth,sweep,bench", "--no-progress", "--out", "DIR/run"),
+         "run file 'DIR/run/run.json' is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)", "run file", "DIR/run/run.json", {"run": directory, "run/run.json": text("{oops")}),
+    Case("resume-other-options", "--resume with other options than the run directory's",
+         ("run", "--resume", "--epochs", "7", "--skip", "train,simulate,rtl,depth,sweep,bench", "--no-progress",
+          "--out", "DIR/run"),
+         "--resume: 'DIR/run' was run with epochs=100, not 7; use another --out or the same options", "epochs", "7", {"run": directory, "run/run.json": run_json(epochs=100)}),
+    Case("rtl-golden-missing", "a golden-vector directory that does not exist",
+         ("rtl", "verify", "--golden", "DIR/golden", "--json", "DIR/v.json"), "golden case 'DIR/golden/index.json': file does not exist (not a golden-vector directory)", "golden case", "DIR/golden"),
     # ---------------------------------------------------------------- where outputs go
     Case("out-under-file", "an output directory below a regular file",
          TRAIN[:-1] + ("DIR/afile/out",), "'DIR/afile': Not a directory [ENOTDIR]", "DIR/afile", "Not a directory", {"afile": text("x")}),

@@ -78,19 +78,22 @@ def temporary_files(root: Path) -> list[str]:
 _TIMING_KEYS = {"seconds", "machine"}
 
 
-def _normalise_json(obj, run_dir: str):
+def _normalise_json(obj, run_dir: str, label: str):
     if isinstance(obj, dict):
-        return {k: _normalise_json(v, run_dir) for k, v in obj.items() if k not in _TIMING_KEYS}
+        return {k: _normalise_json(v, run_dir, label) for k, v in obj.items() if k not in _TIMING_KEYS}
     if isinstance(obj, list):
-        return [_normalise_json(v, run_dir) for v in obj]
+        return [_normalise_json(v, run_dir, label) for v in obj]
     if isinstance(obj, str):
-        return obj.replace(run_dir, "RUN")
+        return obj.replace(run_dir, label)
     return obj
 
 
-def run_contents(run_dir: Path) -> dict[str, bytes]:
-    """Every (visible) file of a run directory, timings and the directory's own path taken out:
-    JSON files without ``seconds``/``machine``, the report's stage table without its seconds."""
+def run_contents(run_dir: Path, label: str = "RUN", rename: Path | None = None) -> dict[str, bytes]:
+    """Every (visible) file of a run directory, timings taken out: JSON files without
+    ``seconds``/``machine``, the report's stage table without its seconds.  The directory's own
+    path is written ``label``; ``rename`` is the path the directory had when it was written
+    (for a reference moved aside after its run)."""
+    written_at = str(rename or run_dir)
     out = {}
     for p in sorted(run_dir.rglob("*")):
         if not p.is_file() or p.name.startswith("."):  # a SIGKILL may leave a writer's hidden temporary file
@@ -98,9 +101,9 @@ def run_contents(run_dir: Path) -> dict[str, bytes]:
         rel = str(p.relative_to(run_dir))
         data = p.read_bytes()
         if p.suffix == ".json":
-            data = json.dumps(_normalise_json(json.loads(data), str(run_dir)), sort_keys=True).encode()
+            data = json.dumps(_normalise_json(json.loads(data), written_at, label), sort_keys=True).encode()
         elif p.suffix == ".md":
-            text = data.decode().replace(str(run_dir), "RUN")
+            text = data.decode().replace(written_at, label)
             text = re.sub(r"^\| (\w+) \| (\w+) \| [\d.]+ \|", r"| \1 | \2 | - |", text, flags=re.M)
             data = text.encode()
         out[rel] = data
