@@ -206,6 +206,9 @@ class DesignPoint:
         data = read_toml(p, "design file", DesignError)
         if "design" in data and isinstance(data["design"], dict):
             data = data["design"]
+        if not data:
+            raise DesignError(f"design file {str(p)!r} is empty: a design file must set at least "
+                              f"one key (e.g. bits = 4)")
         data = {**data, **overrides}
         data.setdefault("name", p.stem)
         return cls.from_dict(data)

@@ -24,6 +24,7 @@ import numpy as np
 
 from quant.csr import csr_from_edge_index
 from quant.errors import QuantError
+from quant.graph_arrays import GraphFileError, read_npz
 from sim.graphs.csr import CSRShape
 from sim.graphs.synthetic import sorted_unique, synthetic_graph
 
@@ -149,35 +150,33 @@ def _read_npz(path: Path, name: str, *, undirected: bool) -> GraphStructure:
     if not path.is_file():
         raise DatasetError(f"dataset {name!r}: file {str(path)!r} not found")
     try:
-        with np.load(path, allow_pickle=False) as d:
-            files = set(d.files)
-            if "edges" in files:
-                e = np.asarray(d["edges"])
-                if e.ndim != 2 or e.shape[1] != 2:
-                    raise DatasetError(f"dataset {name!r}: 'edges' must be (E, 2), not {e.shape}")
-                src, dst = e[:, 0], e[:, 1]
-            elif "edge_index" in files:
-                e = np.asarray(d["edge_index"])
-                if e.ndim != 2 or e.shape[0] != 2:
-                    raise DatasetError(f"dataset {name!r}: 'edge_index' must be (2, E), not {e.shape}")
-                src, dst = e[0], e[1]
-            else:
-                raise DatasetError(f"dataset {name!r}: {str(path)!r} has neither 'edges' nor "
-                                   f"'edge_index' (keys: {sorted(files)})")
-            if "node_features" in files:
-                feats = d["node_features"].shape
-                num_nodes, n_feat = int(feats[0]), int(feats[1])
-            else:
-                num_nodes = int(d["num_nodes"]) if "num_nodes" in files else int(max(src.max(), dst.max()) + 1)
-                n_feat = int(d["num_features"]) if "num_features" in files else 64
-            if "node_labels" in files:
-                n_cls = int(np.asarray(d["node_labels"]).max()) + 1
-            else:
-                n_cls = int(d["num_classes"]) if "num_classes" in files else 2
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, DatasetError):
-            raise
-        raise DatasetError(f"dataset {name!r}: cannot read {str(path)!r}: {exc}") from None
+        d = read_npz(path, f"dataset {name!r}: file")
+    except GraphFileError as exc:
+        raise DatasetError(str(exc)) from None
+    files = set(d)
+    if "edges" in files:
+        e = np.asarray(d["edges"])
+        if e.ndim != 2 or e.shape[1] != 2:
+            raise DatasetError(f"dataset {name!r}: 'edges' must be (E, 2), not {e.shape}")
+        src, dst = e[:, 0], e[:, 1]
+    elif "edge_index" in files:
+        e = np.asarray(d["edge_index"])
+        if e.ndim != 2 or e.shape[0] != 2:
+            raise DatasetError(f"dataset {name!r}: 'edge_index' must be (2, E), not {e.shape}")
+        src, dst = e[0], e[1]
+    else:
+        raise DatasetError(f"dataset {name!r}: {str(path)!r} has neither 'edges' nor "
+                           f"'edge_index' (keys: {sorted(files)})")
+    if "node_features" in files:
+        feats = d["node_features"].shape
+        num_nodes, n_feat = int(feats[0]), int(feats[1])
+    else:
+        num_nodes = int(d["num_nodes"]) if "num_nodes" in files else int(max(src.max(), dst.max()) + 1)
+        n_feat = int(d["num_features"]) if "num_features" in files else 64
+    if "node_labels" in files:
+        n_cls = int(np.asarray(d["node_labels"]).max()) + 1
+    else:
+        n_cls = int(d["num_classes"]) if "num_classes" in files else 2
     if undirected:
         src, dst = np.concatenate([src, dst]), np.concatenate([dst, src])
     indptr, indices = distinct_csr(src, dst, num_nodes)

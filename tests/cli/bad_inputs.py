@@ -309,7 +309,7 @@ CATALOGUE: tuple[Case, ...] = (
          "model file 'DIR/m.qim' is corrupt or truncated: checksum mismatch", "model file", "checksum", {**SHARED_GRAPH, "m.qim": damaged("model", "flip")}),
     # ---------------------------------------------------------------- design files
     Case("design-empty", "an empty design file", EST + DESIGN,
-         "--design 'DIR/d.toml' is empty: a design file must set at least one key (e.g. bits = 4)", "--design", "empty", {"d.toml": text("")}),
+         "design file 'DIR/d.toml' is empty: a design file must set at least one key (e.g. bits = 4)", "design file", "empty", {"d.toml": text("")}),
     Case("design-not-toml", "a design file that is not TOML", EST + DESIGN,
          "design file 'DIR/d.toml' is not valid TOML: Expected '=' after a key in a key/value pair (at line 1, column 5)", "design file", "not valid TOML", {"d.toml": text("bits: 4\n")}),
     Case("design-unknown-key", "a design key that does not exist", EST + DESIGN,

@@ -36,3 +36,12 @@ def test_unknown_preset_and_later_field_keys():
         preset("laptop")
     # agg_units joined the design later: at its default it leaves published keys unchanged
     assert DesignPoint(agg_units=128).key() == DesignPoint().key() != DesignPoint(agg_units=8).key()
+
+
+def test_empty_design_file_is_refused(tmp_path):
+    from sim.design.point import DesignError, DesignPoint
+
+    p = tmp_path / "d.toml"
+    p.write_text("# nothing set\n")
+    with pytest.raises(DesignError, match="is empty"):
+        DesignPoint.load(p)

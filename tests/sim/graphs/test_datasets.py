@@ -57,3 +57,16 @@ def test_npz_path_and_synthetic(tmp_path):
     assert np.array_equal(a.indices, b.indices) and a.num_edges == 5000
     p = synthetic_graph(2000, 20000, kind="powerlaw", seed=1)
     assert p.num_edges == 20000 and p.degrees.max() > 10 * p.degrees.mean()
+
+
+def test_truncated_or_pickled_npz_is_refused_naming_the_file(tmp_path):
+    p = tmp_path / "g.npz"
+    np.savez(p, edge_index=np.array([[0, 1], [1, 0]]), num_nodes=2)
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match="g.npz"):
+        load_graph(str(p))
+    q = tmp_path / "obj.npz"
+    np.savez(q, edge_index=np.array([object()], dtype=object))
+    with pytest.raises(DatasetError, match="obj.npz"):
+        load_graph(str(q))
