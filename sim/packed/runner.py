@@ -9,8 +9,11 @@ multiply the centred integer codes in numpy's float BLAS, which is exact wheneve
 (:func:`sim.packed.gemm.exact_gemm_dtype` gives the argument), then requantize the
 integer-valued accumulators; ReLU and add-with-requantize keep int16 codes.
 
+A propagation step with a message requantizer sums lookups of one table of every
+(feature code, weight code) message (:mod:`sim.packed.msg_table`).
+
 Results equal :meth:`IntModel.run` bit for bit.  Where a fast kernel cannot prove it is
-exact for an op (a message requantizer, a GEMM bound beyond 2**53 or beyond the
+exact for an op (a message requantizer whose table would be too large, a GEMM bound beyond 2**53 or beyond the
 requantizer's int64 headroom, signed edge weights, ...), that op runs with :mod:`sim.exact.functional` (the exact kernels) instead, and
 :attr:`PackedRunner.fallbacks` names it.  numpy + numba only.
 """
@@ -27,7 +30,7 @@ from quant import model_ir as mi
 from quant.errors import invalid
 from quant.reference import _check_multiplier, _check_shift, check_finite, check_scale
 from sim.exact import functional, kernels
-from sim.packed import propagate
+from sim.packed import msg_table, propagate
 from sim.packed.elementwise import ROUNDING_CODES, add_requant_i16, quantize_f32_i16, relu_i16
 from sim.packed.gemm import exact_gemm_dtype, linear_requant_exact
 from sim.packed.layout import unpack_rows
@@ -83,6 +86,7 @@ class PackedRunner:
         self._weights: dict[tuple[str, str], np.ndarray] = {}
         self._linears: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
         self._float_weights: dict[tuple[str, type], np.ndarray] = {}
+        self._tables: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         n = int(model.graph["num_nodes"])
         for op in model.ops:
             if isinstance(op, mi.PropagateOp):
@@ -90,11 +94,19 @@ class PackedRunner:
                 if key not in self._graphs:
                     ip, ix = validate_csr(model.tensors[op.indptr], model.tensors[op.indices], n)
                     self._graphs[key] = (ip, ix, propagate.compact_indices(ix, n))
+                w = np.asarray(model.tensors[op.edge_weight])
+                if op.params.msg is not None and msg_table.table_supported(op.params):
+                    # message requantizer: one table of every (feature, weight) message
+                    functional.check_codes("w", w, op.params.w_spec)
+                    self._tables[op.out] = msg_table.message_table(op.params)
+                    self._weights[(op.edge_weight, op.out)] = msg_table.table_weights(
+                        w, op.params.w_spec)
+                    continue
                 if not propagate.packed_supported(op.params):
-                    self.fallbacks[op.out] = ("message requantizer" if op.params.msg is not None
+                    self.fallbacks[op.out] = ("message requantizer outside the table kernel"
+                                              if op.params.msg is not None
                                               else "parameters outside the packed kernel")
                     continue
-                w = np.asarray(model.tensors[op.edge_weight])
                 functional.check_codes("w", w, op.params.w_spec)
                 self._weights[(op.edge_weight, op.out)] = propagate.compact_weights(w, op.params.w_spec)
             elif isinstance(op, mi.LinearOp):
@@ -156,6 +168,11 @@ class PackedRunner:
         with _threads_for(xin.size):
             xb = propagate.pack_operand(xin, p.x_spec, self.block)
         f = xin.shape[1]
+        if op.out in self._tables:
+            res = msg_table.aggregate_table(ip, ixc, self._weights[(op.edge_weight, op.out)], xb,
+                                            f, p, block=self.block, validate=False,
+                                            table=self._tables[op.out], weights_are_rows=True)
+            return res.y, res.saturations
         # Rows the vector-IR kernel takes (INT2/INT4, output at the input width) are written
         # packed, as the unit writes them, and unpacked to the int16 codes the adds read.
         packed = vector_rows_shape(p.x_spec.bits, xb.shape[1], p.y_spec.bits,
