@@ -101,10 +101,11 @@ def run(args) -> int:
     seeds = _seeds(args.seeds)
     torch.set_num_threads(args.threads or 1)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    data = load_dataset(args.dataset, args.data_root, synthetic_args={
+    synthetic_args = {
         "num_nodes": args.synthetic_nodes, "num_classes": args.synthetic_classes,
         "num_features": args.synthetic_features, "avg_degree": args.synthetic_degree,
-        "homophily": args.synthetic_homophily, "seed": args.synthetic_seed})
+        "homophily": args.synthetic_homophily, "seed": args.synthetic_seed}
+    data = load_dataset(args.dataset, args.data_root, synthetic_args=synthetic_args)
     pd = paper_defaults(args.model, bits, bt, paper_code=args.paper_code, dataset=data.name)
     if args.alpha_reinit is not None and args.alpha_reinit < 0:
         raise CLIError(f"--alpha-reinit must be >= 0, not {args.alpha_reinit}")
@@ -142,6 +143,9 @@ def run(args) -> int:
     metrics["model_file"] = "model.qim" if res.int_model is not None else None
     metrics["checkpoint"] = "checkpoint.pt"
     if res.int_model is not None:
+        if args.dataset is None or args.dataset.lower() == "synthetic":
+            # the built-in graph is rebuilt from these (quagga simulate / bench MODEL)
+            res.int_model.meta["dataset_args"] = synthetic_args
         model_ir.save(res.int_model, out / "model.qim")
     ckpt = {"model_config": mcfg.to_dict(), "train_config": tcfg.to_dict(), "dataset": data.name,
             "seed": seeds[0], "state_dict": res.model.state_dict()}
