@@ -6,8 +6,11 @@ function of the product, so the row-sum identity of :mod:`sim.packed.aggregate` 
 apply.  But ``m`` depends only on the pair (feature code, weight code), so one table of
 ``2**b x 2**w_bits`` entries, built once per step with the reference requantizer
 (:func:`message_table`), holds every message the step can form.  The row kernel
-(:func:`table_rows`) then sums table lookups per lane, reading the packed feature rows
-directly.
+(:func:`table_rows`) then sums table lookups, reading the packed feature rows directly: for
+INT2/INT4 features one lookup per packed *byte* of a byte-level table (:func:`swar_table`:
+the messages of all the byte's lanes, biased to be non-negative, in the 16-bit slots of a
+uint64), so one load and one 64-bit add per byte and edge serve 4 (INT2) or 2 (INT4) lanes;
+other widths look up each lane.
 
 Exactness
 ---------
@@ -34,8 +37,8 @@ from sim.exact.kernels import sat_add
 from sim.graphs.csr import validate_csr
 from sim.packed.row_ops import out_chain
 
-__all__ = ["TABLE_MAX_BITS", "aggregate_table", "message_table", "table_rows", "table_supported",
-           "table_weights"]
+__all__ = ["TABLE_MAX_BITS", "aggregate_table", "message_table", "swar_table", "table_rows",
+           "table_supported", "table_weights"]
 
 #: widest edge-weight codes the table path accepts (the table has ``2**w_bits`` rows)
 TABLE_MAX_BITS = 10
@@ -69,6 +72,32 @@ def message_table(params: AggregationParams) -> tuple[np.ndarray, np.ndarray]:
             np.abs(tab).max(axis=1).astype(np.int64))
 
 
+def swar_table(tab: np.ndarray, bits: int) -> tuple[np.ndarray, int, int]:
+    """Byte-level form of a message table for INT2/INT4 features (SWAR).
+
+    ``sw[wi, v]`` holds, in the 16-bit slot ``p`` of a uint64, ``tab[wi, lane_p(v)] + bias``
+    for every lane ``p`` of byte value ``v`` (``bias = max |tab|`` makes each slot
+    non-negative), so one load and one 64-bit add per byte and edge accumulate all the
+    byte's lanes.  A slot grows by at most ``2 * bias`` per edge, so ``chunk = 65535 //
+    (2 * bias)`` edges cannot wrap it; the kernel flushes the slots after each chunk.
+
+    Returns ``(sw uint64 (2**w_bits, 256), bias, chunk)``; an empty ``sw`` for other widths.
+    """
+    if bits not in (2, 4):
+        return np.zeros((0, 256), dtype=np.uint64), 0, 0
+    t = tab.astype(np.int64)
+    bias = int(np.abs(t).max()) if t.size else 0
+    chunk = 65535 // (2 * bias) if bias else 1 << 30
+    if chunk < 1:
+        return np.zeros((0, 256), dtype=np.uint64), 0, 0
+    v = np.arange(256)
+    sw = np.zeros((t.shape[0], 256), dtype=np.uint64)
+    for p in range(8 // bits):
+        u = (v >> (p * bits)) & ((1 << bits) - 1)
+        sw |= (t[:, u] + bias).astype(np.uint64) << np.uint64(16 * p)
+    return sw, bias, chunk
+
+
 def table_weights(w: np.ndarray, spec: QuantSpec) -> np.ndarray:
     """Edge-weight codes as table row indices ``w - w_qmin``: uint8 (``bits <= 8``) or uint16."""
     return np.ascontiguousarray(np.asarray(w, dtype=np.int64) - spec.qmin,
@@ -85,9 +114,9 @@ def _sum_lanes(acc, tab, wi, src, xb, nb, planes, bits, mask):
 
 
 @njit(cache=True, parallel=True)
-def table_rows(indptr, indices, wi, xb, n_feat, bits, tab, row_max, acc_lo, acc_hi,
-               out_m, out_n, out_z, out_qmin, out_qmax, upd_on, upd_m, upd_n, upd_z, upd_qmin,
-               upd_qmax, block):
+def table_rows(indptr, indices, wi, xb, n_feat, bits, tab, row_max, sw, bias, chunk, acc_lo,
+               acc_hi, out_m, out_n, out_z, out_qmin, out_qmax, upd_on, upd_m, upd_n, upd_z,
+               upd_qmin, upd_qmax, block):
     """One propagation step with a message requantizer on packed feature rows.
 
     Parameters
@@ -101,6 +130,7 @@ def table_rows(indptr, indices, wi, xb, n_feat, bits, tab, row_max, acc_lo, acc_
     n_feat, bits : int
         ``F`` and the feature width ``b`` in {1, 2, 4, 8}.
     tab, row_max : from :func:`message_table`
+    sw, bias, chunk : from :func:`swar_table` (``sw`` empty: per-lane lookups)
     acc_lo, acc_hi : int
         Accumulator range.
     out_*, upd_* : int
@@ -125,16 +155,48 @@ def table_rows(indptr, indices, wi, xb, n_feat, bits, tab, row_max, acc_lo, acc_
     y = np.empty((n_rows, n_feat), dtype=np.int16)
     sats = np.zeros(n_rows, dtype=np.int64)
     n_blocks = (n_rows + block - 1) // block
+    use_sw = sw.shape[0] > 0
+    mmax = np.int64(0)
+    for j in range(row_max.shape[0]):
+        mmax = max(mmax, row_max[j])
     for b in prange(n_blocks):
         acc = np.zeros(n_lanes, dtype=np.int32)
         acc64 = np.zeros(n_lanes, dtype=np.int64)
+        sacc = np.zeros(nb, dtype=np.uint64)
         for i in range(b * block, min(n_rows, (b + 1) * block)):
             start = indptr[i]
             end = indptr[i + 1]
-            bound = np.int64(0)
-            for e in range(start, end):
-                bound += row_max[wi[e]]
-            if bound <= lim32:
+            bound = (end - start) * mmax
+            if bound > lim32:  # the tighter per-edge bound
+                bound = np.int64(0)
+                for e in range(start, end):
+                    bound += row_max[wi[e]]
+            if bound <= lim32 and use_sw:
+                # byte-level SWAR lookups, slots flushed every `chunk` edges
+                for k in range(n_lanes):
+                    acc64[k] = -bias * (end - start)
+                e0 = start
+                while e0 < end:
+                    e1 = min(end, e0 + chunk)
+                    if nb == 1:
+                        a = np.uint64(0)
+                        for e in range(e0, e1):
+                            a += sw[wi[e], xb[indices[e], 0]]
+                        sacc[0] = a
+                    else:
+                        for k in range(nb):
+                            sacc[k] = 0
+                        for e in range(e0, e1):
+                            src = indices[e]
+                            we = wi[e]
+                            for k in range(nb):
+                                sacc[k] += sw[we, xb[src, k]]
+                    for k in range(nb):
+                        for p in range(planes):
+                            acc64[p * nb + k] += np.int64(
+                                (sacc[k] >> np.uint64(16 * p)) & np.uint64(0xFFFF))
+                    e0 = e1
+            elif bound <= lim32:
                 # no order of these messages can leave the accumulator (or wrap int32)
                 for k in range(n_lanes):
                     acc[k] = 0
@@ -206,8 +268,9 @@ def aggregate_table(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb: 
         Destination rows per parallel work item.
     validate : bool
         Check the CSR structure, the weight codes and ``xb`` (skip only on trusted inputs).
-    table : (tab, row_max), optional
-        :func:`message_table` of ``params``, when the caller keeps it between calls.
+    table : (tab, row_max, sw, bias, chunk), optional
+        :func:`message_table` and :func:`swar_table` of ``params``, when the caller keeps
+        them between calls.
     weights_are_rows : bool
         ``w`` is already :func:`table_weights` (trusted).
 
@@ -237,11 +300,15 @@ def aggregate_table(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb: 
     wi = w if weights_are_rows else table_weights(w, params.w_spec)
     if indices.dtype not in (np.uint16, np.int32, np.int64):
         indices = np.ascontiguousarray(indices, dtype=np.int64)
-    tab, row_max = table if table is not None else message_table(params)
+    if table is None:
+        tab, row_max = message_table(params)
+        table = (tab, row_max, *swar_table(tab, xs.bits))
+    tab, row_max, sw, bias, chunk = table
     lo, hi = acc_range(params.acc_bits)
     out = params.out
     y, sats = table_rows(np.ascontiguousarray(indptr, dtype=np.int64), indices, wi, xb,
-                         int(num_features), xs.bits, tab, row_max, lo, hi, out.multiplier,
+                         int(num_features), xs.bits, tab, row_max, sw, bias, chunk, lo, hi,
+                         out.multiplier,
                          out.shift, out.zero_point, out.spec.qmin, out.spec.qmax,
                          *rq_args(params.upd), int(block))
     return AggregationResult(y=y, saturations=int(sats.sum()), extra={"row_saturations": sats})

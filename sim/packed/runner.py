@@ -86,7 +86,7 @@ class PackedRunner:
         self._weights: dict[tuple[str, str], np.ndarray] = {}
         self._linears: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
         self._float_weights: dict[tuple[str, type], np.ndarray] = {}
-        self._tables: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._tables: dict[str, tuple] = {}
         n = int(model.graph["num_nodes"])
         for op in model.ops:
             if isinstance(op, mi.PropagateOp):
@@ -98,7 +98,9 @@ class PackedRunner:
                 if op.params.msg is not None and msg_table.table_supported(op.params):
                     # message requantizer: one table of every (feature, weight) message
                     functional.check_codes("w", w, op.params.w_spec)
-                    self._tables[op.out] = msg_table.message_table(op.params)
+                    tab, row_max = msg_table.message_table(op.params)
+                    self._tables[op.out] = (tab, row_max,
+                                            *msg_table.swar_table(tab, op.params.x_spec.bits))
                     self._weights[(op.edge_weight, op.out)] = msg_table.table_weights(
                         w, op.params.w_spec)
                     continue
