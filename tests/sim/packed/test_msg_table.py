@@ -151,3 +151,24 @@ def test_runner_with_message_requantizers_equals_reference(seed):
     ref = model.run(x)
     for k, v in ref.items():
         assert np.array_equal(np.asarray(v).astype(np.int64), env[k].astype(np.int64)), k
+
+
+@pytest.mark.parametrize("bits, f", [(2, 4), (2, 64), (4, 2), (4, 33)])
+def test_swar_slots_flush_on_long_rows(bits, f):
+    """8-bit messages of large magnitude (bias 128, so the 16-bit slots are flushed every
+    255 edges) on rows of up to 1500 edges, with a wide accumulator: the byte-level table
+    path equals the reference."""
+    xs, ws, ms = QuantSpec(bits), QuantSpec(8), QuantSpec(8, signed=True)
+    msg = Requantizer(1 << 15, 8, 0, ms)
+    p = AggregationParams(xs, 1, ws, 0, 24, Requantizer(1, 6, 1, xs), msg=msg)
+    tab, _ = msg_table.message_table(p)
+    sw, bias, chunk = msg_table.swar_table(tab, bits)
+    assert sw.shape == (256, 256) and chunk == 65535 // (2 * bias) < 300
+    rng = np.random.default_rng(bits + f)
+    deg = np.array([0, 1, 1500, 700, chunk + 1, chunk, chunk - 1, 3])
+    indptr = np.concatenate([[0], np.cumsum(deg)])
+    indices = rng.integers(0, deg.size, int(indptr[-1]))
+    w = rng.integers(200, 256, indices.size)
+    x = rng.integers(xs.qmin, xs.qmax + 1, (deg.size, f))
+    r, ref = _check(indptr, indices, w, x, p, f)
+    assert ref.saturations == 0
