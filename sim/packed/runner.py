@@ -3,8 +3,9 @@
 :class:`PackedRunner` prepares a :class:`quant.model_ir.IntModel` once (validated CSR with
 narrow index dtypes, edge-weight codes as uint8/uint16, centred int32 weight matrices) and
 then runs it with :mod:`sim.packed`: every propagation step packs its input codes
-into offset-binary bytes and aggregates them with the vectorised plane kernel; linear layers
-multiply the centred integer codes in numpy's float BLAS, which is exact whenever
+into offset-binary bytes and aggregates them with the vectorised plane kernel; small linear
+layers (at most :data:`sim.packed.gemm.SMALL_GEMM_MACS` multiply-adds) run as an int32 loop
+nest, larger ones multiply the centred integer codes in numpy's float BLAS, which is exact whenever
 ``K * max|x - z_x| * max|w - z_w|`` is below 2**24 (float32) or 2**53 (float64)
 (:func:`sim.packed.gemm.exact_gemm_dtype` gives the argument), then requantize the
 integer-valued accumulators; ReLU and add-with-requantize keep int16 codes.
@@ -32,7 +33,8 @@ from quant.reference import _check_multiplier, _check_shift, check_finite, check
 from sim.exact import functional, kernels
 from sim.packed import msg_table, propagate
 from sim.packed.elementwise import ROUNDING_CODES, add_requant_i16, quantize_f32_i16, relu_i16
-from sim.packed.gemm import exact_gemm_dtype, linear_requant_exact
+from sim.packed.gemm import (SMALL_GEMM_MACS, exact_gemm_dtype, int32_gemm_exact,
+                             linear_requant_exact, linear_requant_i32)
 from sim.packed.layout import unpack_rows
 from sim.packed.thresholds import vector_rows_shape
 from sim.graphs.csr import validate_csr
@@ -153,6 +155,16 @@ class PackedRunner:
             acc = functional.linear(xin, op.x_zero, self.model.tensors[op.weight], op.w_zero,
                                     self.model.tensors[op.bias] if op.bias else None)
             return functional.requantize(acc, rq)
+        c = wt.shape[1]
+        if xin.shape[0] * k * c <= SMALL_GEMM_MACS and int32_gemm_exact(k, xmax, wmax):
+            key = (op.out, np.int32)
+            wi = self._float_weights.get(key)
+            if wi is None:
+                wi = self._float_weights[key] = np.ascontiguousarray(wt.astype(np.int32))
+            with _threads_for(xin.shape[0] * k * c // 8):
+                return linear_requant_i32(np.ascontiguousarray(xin), z, wi, bias, rq.multiplier,
+                                          rq.shift, rq.zero_point, rq.spec.qmin, rq.spec.qmax,
+                                          self.block)
         key = (op.out, dtype)
         wf = self._float_weights.get(key)
         if wf is None:
