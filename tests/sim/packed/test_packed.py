@@ -187,7 +187,7 @@ def test_level_thresholds_equal_the_requantizer_chain():
     rng = np.random.default_rng(11)
     for _ in range(400):
         out, upd = _random_chain(rng)
-        ua = fn._rq_args(upd)
+        ua = fn.rq_args(upd)
         th = level_thresholds(out.multiplier, out.shift, out.zero_point, out.spec.qmin,
                                  out.spec.qmax, *ua)
         fin = upd.spec if upd is not None else out.spec
@@ -236,7 +236,7 @@ def test_vector_row_kernel_equals_reference(bits, f):
                            int(rng.integers(xs.qmin, xs.qmax + 1)), xs) if trial >= 3 else None)
         params = AggregationParams(xs, x_zero, QuantSpec(8), 0, acc, out, upd=upd)
         th = level_thresholds(out.multiplier, out.shift, out.zero_point, xs.qmin, xs.qmax,
-                                 *fn._rq_args(upd))
+                                 *fn.rq_args(upd))
         assert vector_rows_supported(bits, -(-f * bits // 8), bits, 0, th)
         _check(indptr, indices, w, x, params, f)
 
