@@ -182,18 +182,22 @@ class PackedRunner:
         with _threads_for(xin.size):
             xb = propagate.pack_operand(xin, p.x_spec, self.block)
         f = xin.shape[1]
+        # a small step (edges x packed bytes) runs on one thread, like small element-wise work
+        work = ixc.size * xb.shape[1] * 4
         if op.out in self._tables:
-            res = msg_table.aggregate_table(ip, ixc, self._weights[(op.edge_weight, op.out)], xb,
-                                            f, p, block=self.block, validate=False,
-                                            table=self._tables[op.out], weights_are_rows=True)
+            with _threads_for(work):
+                res = msg_table.aggregate_table(ip, ixc, self._weights[(op.edge_weight, op.out)],
+                                                xb, f, p, block=self.block, validate=False,
+                                                table=self._tables[op.out], weights_are_rows=True)
             return res.y, res.saturations
         # Rows the vector-IR kernel takes (INT2/INT4, output at the input width) are written
         # packed, as the unit writes them, and unpacked to the int16 codes the adds read.
         packed = vector_rows_shape(p.x_spec.bits, xb.shape[1], p.y_spec.bits,
                                                   p.w_zero)
-        res = propagate.aggregate_packed(ip, ixc, self._weights[(op.edge_weight, op.out)], xb,
-                                          f, p, block=self.block, validate=False,
-                                          packed_out=packed)
+        with _threads_for(work):
+            res = propagate.aggregate_packed(ip, ixc, self._weights[(op.edge_weight, op.out)], xb,
+                                             f, p, block=self.block, validate=False,
+                                             packed_out=packed)
         if not packed:
             return res.y, res.saturations
         with _threads_for(xin.size):
