@@ -251,7 +251,8 @@ def table_supported(params: AggregationParams) -> bool:
 def aggregate_table(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb: np.ndarray,
                     num_features: int, params: AggregationParams, block: int = 64,
                     validate: bool = True, table: tuple[np.ndarray, np.ndarray] | None = None,
-                    weights_are_rows: bool = False) -> AggregationResult:
+                    weights_are_rows: bool = False, byte_table: bool | None = None
+                    ) -> AggregationResult:
     """One propagation step with a message requantizer on packed rows, bit-exact with
     :func:`quant.aggregate.aggregate_reference`.
 
@@ -273,6 +274,10 @@ def aggregate_table(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb: 
         them between calls.
     weights_are_rows : bool
         ``w`` is already :func:`table_weights` (trusted).
+    byte_table : bool, optional
+        Use the byte-level table (:func:`swar_table`, INT2/INT4 only) or the per-lane one;
+        default: the byte table when the step makes at least as many byte lookups as it
+        has entries.
 
     Returns
     -------
@@ -304,6 +309,10 @@ def aggregate_table(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb: 
         tab, row_max = message_table(params)
         table = (tab, row_max, *swar_table(tab, xs.bits))
     tab, row_max, sw, bias, chunk = table
+    if byte_table is False or (byte_table is None and indices.size * xb.shape[1] < sw.size):
+        # fewer byte lookups than byte-table entries: the byte table would mostly be read
+        # from beyond the caches; the per-lane table (2**w_bits x 2**b int32) stays in L1
+        sw = sw[:0]
     lo, hi = acc_range(params.acc_bits)
     out = params.out
     y, sats = table_rows(np.ascontiguousarray(indptr, dtype=np.int64), indices, wi, xb,

@@ -21,11 +21,12 @@ from sim.verify.golden import KINDS, make_random_case
 def _check(indptr, indices, w, x, params, f=None):
     f = x.shape[1] if f is None else f
     xb = propagate.pack_operand(x, params.x_spec)
-    r = msg_table.aggregate_table(indptr, indices, w, xb, f, params)
     ref = aggregate_reference(indptr, indices, w, x, params)
-    assert r.y.dtype == np.int16
-    assert np.array_equal(r.y.astype(np.int32), ref.y)
-    assert r.saturations == ref.saturations
+    for byte_table in (True, False, None):  # byte-level and per-lane tables, and the default
+        r = msg_table.aggregate_table(indptr, indices, w, xb, f, params, byte_table=byte_table)
+        assert r.y.dtype == np.int16
+        assert np.array_equal(r.y.astype(np.int32), ref.y)
+        assert r.saturations == ref.saturations
     ex = fn.aggregate(indptr, indices, w, x, params)
     assert np.array_equal(r.extra["row_saturations"], ex.extra["row_saturations"])
     return r, ref
