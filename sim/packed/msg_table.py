@@ -156,6 +156,8 @@ def table_rows(indptr, indices, wi, xb, n_feat, bits, tab, row_max, sw, bias, ch
     sats = np.zeros(n_rows, dtype=np.int64)
     n_blocks = (n_rows + block - 1) // block
     use_sw = sw.shape[0] > 0
+    swf = sw.reshape(sw.size)  # entry (w, v) at w * 256 + v
+    x1 = xb.reshape(xb.size)  # byte k of row r at r * B + k
     mmax = np.int64(0)
     for j in range(row_max.shape[0]):
         mmax = max(mmax, row_max[j])
@@ -179,18 +181,27 @@ def table_rows(indptr, indices, wi, xb, n_feat, bits, tab, row_max, sw, bias, ch
                 while e0 < end:
                     e1 = min(end, e0 + chunk)
                     if nb == 1:
+                        # flat indices, two independent sums (their slot totals stay below
+                        # 2**16 together, so adding them cannot carry between slots)
                         a = np.uint64(0)
-                        for e in range(e0, e1):
-                            a += sw[wi[e], xb[indices[e], 0]]
-                        sacc[0] = a
+                        a2 = np.uint64(0)
+                        e = e0
+                        while e + 1 < e1:
+                            a += swf[(np.intp(wi[e]) << 8) | np.intp(x1[np.intp(indices[e])])]
+                            a2 += swf[(np.intp(wi[e + 1]) << 8)
+                                      | np.intp(x1[np.intp(indices[e + 1])])]
+                            e += 2
+                        if e < e1:
+                            a += swf[(np.intp(wi[e]) << 8) | np.intp(x1[np.intp(indices[e])])]
+                        sacc[0] = a + a2
                     else:
                         for k in range(nb):
                             sacc[k] = 0
                         for e in range(e0, e1):
-                            src = indices[e]
-                            we = wi[e]
+                            row = np.intp(indices[e]) * nb
+                            we = np.intp(wi[e]) << 8
                             for k in range(nb):
-                                sacc[k] += sw[we, xb[src, k]]
+                                sacc[k] += swf[we | np.intp(x1[row + k])]
                     for k in range(nb):
                         for p in range(planes):
                             acc64[p * nb + k] += np.int64(
@@ -315,6 +326,8 @@ def aggregate_table(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb: 
         sw = sw[:0]
     lo, hi = acc_range(params.acc_bits)
     out = params.out
+    xb = np.ascontiguousarray(xb)
+    sw = np.ascontiguousarray(sw)
     y, sats = table_rows(np.ascontiguousarray(indptr, dtype=np.int64), indices, wi, xb,
                          int(num_features), xs.bits, tab, row_max, sw, bias, chunk, lo, hi,
                          out.multiplier,
