@@ -295,7 +295,15 @@ class Flow:
         else:
             args += ["--dataset", self.o.bench_dataset]
         self._quagga(*args)
-        return [str(js)]
+        outs = [str(js)]
+        # the trained INT2 / INT4 models end to end on the run's graph (quagga bench MODEL)
+        for tag in [t for t in ("int2", "int4") if t in self._int_tags()]:
+            mj = self.run_dir / "bench" / f"model-{tag}.json"
+            self._quagga("bench", self.run_dir / "train" / tag / "model.qim", "--dataset",
+                         self.graph_npz, "--workload", "smp", "--repeats", self.o.bench_repeats,
+                         "--json", mj)
+            outs.append(str(mj))
+        return outs
 
     def report(self) -> list[str]:
         from quagga.report import render

@@ -67,6 +67,9 @@ def collect(run: Path) -> dict[str, Any]:
     # the lowest trained precision's estimate carries every precision's totals (for the energy plot)
     out["estimate"] = next((out["estimates"][t] for t in reversed(PRECISION_TAGS) if t in out["estimates"]), None)
     out["bench"] = read_json(run / "bench" / "bench.json")
+    out["bench_model"] = {p.stem.removeprefix("model-"): read_json(p)
+                          for p in sorted((run / "bench").glob("model-int*.json"))} \
+        if (run / "bench").is_dir() else {}
     out["depth"] = read_json(run / "depth" / "depth.json")
     out["synth"] = _find_synth()
     out["sweep_csv"] = next(iter(sorted((run / "sweep").glob("*.csv"))), None) if (run / "sweep").is_dir() else None
@@ -399,6 +402,14 @@ def render(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path
         for note in bench.get("notes") or []:
             lines.append(f"* {note}")
         lines.append("")
+    for tag, mb in sorted((data.get("bench_model") or {}).items()):
+        if not mb or "speedup_vs_fastest_fp32" not in mb:
+            continue
+        lines += [f"Trained {tag.upper()} model end to end (`bench/model-{tag}.json`, `quagga bench "
+                  f"MODEL.qim`): {mb['speedup_vs_fastest_fp32']:.2f}× over the fastest FP32 form "
+                  f"({mb['fastest_fp32']}), {mb['speedup_vs_own_fp32']:.2f}× over our own FP32 "
+                  f"forward; bit-exact {mb['bit_exact']}; load average at start "
+                  f"{_get(mb, 'machine', 'load_average_start', default='?')}.", ""]
     lines += ["## Plots", ""]
     titles = {"accuracy_vs_bits.png": "Accuracy vs bits", "accuracy_vs_depth.png": "Accuracy vs depth",
               "speedup_simulated_vs_measured.png": "Simulated vs measured speed-up",

@@ -9,7 +9,8 @@ FP32 forms (:data:`FP32_FORMS`), built by :func:`fp32_forms`:
     PyG ``MessagePassing`` given an ``edge_index`` or a sparse-CSR ``adj_t``
     (:mod:`quagga.bench.torch_baselines`).
 ``own_fp32``
-    Our own FP32 CSR SpMM (:func:`quagga.bench.fp32_spmm.spmm_f32`).
+    Our own FP32 CSR SpMM (:func:`quagga.bench.fp32_spmm.spmm_f32`): row accumulators in
+    vector registers (LLVM IR), the integer kernel's narrow index dtype.
 
 Each kernel is warmed up once, then all are timed in ``repeats`` interleaved rounds
 (:func:`quagga.bench.timing.time_interleaved`, so load changes hit every kernel alike) and
@@ -111,7 +112,9 @@ def fp32_forms(indptr: np.ndarray, indices: np.ndarray, w_float: np.ndarray, xf:
                                   torch.from_numpy(np.asarray(w_float, np.float32)), size=(n, n),
                                   dtype=torch.float32)
     ei_t, ew_t = edge_index_tensors(indptr, indices, w_float)
-    ix32 = indices.astype(np.int32)
+    from sim.packed.propagate import compact_indices
+
+    ixc = compact_indices(indices, n)  # the integer kernel's index dtype
     wf = np.asarray(w_float, np.float32)
     x32 = np.ascontiguousarray(xf, dtype=np.float32)
     prop = GCNProp()
@@ -119,7 +122,7 @@ def fp32_forms(indptr: np.ndarray, indices: np.ndarray, w_float: np.ndarray, xf:
                  "torch_csr_spmm_i32": lambda: torch.sparse.mm(a32, xt),
                  "pyg_edge_index": lambda: prop(xt, ei_t, ew_t),
                  "pyg_sparse_csr": lambda: prop(xt, a64),
-                 "own_fp32": lambda: spmm_f32(indptr, ix32, wf, x32, 64)}
+                 "own_fp32": lambda: spmm_f32(indptr, ixc, wf, x32, 64)}
     return {f: all_forms[f] for f in forms}
 
 

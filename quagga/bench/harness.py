@@ -107,19 +107,17 @@ def _aggregation(csr: tuple, bits: tuple[int, ...], repeats: int, features: int,
     return measure(indptr, indices, w_codes, w_float, features, bits, repeats, seed, say=say)
 
 
-def _own_fp32_smp(wts, indptr: np.ndarray, ix32: np.ndarray, w_float: np.ndarray, x: np.ndarray):
-    """Our FP32 SMP forward: numpy BLAS GEMMs, numba SpMM propagations, numpy adds."""
-    from quagga.bench.fp32_spmm import spmm_f32
+def _own_fp32_smp(wts, indptr: np.ndarray, ixc: np.ndarray, w_float: np.ndarray, x: np.ndarray):
+    """Our FP32 SMP forward: numpy BLAS GEMMs, each step in two fused passes of the
+    register-resident FP32 row kernels (:mod:`quagga.bench.fp32_spmm`)."""
+    from quagga.bench.fp32_spmm import smp_gap_f32, smp_prop_f32
 
-    h0 = np.maximum(x @ wts.w1.T + wts.b1, 0) @ wts.w2.T + wts.b2
-    a = np.float32(wts.teleport)
+    h0 = np.ascontiguousarray(np.maximum(x @ wts.w1.T + wts.b1, 0) @ wts.w2.T + wts.b2,
+                              dtype=np.float32)
     xk = h0
     for c in wts.coefs:
-        p = spmm_f32(indptr, ix32, w_float, xk, 64)
-        xt = (1 - a) * p + a * h0
-        gd = xt - xk
-        pg = spmm_f32(indptr, ix32, w_float, gd, 64)
-        xk = xt + np.float32(c) * (pg - gd)
+        xt, g = smp_prop_f32(indptr, ixc, w_float, xk, h0, wts.teleport, 64)
+        xk = smp_gap_f32(indptr, ixc, w_float, g, xt, c, False, 64)
     return xk.argmax(axis=1)
 
 
@@ -147,10 +145,13 @@ def _smp(g: dict, csr: tuple, bits: tuple[int, ...], repeats: int, steps: int, s
     a_csr = csr_tensor(indptr, indices, w_float, n)
     ei_t, ew_t = edge_index_tensors(indptr, indices, w_float)
     xt = torch.from_numpy(x)
-    ix32 = indices.astype(np.int32)
+    from sim.packed.propagate import compact_indices
+
+    ixc = compact_indices(indices, n)  # the integer kernels' index dtype
+    wf32 = np.asarray(w_float, np.float32)
     fns["pyg_edge_index"] = lambda: tm(xt, ei_t, ew_t)
     fns["pyg_sparse_csr"] = lambda: tm(xt, a_csr)
-    fns["own_fp32"] = lambda: _own_fp32_smp(wts, indptr, ix32, w_float, x)
+    fns["own_fp32"] = lambda: _own_fp32_smp(wts, indptr, ixc, wf32, x)
     say(f"SMP K={steps}: timing {', '.join(fns)} x {repeats} (interleaved)")
     with torch.inference_mode():
         times = time_interleaved(fns, repeats)

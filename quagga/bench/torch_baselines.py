@@ -18,9 +18,13 @@ import torch
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import spmm
 
+from dataclasses import dataclass, field
+from pathlib import Path
+
 from quagga.bench.smp_int import SMPWeights
 
-__all__ = ["GCNProp", "SMPTorch", "csr_tensor", "edge_index_tensors"]
+__all__ = ["FloatGNN", "FloatGNNTorch", "GCNProp", "SMPTorch", "csr_tensor", "edge_index_tensors",
+           "float_gnn_from_checkpoint"]
 
 
 class GCNProp(MessagePassing):
@@ -87,3 +91,99 @@ class SMPTorch(torch.nn.Module):
             pg = self.prop(g, edge_index, edge_weight)
             xk = xt + c * (pg - g)
         return xk.argmax(dim=1)
+
+
+@dataclass
+class FloatGNN:
+    """The float weights and constants of a trained model, for FP32 inference.
+
+    ``arch``: ``smp`` / ``appnp`` (decoupled: ``h0 = lin2(relu(lin1(x)))``, then the steps)
+    or ``gcn`` (``L`` layers ``A (lin(h))`` with ReLU between them).  ``lins`` holds
+    ``(weight (out, in), bias (out,))`` float32 per linear layer; ``steps`` the propagation
+    steps ``K`` of smp / appnp; ``coefs`` the SMP step
+    multipliers ``c_k = 2 teleport lambda_k`` frozen at export; ``paper_code`` the published
+    code's SMP update ``x = xt + c_k A g`` instead of ``xt + c_k (A g - g)``.
+    """
+
+    arch: str
+    lins: list[tuple[np.ndarray, np.ndarray]]
+    steps: int = 10
+    teleport: float = 0.1
+    coefs: list[float] = field(default_factory=list)
+    paper_code: bool = False
+
+
+def float_gnn_from_checkpoint(path: str | Path, lambdas: list[float] | None) -> tuple[FloatGNN, dict]:
+    """:class:`FloatGNN` from a ``quagga train`` checkpoint (loaded with ``weights_only=True``).
+
+    ``lambdas`` are the SMP multipliers frozen in the exported model (``meta["lambdas"]``),
+    so the FP32 model uses the same constants as the integer one.  Returns the weights and
+    the checkpoint's ``model_config``.
+
+    Raises
+    ------
+    ValueError
+        For a model kind without a float inference form here (EMP).
+    """
+    ck = torch.load(Path(path), weights_only=True, map_location="cpu")
+    cfg = dict(ck["model_config"])
+    sd = ck["state_dict"]
+    arch = cfg["model"]
+
+    def lin(prefix: str) -> tuple[np.ndarray, np.ndarray]:
+        return (sd[f"{prefix}.lin.weight"].detach().numpy().astype(np.float32),
+                sd[f"{prefix}.lin.bias"].detach().numpy().astype(np.float32))
+
+    if arch in ("smp", "appnp"):
+        lins = [lin("lin1"), lin("lin2")]
+    elif arch == "gcn":
+        lins = [lin(f"lins.{i}") for i in range(int(cfg["layers"]))]
+    else:
+        raise ValueError(f"model must be smp, appnp or gcn for the FP32 forward, not {arch!r}")
+    teleport = float(cfg.get("teleport", 0.1))
+    coefs = [2.0 * teleport * float(v) for v in (lambdas or [])]
+    if arch == "smp" and len(coefs) != int(cfg["layers"]):
+        raise ValueError(f"an SMP model needs {cfg['layers']} frozen lambdas, not {len(coefs)}")
+    return FloatGNN(arch, lins, int(cfg["layers"]), teleport, coefs, bool(cfg.get("paper_code", False))), cfg
+
+
+class FloatGNNTorch(torch.nn.Module):
+    """FP32 inference of a :class:`FloatGNN` in torch; ``forward(x, prop)`` takes the
+    propagation ``h -> A_hat h`` as a callable, so every sparse form (PyG with
+    ``edge_index`` or ``adj_t``, ``torch.sparse.mm`` with int64 or int32 indices) runs the
+    same model.  Returns the predicted class per node (the float outputs with ``logits``)."""
+
+    def __init__(self, fw: FloatGNN) -> None:
+        super().__init__()
+        self.fw = fw
+        self.lins = torch.nn.ModuleList()
+        for wt, b in fw.lins:
+            m = torch.nn.Linear(wt.shape[1], wt.shape[0])
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(wt))
+                m.bias.copy_(torch.from_numpy(b))
+            self.lins.append(m)
+
+    def forward(self, x: torch.Tensor, prop, logits: bool = False) -> torch.Tensor:
+        fw = self.fw
+        out = (lambda h: h) if logits else (lambda h: h.argmax(dim=1))
+        if fw.arch == "gcn":
+            h = x
+            for i, m in enumerate(self.lins):
+                h = prop(m(h))
+                if i < len(self.lins) - 1:
+                    h = torch.relu(h)
+            return out(h)
+        h0 = self.lins[1](torch.relu(self.lins[0](x)))
+        a = fw.teleport
+        xk = h0
+        if fw.arch == "appnp":
+            for _ in range(fw.steps):
+                xk = (1 - a) * prop(xk) + a * h0
+            return out(xk)
+        for c in fw.coefs:
+            xt = (1 - a) * prop(xk) + a * h0
+            g = xt - xk
+            pg = prop(g)
+            xk = xt + c * pg if fw.paper_code else xt + c * (pg - g)
+        return out(xk)

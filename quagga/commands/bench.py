@@ -1,9 +1,13 @@
 """``quagga bench``: measured speed of the bit-exact packed INT2/INT4/INT8 CPU kernels against
-FP32 PyG and against our own FP32 kernel, on one graph, in one run.
+every FP32 CPU form and against our own FP32 kernel, in one run.
 
-Workloads: a single 64-feature aggregation layer and end-to-end SMP (K=10) inference (see
-:mod:`quagga.bench.harness`).  Prints the timings, ratios, bit-exactness and the machine;
-``--json`` writes the full result (every repeat time) atomically.
+``quagga bench MODEL.qim`` times the exported (trained) model end to end on its own graph
+against FP32 inference of the same model from the run's ``checkpoint.pt``
+(:mod:`quagga.bench.model_bench`), plus one 64-feature aggregation on that graph.
+Without a model: a single 64-feature aggregation layer and end-to-end SMP (K=10) inference of
+a calibrated model on a benchmark graph (:mod:`quagga.bench.harness`).  Prints the timings,
+ratios, bit-exactness and the machine; ``--json`` writes the full result (every repeat time)
+atomically.
 """
 
 from __future__ import annotations
@@ -17,13 +21,22 @@ from quagga.cli import CLIError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="synthetic",
-                        help="tolokers (from $QUAGGA_DATA_ROOT), synthetic (500k nodes, 5M edges) "
-                             "or quick (small graph for tests); default synthetic")
+    parser.add_argument("model", nargs="?", metavar="MODEL",
+                        help="an exported model (.qim) to time end to end against FP32 inference "
+                             "of the same model (float weights from checkpoint.pt next to it)")
+    parser.add_argument("--dataset", default=None,
+                        help="without MODEL: tolokers (from $QUAGGA_DATA_ROOT), synthetic (500k "
+                             "nodes, 5M edges) or quick (small graph for tests); default synthetic. "
+                             "With MODEL: the dataset of the features (default: the model's)")
+    parser.add_argument("--data-root", default=None,
+                        help="with MODEL: dataset root (default $QUAGGA_DATA_ROOT)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="with MODEL: the run's checkpoint.pt (default: next to MODEL)")
     parser.add_argument("--bits", default="2,4,8", help="comma-separated widths (default 2,4,8)")
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats (default 7)")
     parser.add_argument("--threads", type=int, default=2, help="numba and torch threads (default 2)")
-    parser.add_argument("--workload", choices=["all", "aggregation", "smp"], default="all")
+    parser.add_argument("--workload", choices=["all", "aggregation", "smp"], default="all",
+                        help="with MODEL, 'smp' times the model only (no aggregation layer)")
     parser.add_argument("--features", type=int, default=64,
                         help="features of the aggregation layer (default 64)")
     parser.add_argument("--steps", type=int, default=10, help="SMP propagation steps K (default 10)")
@@ -59,7 +72,9 @@ def run(args) -> int:
     for name in ("repeats", "threads", "features", "steps"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name} must be >= 1, not {getattr(args, name)}")
-    dataset, repeats, steps = args.dataset, args.repeats, args.steps
+    if args.model:
+        return _run_model(args)
+    dataset, repeats, steps = args.dataset or "synthetic", args.repeats, args.steps
     if args.quick:
         dataset, repeats, steps = "quick", min(repeats, 3), min(steps, 2)
     if dataset not in harness.DATASETS:
@@ -77,6 +92,22 @@ def run(args) -> int:
     finally:
         bar.close()
     print(harness.format_table(res))
+    if args.json:
+        _write_atomic(Path(args.json), (json.dumps(res, indent=1) + "\n").encode())
+        print(f"wrote {args.json}")
+    return 0 if res["bit_exact"] else 1
+
+
+def _run_model(args) -> int:
+    from quagga.bench import model_bench
+
+    if not Path(args.model).is_file():
+        raise CLIError(f"MODEL {args.model!r} does not exist")
+    res = model_bench.run_model_bench(
+        args.model, args.dataset, args.data_root, args.checkpoint, args.repeats, args.threads,
+        None if args.workload == "smp" else args.features,
+        progress=lambda msg: print(f"... {msg}", flush=True))
+    print(model_bench.format_model_table(res))
     if args.json:
         _write_atomic(Path(args.json), (json.dumps(res, indent=1) + "\n").encode())
         print(f"wrote {args.json}")

@@ -3,21 +3,24 @@
 :class:`PackedRunner` prepares a :class:`quant.model_ir.IntModel` once (validated CSR with
 narrow index dtypes, edge-weight codes as uint8/uint16, centred int32 weight matrices) and
 then runs it with :mod:`sim.packed`: every propagation step packs its input codes
-into offset-binary bytes and aggregates them with the vectorised plane kernel; linear layers
-multiply the centred integer codes in numpy's float BLAS, which is exact whenever
+into offset-binary bytes and aggregates them with the vectorised plane kernel; small linear
+layers (at most :data:`sim.packed.gemm.SMALL_GEMM_MACS` multiply-adds) run as an int32 loop
+nest, larger ones multiply the centred integer codes in numpy's float BLAS, which is exact whenever
 ``K * max|x - z_x| * max|w - z_w|`` is below 2**24 (float32) or 2**53 (float64)
 (:func:`sim.packed.gemm.exact_gemm_dtype` gives the argument), then requantize the
 integer-valued accumulators; ReLU and add-with-requantize keep int16 codes.
 
+A propagation step with a message requantizer sums lookups of one table of every
+(feature code, weight code) message (:mod:`sim.packed.msg_table`).
+
 Results equal :meth:`IntModel.run` bit for bit.  Where a fast kernel cannot prove it is
-exact for an op (a message requantizer, a GEMM bound beyond 2**53 or beyond the
+exact for an op (a message requantizer whose table would be too large, a GEMM bound beyond 2**53 or beyond the
 requantizer's int64 headroom, signed edge weights, ...), that op runs with :mod:`sim.exact.functional` (the exact kernels) instead, and
 :attr:`PackedRunner.fallbacks` names it.  numpy + numba only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 
@@ -27,9 +30,10 @@ from quant import model_ir as mi
 from quant.errors import invalid
 from quant.reference import _check_multiplier, _check_shift, check_finite, check_scale
 from sim.exact import functional, kernels
-from sim.packed import propagate
+from sim.packed import msg_table, propagate
 from sim.packed.elementwise import ROUNDING_CODES, add_requant_i16, quantize_f32_i16, relu_i16
-from sim.packed.gemm import exact_gemm_dtype, linear_requant_exact
+from sim.packed.gemm import (SMALL_GEMM_MACS, exact_gemm_dtype, int32_gemm_exact,
+                             linear_requant_exact, linear_requant_i32)
 from sim.packed.layout import unpack_rows
 from sim.packed.thresholds import vector_rows_shape
 from sim.graphs.csr import validate_csr
@@ -43,20 +47,33 @@ __all__ = ["PackedRunner"]
 SERIAL_ELEMENTS = 1 << 20
 
 
-@contextlib.contextmanager
-def _threads_for(elements: int):
-    """Use one numba thread for small element-wise work, the configured count otherwise."""
-    if elements >= SERIAL_ELEMENTS:
-        yield
-        return
-    import numba
+class _Threads:
+    """The numba thread count during one run: one thread for small work, the configured
+    count otherwise, changed only when it differs (each change takes a lock and checks the
+    pool), and restored at the end of the run."""
 
-    saved = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(saved)
+    def __init__(self) -> None:
+        self.default = self.cur = 0
+
+    def begin(self) -> None:
+        import numba
+
+        self.default = self.cur = numba.get_num_threads()
+
+    def want(self, elements: int) -> None:
+        n = 1 if elements < SERIAL_ELEMENTS or self.default == 0 else self.default
+        if self.default and n != self.cur:
+            import numba
+
+            numba.set_num_threads(n)
+            self.cur = n
+
+    def end(self) -> None:
+        if self.default and self.cur != self.default:
+            import numba
+
+            numba.set_num_threads(self.default)
+        self.cur = self.default
 
 
 class PackedRunner:
@@ -83,6 +100,8 @@ class PackedRunner:
         self._weights: dict[tuple[str, str], np.ndarray] = {}
         self._linears: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
         self._float_weights: dict[tuple[str, type], np.ndarray] = {}
+        self._tables: dict[str, tuple] = {}
+        self._thr = _Threads()
         n = int(model.graph["num_nodes"])
         for op in model.ops:
             if isinstance(op, mi.PropagateOp):
@@ -90,11 +109,21 @@ class PackedRunner:
                 if key not in self._graphs:
                     ip, ix = validate_csr(model.tensors[op.indptr], model.tensors[op.indices], n)
                     self._graphs[key] = (ip, ix, propagate.compact_indices(ix, n))
+                w = np.asarray(model.tensors[op.edge_weight])
+                if op.params.msg is not None and msg_table.table_supported(op.params):
+                    # message requantizer: one table of every (feature, weight) message
+                    functional.check_codes("w", w, op.params.w_spec)
+                    tab, row_max = msg_table.message_table(op.params)
+                    self._tables[op.out] = (tab, row_max,
+                                            *msg_table.swar_table(tab, op.params.x_spec.bits))
+                    self._weights[(op.edge_weight, op.out)] = msg_table.table_weights(
+                        w, op.params.w_spec)
+                    continue
                 if not propagate.packed_supported(op.params):
-                    self.fallbacks[op.out] = ("message requantizer" if op.params.msg is not None
+                    self.fallbacks[op.out] = ("message requantizer outside the table kernel"
+                                              if op.params.msg is not None
                                               else "parameters outside the packed kernel")
                     continue
-                w = np.asarray(model.tensors[op.edge_weight])
                 functional.check_codes("w", w, op.params.w_spec)
                 self._weights[(op.edge_weight, op.out)] = propagate.compact_weights(w, op.params.w_spec)
             elif isinstance(op, mi.LinearOp):
@@ -116,10 +145,10 @@ class PackedRunner:
         spec = op.spec
         s = check_scale(op.scale)
         z = spec.check_zero_point(op.zero_point)
-        with _threads_for(xf.size):
-            out, bad = quantize_f32_i16(
-                xf, s, z, spec.qmin, spec.qmax, ROUNDING_CODES[spec.rounding.value],
-                self.block)
+        self._thr.want(xf.size)
+        out, bad = quantize_f32_i16(
+            xf, s, z, spec.qmin, spec.qmax, ROUNDING_CODES[spec.rounding.value],
+            self.block)
         if bad:
             check_finite(xf, "x")                 # raises the reference's error
         return out
@@ -136,13 +165,25 @@ class PackedRunner:
                 or not functional.stage_bound_safe(k * xmax * wmax + bmax, rq)
                 or rq.spec.qmax >= (1 << 15)):
             self.fallbacks[op.out] = "GEMM bound beyond exact float or int64 headroom"
+            self._thr.want(SERIAL_ELEMENTS)
             acc = functional.linear(xin, op.x_zero, self.model.tensors[op.weight], op.w_zero,
                                     self.model.tensors[op.bias] if op.bias else None)
             return functional.requantize(acc, rq)
+        c = wt.shape[1]
+        if xin.shape[0] * k * c <= SMALL_GEMM_MACS and int32_gemm_exact(k, xmax, wmax):
+            key = (op.out, np.int32)
+            wi = self._float_weights.get(key)
+            if wi is None:
+                wi = self._float_weights[key] = np.ascontiguousarray(wt.astype(np.int32))
+            self._thr.want(xin.shape[0] * k * c // 8)
+            return linear_requant_i32(np.ascontiguousarray(xin), z, wi, bias, rq.multiplier,
+                                      rq.shift, rq.zero_point, rq.spec.qmin, rq.spec.qmax,
+                                      self.block)
         key = (op.out, dtype)
         wf = self._float_weights.get(key)
         if wf is None:
             wf = self._float_weights[key] = np.ascontiguousarray(wt.astype(dtype))
+        self._thr.want(SERIAL_ELEMENTS)  # large layer: every thread
         return linear_requant_exact(
             np.ascontiguousarray(xin), z, wf, bias, rq.multiplier, rq.shift, rq.zero_point,
             rq.spec.qmin, rq.spec.qmax)
@@ -151,23 +192,33 @@ class PackedRunner:
         ip, ix, ixc = self._graphs[(op.indptr, op.indices)]
         p = op.params
         if op.out in self.fallbacks:
+            self._thr.want(SERIAL_ELEMENTS)
             res = functional.aggregate(ip, ix, self.model.tensors[op.edge_weight], xin, p)
             return res.y, res.saturations
-        with _threads_for(xin.size):
-            xb = propagate.pack_operand(xin, p.x_spec, self.block)
+        self._thr.want(xin.size)
+        xb = propagate.pack_operand(xin, p.x_spec, self.block)
         f = xin.shape[1]
+        # a small step (edges x packed bytes) runs on one thread, like small element-wise work
+        work = ixc.size * xb.shape[1] * 4
+        if op.out in self._tables:
+            self._thr.want(work)
+            res = msg_table.aggregate_table(ip, ixc, self._weights[(op.edge_weight, op.out)],
+                                            xb, f, p, block=self.block, validate=False,
+                                            table=self._tables[op.out], weights_are_rows=True)
+            return res.y, res.saturations
         # Rows the vector-IR kernel takes (INT2/INT4, output at the input width) are written
         # packed, as the unit writes them, and unpacked to the int16 codes the adds read.
         packed = vector_rows_shape(p.x_spec.bits, xb.shape[1], p.y_spec.bits,
                                                   p.w_zero)
+        self._thr.want(work)
         res = propagate.aggregate_packed(ip, ixc, self._weights[(op.edge_weight, op.out)], xb,
-                                          f, p, block=self.block, validate=False,
-                                          packed_out=packed)
+                                         f, p, block=self.block, validate=False,
+                                         packed_out=packed)
         if not packed:
             return res.y, res.saturations
-        with _threads_for(xin.size):
-            y = unpack_rows(res.y, propagate.packed_offset(p.y_spec),
-                                           p.y_spec.bits, f, self.block)
+        self._thr.want(xin.size)
+        y = unpack_rows(res.y, propagate.packed_offset(p.y_spec),
+                                       p.y_spec.bits, f, self.block)
         return y, res.saturations
 
     def _add(self, op: mi.AddOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -179,10 +230,10 @@ class PackedRunner:
 
             return add_requantize(a, op.a_zero, op.a_mult, b, op.b_zero, op.b_mult, op.shift,
                                   op.zero_point, op.spec)
-        with _threads_for(a.size):
-            return add_requant_i16(np.ascontiguousarray(a), op.a_zero, op.a_mult,
-                                   np.ascontiguousarray(b), op.b_zero, op.b_mult, op.shift,
-                                   op.zero_point, op.spec.qmin, op.spec.qmax)
+        self._thr.want(a.size)
+        return add_requant_i16(np.ascontiguousarray(a), op.a_zero, op.a_mult,
+                               np.ascontiguousarray(b), op.b_zero, op.b_mult, op.shift,
+                               op.zero_point, op.spec.qmin, op.spec.qmax)
 
     # ------------------------------------------------------------------ run
     def run(self, x: np.ndarray, keep: bool = True, timings: dict[str, float] | None = None
@@ -213,6 +264,17 @@ class PackedRunner:
         def get(name: str) -> np.ndarray:
             return env[name] if name in env else model.tensors[name]
 
+        self._thr.begin()
+        try:
+            self._run_ops(x, env, sats, last_use, keep, timings, get)
+        finally:
+            self._thr.end()
+        if not keep:
+            env = {model.output: env[model.output]}
+        return env, sats
+
+    def _run_ops(self, x, env, sats, last_use, keep, timings, get) -> None:
+        model = self.model
         for k, op in enumerate(model.ops):
             t0 = time.perf_counter() if timings is not None else 0.0
             if isinstance(op, mi.InputOp):
@@ -222,8 +284,8 @@ class PackedRunner:
             elif isinstance(op, mi.ReluOp):
                 q = get(op.inp)
                 if q.ndim == 2 and q.dtype == np.int16:
-                    with _threads_for(q.size):
-                        out = relu_i16(q, int(op.zero_point))
+                    self._thr.want(q.size)
+                    out = relu_i16(q, int(op.zero_point))
                 else:
                     out = np.maximum(q.astype(np.int64), int(op.zero_point)).astype(np.int32)
             elif isinstance(op, mi.PropagateOp):
@@ -232,8 +294,8 @@ class PackedRunner:
                 out = self._add(op, get(op.a), get(op.b))
             elif isinstance(op, mi.ArgmaxOp):
                 q = np.ascontiguousarray(get(op.inp))
-                with _threads_for(q.size):
-                    out = kernels.argmax_rows(q).astype(np.int32)
+                self._thr.want(q.size)
+                out = kernels.argmax_rows(q).astype(np.int32)
             else:
                 raise invalid("op", op, "a known op")
             env[op.out] = out
@@ -243,6 +305,3 @@ class PackedRunner:
                 for name in [nm for nm, last in last_use.items() if last == k and nm in env
                              and nm != model.output]:
                     del env[name]
-        if not keep:
-            env = {model.output: env[model.output]}
-        return env, sats

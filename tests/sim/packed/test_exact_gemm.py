@@ -15,7 +15,8 @@ import sim.packed.gemm
 
 from quant.reference import derive_multiplier, linear_accumulate, requantize
 from quant.spec import QuantSpec
-from sim.packed.gemm import exact_gemm_dtype, gemm_exact_float, linear_requant_exact, requant_float_acc_i16
+from sim.packed.gemm import (exact_gemm_dtype, gemm_exact_float, int32_gemm_exact,
+                             linear_requant_exact, linear_requant_i32, requant_float_acc_i16)
 from sim.packed.runner import PackedRunner
 from sim.verify.random_models import GraphSpec, random_model
 
@@ -92,7 +93,11 @@ def test_requant_float_acc_equals_reference(dtype):
 @pytest.mark.parametrize("seed", range(3))
 def test_runner_linear_layers_exact_in_either_dtype(monkeypatch, seed, force_f64):
     """The whole model through PackedRunner equals IntModel.run with the linear layers on
-    the float32 path (as chosen) and with float64 forced."""
+    the float32 path (as chosen) and with float64 forced (the int32 loop nest for small
+    layers switched off)."""
+    import sim.packed.runner
+
+    monkeypatch.setattr(sim.packed.runner, "SMALL_GEMM_MACS", 0)
     if force_f64:
         monkeypatch.setattr(sim.packed.gemm, "_F32_EXACT", 0)
     gs = GraphSpec(num_nodes=50, avg_degree=4, hub_degree=20, isolated=0.1, self_loops=True,
@@ -119,3 +124,37 @@ def test_linear_requant_exact_chunks(chunk_rows):
                                   bias, m, n, 2, spec.qmin, spec.qmax, chunk_rows=chunk_rows)
     ref = requantize(linear_accumulate(x, 5, w, 0, bias), m, n, 2, spec)
     assert got.dtype == np.int16 and np.array_equal(got.astype(np.int64), ref)
+
+
+@pytest.mark.parametrize("k, c, block", [(1, 1, 1), (10, 64, 64), (64, 2, 7), (33, 17, 64)])
+def test_linear_requant_i32_equals_reference_at_the_bound(k, c, block):
+    """The int32 loop nest equals linear_accumulate + requantize, with operands whose every
+    partial sum reaches the int32 bound's neighbourhood."""
+    rng = np.random.default_rng(k * 100 + c)
+    w_abs = (1 << 31) // (k * 255) - 1  # k * 255 * w_abs just below 2**31
+    assert int32_gemm_exact(k, 255, w_abs) and not int32_gemm_exact(k, 255, w_abs + 2)
+    x = np.where(rng.random((50, k)) < 0.5, 0, 255)  # x - 0 in {0, 255}
+    w = np.where(rng.random((c, k)) < 0.5, -w_abs, w_abs)
+    x[0] = 255
+    w[0] = w_abs  # row 0 / column 0: every partial sum at its extreme
+    bias = rng.integers(-(1 << 20), 1 << 20, size=c)
+    spec = QuantSpec(8)
+    for ratio in (1e-9, 3.7e-7):
+        m, n = derive_multiplier(ratio, 16)
+        got = linear_requant_i32(x.astype(np.int16), 0, np.ascontiguousarray(w.T.astype(np.int32)),
+                                 bias, m, n, 3, spec.qmin, spec.qmax, block)
+        ref = requantize(linear_accumulate(x, 0, w, 0, bias), m, n, 3, spec)
+        assert got.dtype == np.int16 and np.array_equal(got.astype(np.int64), ref)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_runner_small_linear_layers_take_the_int32_path(seed):
+    gs = GraphSpec(num_nodes=50, avg_degree=4, hub_degree=20, isolated=0.1, self_loops=True,
+                   duplicates=True)
+    model, x = random_model(seed, ("gcn", "appnp", "smp")[seed], bits=(2, 4, 8)[seed], graph=gs)
+    runner = PackedRunner(model)
+    env, _ = runner.run(x)
+    assert any(key[1] is np.int32 for key in runner._float_weights)
+    ref = model.run(x)
+    for k, v in ref.items():
+        assert np.array_equal(np.asarray(v).astype(np.int64), env[k].astype(np.int64)), k
