@@ -241,8 +241,6 @@ def run(dataset: str = "quick", bits: tuple[int, ...] = (2, 4, 8), repeats: int 
     QuantError
         For an unknown dataset, workload or bit width, or a missing dataset file.
     """
-    import numba
-    import torch
 
     say = progress or log.info
     for b in bits:
@@ -251,11 +249,7 @@ def run(dataset: str = "quick", bits: tuple[int, ...] = (2, 4, 8), repeats: int 
     for wl in workloads:
         if wl not in ("aggregation", "smp"):
             raise QuantError(f"workload must be 'aggregation' or 'smp', not {wl!r}")
-    if threads < 1 or repeats < 1:
-        raise QuantError(f"threads and repeats must be >= 1, not {threads!r}, {repeats!r}")
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    torch.set_num_threads(threads)
-    mach = machine.describe(threads)
+    mach = machine.use_threads(threads, repeats)
     say(f"loading {dataset}")
     g = load_graph(dataset, seed)
     n = int(g["x"].shape[0])

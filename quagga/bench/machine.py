@@ -81,3 +81,24 @@ def describe(threads: int) -> dict:
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
     return d
+
+
+def use_threads(threads: int, repeats: int) -> dict:
+    """Check the benchmark's ``threads`` and ``repeats`` (>= 1), give numba and torch
+    ``threads`` threads, and return :func:`describe` of the machine.
+
+    Raises
+    ------
+    QuantError
+        For fewer than one thread or repeat, naming the values.
+    """
+    import numba
+    import torch
+
+    from quant.errors import QuantError
+
+    if threads < 1 or repeats < 1:
+        raise QuantError(f"threads and repeats must be >= 1, not {threads!r}, {repeats!r}")
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(threads)
+    return describe(threads)

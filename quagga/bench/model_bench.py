@@ -123,7 +123,6 @@ def run_model_bench(model_path: str | Path, dataset: str | None = None, data_roo
     QuantError
         For a missing checkpoint, a graph that is not the model's, or an unsupported model.
     """
-    import numba
     import torch
 
     from quagga.bench.torch_baselines import (FloatGNNTorch, GCNProp, csr_tensor,
@@ -134,11 +133,7 @@ def run_model_bench(model_path: str | Path, dataset: str | None = None, data_roo
     from training.graph import build_prop_graph
 
     say = progress or log.info
-    if threads < 1 or repeats < 1:
-        raise QuantError(f"threads and repeats must be >= 1, not {threads!r}, {repeats!r}")
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    torch.set_num_threads(threads)
-    mach = machine.describe(threads)
+    mach = machine.use_threads(threads, repeats)
     say(f"loading {model_path}")
     model, name, arrays, x = _load(model_path, dataset, data_root)
     ck = Path(checkpoint) if checkpoint else Path(model_path).parent / "checkpoint.pt"

@@ -32,9 +32,9 @@ from quant.errors import invalid
 from quant.pack import PACKABLE_BITS
 from quant.reference import acc_range
 from quant.spec import QuantSpec
-from sim.exact.functional import centred_max, check_codes, rq_args, stage_bound_safe
+from sim.exact.functional import centred_max, rq_args, stage_bound_safe
 from sim.exact.kernels import sat_add
-from sim.graphs.csr import validate_csr
+from sim.packed.propagate import check_operands
 from sim.packed.row_ops import out_chain
 
 __all__ = ["TABLE_MAX_BITS", "aggregate_table", "message_table", "swar_table", "table_rows",
@@ -300,19 +300,9 @@ def aggregate_table(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb: 
                       "supported by the table kernel (see table_supported)")
     xs = params.x_spec
     xb = np.asarray(xb)
-    per = 8 // xs.bits
     if validate:
-        indptr, indices = validate_csr(indptr, indices, xb.shape[0] if xb.ndim == 2 else 0)
-        w = np.asarray(w)
-        if w.shape != indices.shape:
-            raise invalid("w.shape", w.shape, f"{indices.shape} (one code per edge)")
-        if w.dtype.kind not in "iu":
-            raise invalid("w.dtype", str(w.dtype), "an integer dtype")
-        if not weights_are_rows:
-            check_codes("w", w, params.w_spec)
-        if xb.dtype != np.uint8 or xb.ndim != 2 or xb.shape[1] != -(-int(num_features) // per):
-            raise invalid("xb", f"{xb.dtype} {xb.shape}",
-                          f"uint8 (N_src, {-(-int(num_features) // per)}) from pack_operand")
+        indptr, indices, w = check_operands(indptr, indices, w, xb, num_features, params,
+                                            check_weights=not weights_are_rows)
     wi = w if weights_are_rows else table_weights(w, params.w_spec)
     if indices.dtype not in (np.uint16, np.int32, np.int64):
         indices = np.ascontiguousarray(indices, dtype=np.int64)

@@ -85,6 +85,29 @@ def packed_supported(params: AggregationParams) -> bool:
             and stage_bound_safe(centred_max(params.out.spec, params.out.zero_point), params.upd))
 
 
+def check_operands(indptr, indices, w, xb, num_features: int, params: AggregationParams,
+                   check_weights: bool = True):
+    """Validate the operands of one packed step; returns ``(indptr, indices, w)`` as checked.
+
+    The CSR must be valid for ``xb``'s rows, ``w`` one integer code per edge (in
+    ``params.w_spec`` when ``check_weights``), ``xb`` uint8 (N_src, ceil(F * b / 8)) from
+    :func:`pack_operand`.  Raises ``QuantError`` naming the field and value.
+    """
+    indptr, indices = validate_csr(indptr, indices, xb.shape[0] if xb.ndim == 2 else 0)
+    w = np.asarray(w)
+    if w.shape != indices.shape:
+        raise invalid("w.shape", w.shape, f"{indices.shape} (one code per edge)")
+    if w.dtype.kind not in "iu":
+        raise invalid("w.dtype", str(w.dtype), "an integer dtype")
+    if check_weights:
+        check_codes("w", w, params.w_spec)
+    per = 8 // params.x_spec.bits
+    if xb.dtype != np.uint8 or xb.ndim != 2 or xb.shape[1] != -(-int(num_features) // per):
+        raise invalid("xb", f"{xb.dtype} {xb.shape}",
+                      f"uint8 (N_src, {-(-int(num_features) // per)}) from pack_operand")
+    return indptr, indices, w
+
+
 def aggregate_packed(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb: np.ndarray,
                      num_features: int, params: AggregationParams, block: int = 64,
                      validate: bool = True, packed_out: bool = False) -> AggregationResult:
@@ -124,17 +147,7 @@ def aggregate_packed(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb:
     xs = params.x_spec
     xb = np.asarray(xb)
     if validate:
-        indptr, indices = validate_csr(indptr, indices, xb.shape[0] if xb.ndim == 2 else 0)
-        w = np.asarray(w)
-        if w.shape != indices.shape:
-            raise invalid("w.shape", w.shape, f"{indices.shape} (one code per edge)")
-        if w.dtype.kind not in "iu":
-            raise invalid("w.dtype", str(w.dtype), "an integer dtype")
-        check_codes("w", w, params.w_spec)
-        per = 8 // xs.bits
-        if xb.dtype != np.uint8 or xb.ndim != 2 or xb.shape[1] != -(-int(num_features) // per):
-            raise invalid("xb", f"{xb.dtype} {xb.shape}",
-                          f"uint8 (N_src, {-(-int(num_features) // per)}) from pack_operand")
+        indptr, indices, w = check_operands(indptr, indices, w, xb, num_features, params)
     if indices.dtype not in (np.uint16, np.int32, np.int64):
         indices = compact_indices(indices, xb.shape[0])
     if w.dtype not in (np.uint8, np.uint16):
