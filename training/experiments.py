@@ -188,6 +188,21 @@ def _pct(s: dict | None) -> str:
     return "n/a" if not s else f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"
 
 
+def _forward(m: dict) -> str:
+    """The forward a run was trained with: ``float`` (FP32), ``exact`` or ``fake-quant``.
+
+    Runs that predate the ``exact_forward`` field resolve it from their model configuration
+    (a configuration without the ``exact`` field predates the integer-exact forward)."""
+    if m.get("bits") == 32:
+        return "float"
+    exact = m.get("exact_forward")
+    if exact is None and "exact" in m.get("model_config", {}):
+        from training.config import ModelConfig
+
+        exact = ModelConfig(**m["model_config"]).exact_forward
+    return "exact" if exact else "fake-quant"
+
+
 def render() -> None:
     """Markdown + JSON tables of every saved run, and the depth plot."""
     runs = {p.parent.name: json.loads(p.read_text()) for p in sorted(RUNS.glob("*/metrics.json"))}
@@ -207,8 +222,7 @@ def render() -> None:
                          "target": TARGETS[label] if key == "cora" else None,
                          "notebook": NOTEBOOK[label] if key.startswith("cora") else None,
                          "alpha_reinit": m["model_config"].get("alpha_reinit"),
-                         "forward": ("float" if m.get("bits") == 32 else
-                                     "exact" if m.get("exact_forward") else "fake-quant")})
+                         "forward": _forward(m)})
         if rows:
             tables[key] = {"title": title, "rows": rows}
     lines = ["# Trainer accuracy tables", "",
