@@ -24,7 +24,7 @@ from sim.design import DesignPoint
 from sim.unit_stream import MAX_UNIT_SHIFT, check_params, chunks, expected_words, unpack_out
 
 __all__ = ["FUZZ_KINDS", "RtlCase", "compare_words", "fuzz_case", "fuzz_cases", "from_golden", "group_by_design",
-           "load_batch", "save_batch"]
+           "code_sweep_case", "load_batch", "overflow_cases", "save_batch", "shift_sweep_cases"]
 
 #: Kinds of fuzz case, cycled through by :func:`fuzz_cases`.
 FUZZ_KINDS = ("random", "hub", "empty", "selfloop", "duplicate", "saturate", "extreme")
@@ -120,6 +120,86 @@ def fuzz_case(dp: DesignPoint, seed: int, kind: str = "random") -> RtlCase:
             upd=_extreme_requant(rng, dp, p.upd) if p.upd is not None else None)
         case = RtlCase.build(case.name, params, case.indptr, case.indices, case.w, case.x, design=g.design)
     return case
+
+
+def overflow_cases(dp: DesignPoint, seed: int = 0) -> list[RtlCase]:
+    """Rows deeper than ``dp.max_degree`` that drive ``dp``'s own accumulator into saturation.
+
+    Two cases, one per direction: ``x_zero`` at ``qmin`` (products up) or ``qmax`` (down),
+    ``w_zero = 0``, the largest weight.  Each has a row that saturates the even lanes (the odd
+    ones see ``x = x_zero``, product 0), one that saturates the odd lanes, an empty row and
+    three ordinary edges.  The row requantizer has the largest multiplier and the shift that
+    maps a saturated sum into the middle of the code range, so its widest products are checked
+    exactly.  Unlike the ``saturate`` fuzz kind this needs no narrower build.  (With a message
+    requantizer the addends are codes and the rows do not saturate; they are still deep rows.)
+    """
+    base = fuzz_case(dp, seed, "random")
+    spec = base.params.x_spec
+    w_max = (1 << dp.weight_bits) - 1
+    step = (spec.qmax - spec.qmin) * w_max
+    depth = (1 << (dp.acc_width - 1)) // step + 4
+    shift = min(MAX_UNIT_SHIFT, dp.acc_width + dp.mult_bits - dp.bits)
+    out = dataclasses.replace(base.params.out, multiplier=(1 << dp.mult_bits) - 1, shift=shift)
+    lanes = np.arange(dp.lanes)
+    cases = []
+    for k, (x_zero, x_far) in enumerate(((spec.qmin, spec.qmax), (spec.qmax, spec.qmin))):
+        params = dataclasses.replace(base.params, x_zero=x_zero, w_zero=0, out=out)
+        rng = np.random.default_rng([int(seed), dp.bits, dp.lanes, 7, k])
+        x = rng.integers(spec.qmin, spec.qmax + 1, size=(5, dp.lanes))
+        x[0] = np.where(lanes % 2 == 0, x_far, x_zero)
+        x[1] = np.where(lanes % 2 == 1, x_far, x_zero)
+        indptr = [0, depth, 2 * depth, 2 * depth, 2 * depth + 3]
+        indices = [0] * depth + [1] * depth + [2, 3, 4]
+        w = [w_max] * (2 * depth) + list(rng.integers(0, w_max + 1, size=3))
+        cases.append(RtlCase.build(f"overflow{'+-'[k]}-s{seed}", params, indptr, indices, w, x))
+    return cases
+
+
+def shift_sweep_cases(dp: DesignPoint, seed: int = 0) -> list[RtlCase]:
+    """One small case per row-requantizer shift ``n`` in ``0..min(62, acc_bits + mult_bits)``,
+    the multiplier chosen so that typical row sums land inside the code range after the shift
+    (the exact path of the requantizer at every shift), plus two rows of eight largest
+    products of either sign (its saturation at every shift)."""
+    base = fuzz_case(dp, seed, "random")
+    spec = base.params.x_spec
+    cases = []
+    rng = np.random.default_rng([int(seed), dp.bits, dp.lanes, 11])
+    typical = max(1, ((spec.qmax - spec.qmin) * ((1 << dp.weight_bits) - 1)) // 4)
+    for n in range(min(MAX_UNIT_SHIFT, dp.acc_width + dp.mult_bits) + 1):
+        m = int(np.clip((1 << (n + max(dp.bits - 1, 0))) // typical, 1, (1 << dp.mult_bits) - 1))
+        m = int(np.clip(m + int(rng.integers(-m // 4, m // 4 + 1)), 1, (1 << dp.mult_bits) - 1))
+        out = dataclasses.replace(base.params.out, multiplier=m, shift=n)
+        params = dataclasses.replace(base.params, out=out)
+        x = rng.integers(spec.qmin, spec.qmax + 1, size=(6, dp.lanes))
+        x[4], x[5] = spec.qmax, spec.qmin                       # largest products of either sign
+        w_far = 0 if params.w_zero > (1 << (dp.weight_bits - 1)) else (1 << dp.weight_bits) - 1
+        indptr = [0, 1, 3, 6, 14, 22]
+        indices = list(rng.integers(0, 4, size=6)) + [4] * 8 + [5] * 8
+        w = list(rng.integers(0, 1 << dp.weight_bits, size=6)) + [w_far] * 16
+        cases.append(RtlCase.build(f"shift{n}-s{seed}", params, indptr, indices, w, x))
+    return cases
+
+
+def code_sweep_case(dp: DesignPoint, seed: int = 0) -> RtlCase:
+    """One-edge rows whose outputs are every code of the design's width, each at least once.
+
+    Every requantizer is the identity (``M = 1``, ``n = 0``, zero point ``qmin``), ``x_zero =
+    qmin`` and the centred weight is 1, so each output code equals the input code; row ``i``
+    carries codes ``qmin + i*lanes .. qmin + i*lanes + lanes - 1`` (wrapping).
+    """
+    base = fuzz_case(dp, seed, "random")
+    p = base.params
+    spec = p.x_spec
+
+    def ident(r):
+        return None if r is None else Requantizer(1, 0, spec.qmin, r.spec)
+
+    params = dataclasses.replace(p, x_zero=spec.qmin, w_zero=0, out=ident(p.out), msg=ident(p.msg),
+                                 upd=ident(p.upd))
+    n_codes = spec.qmax - spec.qmin + 1
+    rows = -(-n_codes // dp.lanes)
+    x = spec.qmin + (np.arange(rows * dp.lanes).reshape(rows, dp.lanes) % n_codes)
+    return RtlCase.build(f"codes-s{seed}", params, np.arange(rows + 1), np.arange(rows), np.ones(rows), x)
 
 
 def fuzz_cases(dp: DesignPoint, n: int, seed: int = 0) -> list[RtlCase]:
