@@ -5,15 +5,17 @@ each one through the kill set on a real simulator:
 
 1. the kill cases with an ideal source and sink; the bench compares every output code and
    the saturation count with the reference and the cycle count with ``ideal_cycles``;
-2. if the mutant survived, the same cases with source bubbles and sink stalls.
+2. if the mutant survived, the kill cases of at most :data:`STALL_RUN_BEATS` beats (the deep
+   rows add nothing to the handshake) with source bubbles and sink stalls.
 
 The kill cases are the CI fuzz set at this design (:func:`kill_cases`: the seeded fuzz kinds
 that need no other build), one small case per requantizer shift
 (:func:`rtl.vectors.shift_sweep_cases`) and :func:`rtl.vectors.overflow_cases`, which
-saturate the design's own accumulator both ways on every lane.  A mutant that survives both runs is put to Yosys' equivalence
-checker (``equiv_make``/``equiv_simple``/``equiv_induct`` on the flattened original and
-mutant): if every output and register is proved equal it is ``equivalent`` (no test can
-kill it), otherwise it ``survived``.  A mutant the simulator cannot build is ``invalid`` and
+saturate the design's own accumulator both ways on every lane.  A mutant that survives both
+runs is put to Yosys' equivalence checker (``equiv_make``/``equiv_simple``/``equiv_induct``
+on the flattened original and mutant, only ports and register outputs keeping their names):
+if every output and register is proved equal it is ``equivalent`` (no test can kill it),
+otherwise it ``survived``.  A mutant the simulator cannot build is ``invalid`` and
 counts in neither direction.  ``score = killed / (mutants - equivalent - invalid)``.
 """
 
@@ -42,12 +44,15 @@ KILL_RUNS = (("ideal", 0.0, 0.0), ("stalls", 0.25, 0.35))
 #: Fuzz cases drawn for the kill set (the CI set's size); the ``saturate`` kind needs its own
 #: build and is left out (``overflow_case`` saturates this design's accumulator instead).
 KILL_FUZZ_CASES = 14
+#: Cases of the stall run: those with at most this many beats.
+STALL_RUN_BEATS = 400
 
 _EQUIV = """read_verilog {gold}
 hierarchy -top {top}
 proc
 flatten
 opt_clean -purge
+rename -hide w:* x:* %d t:$dff %co1 w:* %i %d
 rename {top} gold
 design -stash gold
 read_verilog {gate}
@@ -55,6 +60,7 @@ hierarchy -top {top}
 proc
 flatten
 opt_clean -purge
+rename -hide w:* x:* %d t:$dff %co1 w:* %i %d
 rename {top} gate
 design -stash gate
 design -copy-from gold -as gold gold
@@ -138,6 +144,11 @@ def prove_equivalent(gold: str, gate: str, workdir: Path) -> bool:
     return rc == 0
 
 
+def _beats(case: RtlCase, dp: DesignPoint) -> int:
+    deg = [max(int(d), 1) for d in (case.indptr[1:] - case.indptr[:-1])]
+    return sum(deg) * -(-case.n_feat // dp.lanes)
+
+
 def _first_failure(run) -> str | None:
     if run.tests == 0:
         return "no result (build or simulation failed)"
@@ -159,9 +170,11 @@ def run_one(dp: DesignPoint, gold: str, mutant: Mutant, cases: Sequence[RtlCase]
 
     t0 = time.perf_counter()
     gate = apply_mutant(gold, mutant)
+    short = [c for c in cases if _beats(c, dp) <= STALL_RUN_BEATS]
     for name, bubbles, backpressure in KILL_RUNS:
+        run_cases = cases if bubbles == 0 and backpressure == 0 else short
         try:
-            run = run_cocotb(dp, cases, simulator, build_dir / name, bubbles=bubbles, backpressure=backpressure,
+            run = run_cocotb(dp, run_cases, simulator, build_dir / name, bubbles=bubbles, backpressure=backpressure,
                              seed=seed, verilog=gate, stop_on_fail=True)
         except Exception as exc:  # noqa: BLE001 - a mutant the simulator refuses to build
             if name == KILL_RUNS[0][0]:

@@ -127,14 +127,15 @@ class Requantizer(wiring.Component):
         sign = x2[-1]
         s2_window = _window_shift(m, x2, self.shift, k)       # low k bits of (2*v*M) >>> n
         # all bits of 2*v*M at positions >= n + k - 1 equal the sign: the shifted value fits in k bits
-        # same_j: bits j..top all equal the sign (one signal per bit: no self-dependent vector)
+        # same_j: bits j..top all equal the sign, for j >= k - 1 (the lowest that n + k - 1 picks);
+        # one signal per bit, no self-dependent vector
         w = len(x2)
-        same = [Signal(name=f"same{j}") for j in range(w)]
-        for j in reversed(range(w)):
+        same = {j: Signal(name=f"same{j}") for j in range(k - 1, w)}
+        for j in reversed(range(k - 1, w)):
             m.d.comb += same[j].eq((same[j + 1] if j + 1 < w else 1) & (x2[j] == sign))
-        beyond = Const(-1, (1 << SHIFT_BITS) + k)              # positions past the top: trivially equal
+        beyond = Const(-1, 1 << SHIFT_BITS)                     # positions past the top: trivially equal
         s2_fits = Signal()
-        m.d.comb += s2_fits.eq(Cat(*same, beyond).bit_select(self.shift + (k - 1), 1))
+        m.d.comb += s2_fits.eq(Cat(*(same[j] for j in range(k - 1, w)), beyond).bit_select(self.shift, 1))
         lo, hi = -(1 << (k - 1)), (1 << (k - 1)) - 1
         s2_sat = Signal(signed(k))
         m.d.comb += s2_sat.eq(Mux(s2_fits, s2_window, Mux(sign, lo, hi)))

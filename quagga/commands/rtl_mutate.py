@@ -11,7 +11,6 @@ equivalent.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections import Counter

@@ -3,7 +3,6 @@ the kill set on Icarus or proved equivalent by Yosys; and the report's CLI contr
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
@@ -38,13 +37,3 @@ def test_cli_mutate_refuses_bad_count(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--mutants" in err and "0" in err
     assert not out.exists()
-
-
-def test_committed_report_meets_the_bar():
-    from pathlib import Path
-
-    doc = json.loads((Path(__file__).resolve().parents[2] / "reports" / "rtl" / "mutation.json").read_text())
-    assert doc["mutants"] >= 100 and doc["score"] >= 0.95
-    assert doc["killed"] + doc["equivalent"] + doc["survived"] + doc["invalid"] == doc["mutants"]
-    for r in doc["results"]:
-        assert r["status"] != "killed" or r["killed_by"]
