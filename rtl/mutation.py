@@ -10,8 +10,9 @@ each one through the kill set on a real simulator:
 
 The kill cases are the CI fuzz set at this design (:func:`kill_cases`: the seeded fuzz kinds
 that need no other build), one small case per requantizer shift
-(:func:`rtl.vectors.shift_sweep_cases`) and :func:`rtl.vectors.overflow_cases`, which
-saturate the design's own accumulator both ways on every lane.  A mutant that survives both
+(:func:`rtl.vectors.shift_sweep_cases`), :func:`rtl.vectors.overflow_cases`, which
+saturate the design's own accumulator both ways on every lane, and
+:func:`rtl.vectors.clamp_exact_case`, which walks it exactly onto each bound and back.  A mutant that survives both
 runs is put to Yosys' equivalence checker (``equiv_make``/``equiv_simple``/``equiv_induct``
 on the flattened original and mutant, only ports and register outputs keeping their names):
 if every output and register is proved equal it is ``equivalent`` (no test can kill it),
@@ -32,7 +33,7 @@ from pathlib import Path
 from quant.errors import invalid
 from rtl.build import TOP_NAME, to_verilog
 from rtl.mutants import Mutant, apply_mutant, find_mutants, select_mutants
-from rtl.vectors import RtlCase, fuzz_cases, overflow_cases, shift_sweep_cases
+from rtl.vectors import RtlCase, clamp_exact_case, fuzz_cases, overflow_cases, shift_sweep_cases
 from sim.design import DesignPoint
 
 __all__ = ["KILL_RUNS", "MutantResult", "MutationReport", "kill_cases", "prove_equivalent", "run_mutation"]
@@ -125,7 +126,7 @@ def kill_cases(dp: DesignPoint, seed: int = 1) -> list[RtlCase]:
     case per requantizer shift, and the two overflow cases (deep rows last: the bench stops at
     the first differing case)."""
     cases = [c for c in fuzz_cases(dp, KILL_FUZZ_CASES, seed=seed) if c.design is None or c.design.key() == dp.key()]
-    return cases + shift_sweep_cases(dp, seed) + overflow_cases(dp, seed)
+    return cases + shift_sweep_cases(dp, seed) + overflow_cases(dp, seed) + [clamp_exact_case(dp, seed)]
 
 
 def prove_equivalent(gold: str, gate: str, workdir: Path) -> bool:

@@ -24,7 +24,8 @@ from sim.design import DesignPoint
 from sim.unit_stream import MAX_UNIT_SHIFT, check_params, chunks, expected_words, unpack_out
 
 __all__ = ["FUZZ_KINDS", "RtlCase", "compare_words", "fuzz_case", "fuzz_cases", "from_golden", "group_by_design",
-           "code_sweep_case", "load_batch", "overflow_cases", "save_batch", "shift_sweep_cases"]
+           "clamp_exact_case", "code_sweep_case", "load_batch", "overflow_cases", "save_batch",
+           "shift_sweep_cases"]
 
 #: Kinds of fuzz case, cycled through by :func:`fuzz_cases`.
 FUZZ_KINDS = ("random", "hub", "empty", "selfloop", "duplicate", "saturate", "extreme")
@@ -165,19 +166,64 @@ def shift_sweep_cases(dp: DesignPoint, seed: int = 0) -> list[RtlCase]:
     cases = []
     rng = np.random.default_rng([int(seed), dp.bits, dp.lanes, 11])
     typical = max(1, ((spec.qmax - spec.qmin) * ((1 << dp.weight_bits) - 1)) // 4)
+    w_mid = 1 << (dp.weight_bits - 1)
     for n in range(min(MAX_UNIT_SHIFT, dp.acc_width + dp.mult_bits) + 1):
         m = int(np.clip((1 << (n + max(dp.bits - 1, 0))) // typical, 1, (1 << dp.mult_bits) - 1))
         m = int(np.clip(m + int(rng.integers(-m // 4, m // 4 + 1)), 1, (1 << dp.mult_bits) - 1))
         out = dataclasses.replace(base.params.out, multiplier=m, shift=n)
-        params = dataclasses.replace(base.params, out=out)
-        x = rng.integers(spec.qmin, spec.qmax + 1, size=(6, dp.lanes))
-        x[4], x[5] = spec.qmax, spec.qmin                       # largest products of either sign
-        w_far = 0 if params.w_zero > (1 << (dp.weight_bits - 1)) else (1 << dp.weight_bits) - 1
-        indptr = [0, 1, 3, 6, 14, 22]
-        indices = list(rng.integers(0, 4, size=6)) + [4] * 8 + [5] * 8
-        w = list(rng.integers(0, 1 << dp.weight_bits, size=6)) + [w_far] * 16
+        params = dataclasses.replace(base.params, out=out, x_zero=spec.qmin, w_zero=w_mid)
+        x = rng.integers(spec.qmin, spec.qmax + 1, size=(5, dp.lanes))
+        x[4] = spec.qmax                                          # largest products of either sign
+        deep = [(4, w) for w in [(1 << dp.weight_bits) - 1] * 8 + [0] * 8 + [(1 << dp.weight_bits) - 1] * 32]
+        indptr = [0, 1, 3, 6, 14, 22, 54]
+        indices = list(rng.integers(0, 4, size=6)) + [e[0] for e in deep]
+        w = list(rng.integers(0, 1 << dp.weight_bits, size=6)) + [e[1] for e in deep]
         cases.append(RtlCase.build(f"shift{n}-s{seed}", params, indptr, indices, w, x))
     return cases
+
+
+def _edges_summing_to(delta: int, big: int, w_zero: int, w_max: int) -> list[tuple[int, int]]:
+    """``(node, w)`` edges whose products sum to exactly ``delta``: steps of ``big * (w - w_zero)``
+    on node 0, then unit steps ``(w - w_zero)`` on node 1."""
+    out = []
+    hi_r, lo_r = w_max - w_zero, -w_zero
+    r = hi_r if delta > 0 else lo_r
+    while delta and abs(delta) >= abs(big * r):
+        out.append((0, r + w_zero))
+        delta -= big * r
+    while delta:
+        step = max(lo_r, min(hi_r, delta))
+        out.append((1, step + w_zero))
+        delta -= step
+    return out
+
+
+def clamp_exact_case(dp: DesignPoint, seed: int = 0) -> RtlCase:
+    """Two rows that walk every lane's accumulator exactly onto its top (then bottom), one edge
+    past it (one clamp), and exactly back to a code in range; identity requantizers.
+
+    A clamp bound or clamp value off by one, or a compare that counts the bound itself as an
+    overflow, changes the output code or the saturation count.  ``x_zero = qmin``,
+    ``w_zero = 2**(weight_bits-1)``; node 0 has ``qmax`` on every lane (steps of
+    ``(qmax - qmin) * r``), node 1 ``qmin + 1`` (unit steps).
+    """
+    base = code_sweep_case(dp, seed)
+    spec = base.params.x_spec
+    w_zero, w_max = 1 << (dp.weight_bits - 1), (1 << dp.weight_bits) - 1
+    params = dataclasses.replace(base.params, w_zero=w_zero)
+    big = spec.qmax - spec.qmin
+    hi, lo = (1 << (dp.acc_width - 1)) - 1, -(1 << (dp.acc_width - 1))
+    c = (1 << max(dp.bits - 1, 0)) - 1
+    rows = []
+    for bound, past in ((hi, w_max), (lo, 0)):
+        edges = _edges_summing_to(bound, big, w_zero, w_max) + [(0, past)]
+        edges += _edges_summing_to(c - bound, big, w_zero, w_max)
+        rows.append(edges)
+    x = np.full((2, dp.lanes), spec.qmax)
+    x[1] = spec.qmin + 1
+    indptr = np.cumsum([0] + [len(r) for r in rows])
+    return RtlCase.build(f"clamp-exact-s{seed}", params, indptr, [e[0] for r in rows for e in r],
+                         [e[1] for r in rows for e in r], x)
 
 
 def code_sweep_case(dp: DesignPoint, seed: int = 0) -> RtlCase:
