@@ -15,8 +15,11 @@ saturate the design's own accumulator both ways on every lane, and
 :func:`rtl.vectors.clamp_exact_case`, which walks it exactly onto each bound and back.  A mutant that survives both
 runs is put to Yosys' equivalence checker (``equiv_make``/``equiv_simple``/``equiv_induct``
 on the flattened original and mutant, only ports and register outputs keeping their names):
-if every output and register is proved equal it is ``equivalent`` (no test can kill it),
-otherwise it ``survived``.  A mutant the simulator cannot build is ``invalid`` and
+if every output and register is proved equal it is ``equivalent`` (no test can kill it).  A
+survivor that changes only a datapath register's reset value (the line under ``if (rst)``) is
+checked again with the reset never taken; proved equal so, it is ``equivalent`` with the reason
+"reset value only" (the product, accumulator and requantizer registers are overwritten before
+any valid output shows them).  Otherwise it ``survived``.  A mutant the simulator cannot build is ``invalid`` and
 counts in neither direction.  ``score = killed / (mutants - equivalent - invalid)``.
 """
 
@@ -186,13 +189,28 @@ def run_one(dp: DesignPoint, gold: str, mutant: Mutant, cases: Sequence[RtlCase]
         failure = _first_failure(run)
         if failure is not None:
             return MutantResult(mutant, "killed", f"{name}: {failure}", time.perf_counter() - t0)
-    status = "survived"
+    status, reason = "survived", None
     if prove:
         eq_dir = build_dir / "equiv"
         eq_dir.mkdir(parents=True, exist_ok=True)
         if prove_equivalent(gold, gate, eq_dir):
-            status = "equivalent"
-    return MutantResult(mutant, status, None, time.perf_counter() - t0)
+            status, reason = "equivalent", "proved equivalent"
+        elif _only_reset_values(gold, mutant) and prove_equivalent(_reset_low(gold), _reset_low(gate), eq_dir):
+            status, reason = "equivalent", "reset value only: proved equal with rst low"
+    return MutantResult(mutant, status, reason, time.perf_counter() - t0)
+
+
+def _reset_low(verilog: str) -> str:
+    """The design with its synchronous reset never taken."""
+    return verilog.replace("if (rst) begin", "if (1'h0) begin")
+
+
+def _only_reset_values(gold: str, mutant: Mutant) -> bool:
+    """Does the mutant change only a datapath register's reset value (a line right under
+    ``if (rst) begin``)?"""
+    lines = gold.splitlines()
+    return mutant.region in ("datapath", "requantizer") and all(
+        k > 0 and lines[k - 1].strip() == "if (rst) begin" for k, _ in mutant.edits)
 
 
 def run_mutation(dp: DesignPoint, n: int, seed: int, *, simulator: str = "icarus",

@@ -39,7 +39,7 @@ def _explain(result: dict) -> str:
     if result["status"] == "killed":
         return result["killed_by"]
     if result["status"] == "equivalent":
-        return "proved equivalent (yosys equiv_simple/equiv_induct)"
+        return (result["killed_by"] or "proved equivalent") + " (yosys equiv_simple/equiv_induct)"
     if result["status"] == "invalid":
         return result["killed_by"] or "does not build"
     return "not killed, not proved equivalent"

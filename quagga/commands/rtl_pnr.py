@@ -135,7 +135,8 @@ def pnr_markdown(doc: dict) -> str:
              "(DSPs inferred; `abc -lut 4`; flattened after mapping), then yowasp-nextpnr out of context "
              f"(no I/O buffers), target {doc['target_mhz']:g} MHz, seed {doc['seed']}. Fmax is nextpnr's "
              "achieved frequency of `clk` after routing (the INT2 unit's critical path runs from the "
-             "accumulator control through a lane's add and clamp into the saturation counter's adder). LUT4 counts include the LUTs of carry cells. synth / pnr / total are "
+             "accumulator control through a lane's add and clamp into the saturation counter's adder). "
+             "LUT4 counts include the LUTs of carry cells. synth / pnr / total are "
              "wall-clock seconds of yosys, nextpnr and the whole build (one build at a time, on a machine "
              "shared with other jobs); CPU s is the CPU time of the build (yosys and nextpnr run "
              "single-threaded in-process), what it takes on an idle machine.", "",
