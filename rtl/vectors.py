@@ -159,8 +159,9 @@ def overflow_cases(dp: DesignPoint, seed: int = 0) -> list[RtlCase]:
 def shift_sweep_cases(dp: DesignPoint, seed: int = 0) -> list[RtlCase]:
     """One small case per row-requantizer shift ``n`` in ``0..min(62, acc_bits + mult_bits)``,
     the multiplier chosen so that typical row sums land inside the code range after the shift
-    (the exact path of the requantizer at every shift), plus two rows of eight largest
-    products of either sign (its saturation at every shift)."""
+    (the exact path of the requantizer at every shift), plus rows of 8 and 32 largest products
+    of either sign (its saturation at every shift) and four rows of 6..28 random large products
+    (the bits just above the shifted window, set and clear)."""
     base = fuzz_case(dp, seed, "random")
     spec = base.params.x_spec
     cases = []
@@ -174,8 +175,14 @@ def shift_sweep_cases(dp: DesignPoint, seed: int = 0) -> list[RtlCase]:
         params = dataclasses.replace(base.params, out=out, x_zero=spec.qmin, w_zero=w_mid)
         x = rng.integers(spec.qmin, spec.qmax + 1, size=(5, dp.lanes))
         x[4] = spec.qmax                                          # largest products of either sign
-        deep = [(4, w) for w in [(1 << dp.weight_bits) - 1] * 8 + [0] * 8 + [(1 << dp.weight_bits) - 1] * 32]
-        indptr = [0, 1, 3, 6, 14, 22, 54]
+        w_top = (1 << dp.weight_bits) - 1
+        deep = [(4, w) for w in [w_top] * 8 + [0] * 8 + [w_top] * 32]
+        degrees = [1, 2, 3, 8, 8, 32]
+        for d in (6, 12, 20, 28):                              # random large sums: every bit pattern
+            up = bool(rng.integers(0, 2))
+            deep += [(4, int(v)) for v in rng.integers(w_mid if up else 0, w_top + 1 if up else w_mid, size=d)]
+            degrees.append(d)
+        indptr = np.cumsum([0] + degrees)
         indices = list(rng.integers(0, 4, size=6)) + [e[0] for e in deep]
         w = list(rng.integers(0, 1 << dp.weight_bits, size=6)) + [e[1] for e in deep]
         cases.append(RtlCase.build(f"shift{n}-s{seed}", params, indptr, indices, w, x))
