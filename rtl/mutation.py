@@ -16,10 +16,10 @@ saturate the design's own accumulator both ways on every lane, and
 runs is put to Yosys' equivalence checker (``equiv_make``/``equiv_simple``/``equiv_induct``
 on the flattened original and mutant, only ports and register outputs keeping their names):
 if every output and register is proved equal it is ``equivalent`` (no test can kill it).  A
-survivor that changes only a datapath register's reset value (the line under ``if (rst)``) is
-checked again with the reset never taken; proved equal so, it is ``equivalent`` with the reason
-"reset value only" (the product, accumulator and requantizer registers are overwritten before
-any valid output shows them).  Otherwise it ``survived``.  A mutant the simulator cannot build is ``invalid`` and
+survivor that changes only a register's reset value (the line under ``if (rst)``) is checked
+again with the reset never taken; proved equal so, it is ``equivalent`` with the reason "reset
+value only: proved equal with rst low" (docs/rtl.md says why each such register's reset
+value cannot reach a valid output).  Otherwise it ``survived``.  A mutant the simulator cannot build is ``invalid`` and
 counts in neither direction.  ``score = killed / (mutants - equivalent - invalid)``.
 """
 
@@ -206,11 +206,9 @@ def _reset_low(verilog: str) -> str:
 
 
 def _only_reset_values(gold: str, mutant: Mutant) -> bool:
-    """Does the mutant change only a datapath register's reset value (a line right under
-    ``if (rst) begin``)?"""
+    """Does the mutant change only a register's reset value (lines right under ``if (rst) begin``)?"""
     lines = gold.splitlines()
-    return mutant.region in ("datapath", "requantizer") and all(
-        k > 0 and lines[k - 1].strip() == "if (rst) begin" for k, _ in mutant.edits)
+    return all(k > 0 and lines[k - 1].strip() == "if (rst) begin" for k, _ in mutant.edits)
 
 
 def run_mutation(dp: DesignPoint, n: int, seed: int, *, simulator: str = "icarus",

@@ -159,8 +159,8 @@ def overflow_cases(dp: DesignPoint, seed: int = 0) -> list[RtlCase]:
 def shift_sweep_cases(dp: DesignPoint, seed: int = 0) -> list[RtlCase]:
     """One small case per row-requantizer shift ``n`` in ``0..min(62, acc_bits + mult_bits)``,
     the multiplier chosen so that typical row sums land inside the code range after the shift
-    (the exact path of the requantizer at every shift), plus rows of 8 and 32 largest products
-    of either sign (its saturation at every shift) and four rows of 6..28 random large products
+    (the exact path of the requantizer at every shift), plus rows of 8 and 128 largest products
+    of either sign (its saturation at every shift) and four rows of 6..96 random large products
     (the bits just above the shifted window, set and clear)."""
     base = fuzz_case(dp, seed, "random")
     spec = base.params.x_spec
@@ -176,9 +176,9 @@ def shift_sweep_cases(dp: DesignPoint, seed: int = 0) -> list[RtlCase]:
         x = rng.integers(spec.qmin, spec.qmax + 1, size=(5, dp.lanes))
         x[4] = spec.qmax                                          # largest products of either sign
         w_top = (1 << dp.weight_bits) - 1
-        deep = [(4, w) for w in [w_top] * 8 + [0] * 8 + [w_top] * 32]
-        degrees = [1, 2, 3, 8, 8, 32]
-        for d in (6, 12, 20, 28):                              # random large sums: every bit pattern
+        deep = [(4, w) for w in [w_top] * 8 + [0] * 8 + [w_top] * 128]
+        degrees = [1, 2, 3, 8, 8, 128]
+        for d in (6, 20, 48, 96):                              # random large sums: every bit pattern
             up = bool(rng.integers(0, 2))
             deep += [(4, int(v)) for v in rng.integers(w_mid if up else 0, w_top + 1 if up else w_mid, size=d)]
             degrees.append(d)
