@@ -8,6 +8,8 @@ Everything comes through the environment (set by the runner's ``extra_env``):
 ``QUAGGA_RTL_BUBBLES``       probability of a source bubble per cycle (default 0)
 ``QUAGGA_RTL_BACKPRESSURE``  probability of ``o.ready`` low per cycle (default 0)
 ``QUAGGA_RTL_SEED``          seed of the bubble / back-pressure pattern (default 0)
+``QUAGGA_RTL_COVERAGE``      where to write the functional coverage hits (JSON; optional)
+``QUAGGA_RTL_STOP_ON_FAIL``  ``1``: stop after the first case that differs (mutation runs)
 
 All cases run back to back in one simulation, with a one-cycle synchronous reset and new
 configuration values before each.  Cycles are counted as ``sim.design.stream`` defines them.
@@ -25,6 +27,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from quant.fileio import write_text_atomic
+from rtl.coverage import Collector, beat_kinds
 from rtl.vectors import compare_words, load_batch
 from sim.design.point import DesignPoint
 from sim.design.stream import beats, config_values, ideal_cycles
@@ -46,6 +49,10 @@ async def aggregate_cases(dut):
     backpressure = float(os.environ.get("QUAGGA_RTL_BACKPRESSURE", "0"))
     rng = np.random.default_rng(int(os.environ.get("QUAGGA_RTL_SEED", "0")))
     results_path = Path(os.environ["QUAGGA_RTL_RESULTS"])
+    coverage_path = os.environ.get("QUAGGA_RTL_COVERAGE")
+    cover = Collector(dp) if coverage_path else None
+    stop_on_fail = os.environ.get("QUAGGA_RTL_STOP_ON_FAIL") == "1"
+    ideal = bubbles == 0 and backpressure == 0
 
     dut.rst.value = 1
     dut.i__valid.value = 0
@@ -54,7 +61,9 @@ async def aggregate_cases(dut):
     records = []
     for case in cases:
         stream = [b for p in beats(case.indptr, case.indices, case.w, case.x, dp, case.params) for b in p]
-        n_out = case.n_rows * -(-case.n_feat // dp.lanes)
+        n_chunks = -(-case.n_feat // dp.lanes)
+        n_out = case.n_rows * n_chunks
+        kinds = beat_kinds(case.indptr, n_chunks) if cover else None
         await RisingEdge(dut.clk)
         dut.rst.value = 1
         for port, value in config_values(dp, case.params).items():
@@ -76,8 +85,14 @@ async def aggregate_cases(dut):
                 dut.i__payload.value = stream[k]
             dut.o__ready.value = int(ready)
             await ReadOnly()
-            in_fire = offering and int(dut.i__ready.value) == 1
-            out_fire = ready and int(dut.o__valid.value) == 1
+            i_ready = int(dut.i__ready.value)
+            o_valid = int(dut.o__valid.value)
+            in_fire = offering and i_ready == 1
+            out_fire = ready and o_valid == 1
+            if cover:
+                more = k < len(stream)
+                cover.cycle(int(offering), i_ready, o_valid, int(ready), kinds[k] if more else None,
+                            more and not offering)
             word = int(dut.o__payload.value) if out_fire else None
             await RisingEdge(dut.clk)
             if in_fire:
@@ -96,6 +111,8 @@ async def aggregate_cases(dut):
         sats = int(dut.saturations.value)
         cycles = last_out - first_in + 1 if first_in is not None and last_out is not None else -1
         mismatches = compare_words(case, words, dp)
+        if cover:
+            cover.case(case, words)
         if sats != case.saturations % (1 << len(dut.saturations)):
             mismatches.append({"pass": -1, "row": -1, "lane": -1, "got": sats, "expected": case.saturations,
                                "what": "saturations"})
@@ -104,9 +121,13 @@ async def aggregate_cases(dut):
                         "ideal_cycles": ideal_cycles(case.indptr, case.n_feat, dp),
                         "saturations": sats, "expected_saturations": case.saturations,
                         "mismatches": mismatches})
+        if stop_on_fail and (mismatches or (ideal and cycles != records[-1]["ideal_cycles"])):
+            break
     _write_json(results_path, records)
+    if cover:
+        _write_json(Path(coverage_path), cover.export())
     bad = [r["name"] for r in records if r["mismatches"]]
     assert not bad, f"{len(bad)} of {len(records)} cases differ from the reference: {bad[:10]}"
-    if bubbles == 0 and backpressure == 0:
+    if ideal:
         slow = [r["name"] for r in records if r["cycles"] != r["ideal_cycles"]]
         assert not slow, f"cycle count differs from ideal_cycles on {slow[:10]}"

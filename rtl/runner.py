@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quant.errors import QuantError, invalid
+from quant.fileio import write_text_atomic
 from rtl.build import TOP_NAME, write_verilog
 from rtl.vectors import RtlCase, check_case, save_batch
 from sim.design.point import DesignPoint
@@ -57,6 +58,7 @@ class CocotbRun:
     build_dir: Path
     waves: Path | None = None
     log: list[str] = field(default_factory=list)
+    coverage: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -90,7 +92,7 @@ def _icarus_vcd_runner():
 
 def run_cocotb(dp: DesignPoint, cases: Sequence[RtlCase], simulator: str, build_dir: str | os.PathLike, *,
                bubbles: float = 0.0, backpressure: float = 0.0, seed: int = 0, waves: bool = False,
-               ) -> CocotbRun:
+               verilog: str | None = None, coverage: bool = False, stop_on_fail: bool = False) -> CocotbRun:
     """Export ``dp`` to Verilog, build it for ``simulator`` and run every case in one simulation.
 
     Parameters
@@ -101,6 +103,12 @@ def run_cocotb(dp: DesignPoint, cases: Sequence[RtlCase], simulator: str, build_
         Per-cycle probabilities of a source bubble / sink stall, in [0, 1).
     waves : bool
         Write a VCD (``<build_dir>/quagga_aggregator.vcd``; Verilator: ``dump.vcd``).
+    verilog : str, optional
+        Simulate this Verilog instead of ``dp``'s own (e.g. a mutant); its ports must be ``dp``'s.
+    coverage : bool
+        Sample functional coverage (:mod:`rtl.coverage`) into :attr:`CocotbRun.coverage`.
+    stop_on_fail : bool
+        End the simulation after the first case that differs (fewer records come back).
     """
     if simulator not in SIMULATORS:
         raise invalid("simulator", simulator, f"one of {SIMULATORS}")
@@ -119,11 +127,16 @@ def run_cocotb(dp: DesignPoint, cases: Sequence[RtlCase], simulator: str, build_
 
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    verilog = write_verilog(dp, build_dir / f"{TOP_NAME}.v")
+    if verilog is None:
+        verilog_path = write_verilog(dp, build_dir / f"{TOP_NAME}.v")
+    else:
+        verilog_path = write_text_atomic(build_dir / f"{TOP_NAME}.v", verilog)
     batch = save_batch(build_dir / "cases.npz", cases)
     results_json = build_dir / "bench_results.json"
     results_json.unlink(missing_ok=True)
-    sources: list[Path] = [verilog]
+    coverage_json = build_dir / "coverage.json"
+    coverage_json.unlink(missing_ok=True)
+    sources: list[Path] = [verilog_path]
     build_args: list[str] = []
     wave_path = None
     if simulator == "icarus":
@@ -166,6 +179,10 @@ def run_cocotb(dp: DesignPoint, cases: Sequence[RtlCase], simulator: str, build_
         "QUAGGA_RTL_BACKPRESSURE": repr(float(backpressure)),
         "QUAGGA_RTL_SEED": str(int(seed)),
     }
+    if coverage:
+        env["QUAGGA_RTL_COVERAGE"] = str(coverage_json)
+    if stop_on_fail:
+        env["QUAGGA_RTL_STOP_ON_FAIL"] = "1"
     xml = build_dir / "results.xml"
     xml.unlink(missing_ok=True)
     try:
@@ -176,4 +193,5 @@ def run_cocotb(dp: DesignPoint, cases: Sequence[RtlCase], simulator: str, build_
         log.debug("cocotb runner raised SystemExit (failed test)")
     tests, failed = get_results(xml) if xml.exists() else (0, 1)
     records = json.loads(results_json.read_text()) if results_json.exists() else []
-    return CocotbRun(simulator, records, tests, failed, build_dir, wave_path)
+    cover = json.loads(coverage_json.read_text()) if coverage_json.exists() else None
+    return CocotbRun(simulator, records, tests, failed, build_dir, wave_path, coverage=cover)

@@ -24,7 +24,8 @@ from sim.design.point import DesignPoint
 from sim.design.stream import MAX_UNIT_SHIFT, check_params, chunks, expected_words, unpack_out
 
 __all__ = ["FUZZ_KINDS", "RtlCase", "compare_words", "fuzz_case", "fuzz_cases", "from_golden", "group_by_design",
-           "load_batch", "save_batch"]
+           "clamp_exact_case", "code_sweep_case", "load_batch", "overflow_cases", "save_batch",
+           "shift_sweep_cases"]
 
 #: Kinds of fuzz case, cycled through by :func:`fuzz_cases`.
 FUZZ_KINDS = ("random", "hub", "empty", "selfloop", "duplicate", "saturate", "extreme")
@@ -119,6 +120,138 @@ def fuzz_case(dp: DesignPoint, seed: int, kind: str = "random") -> RtlCase:
             upd=_extreme_requant(rng, dp, p.upd) if p.upd is not None else None)
         case = RtlCase.build(case.name, params, case.indptr, case.indices, case.w, case.x, design=g.design)
     return case
+
+
+def overflow_cases(dp: DesignPoint, seed: int = 0) -> list[RtlCase]:
+    """Rows deeper than ``dp.max_degree`` that drive ``dp``'s own accumulator into saturation.
+
+    Two cases, one per direction: ``x_zero`` at ``qmin`` (products up) or ``qmax`` (down),
+    ``w_zero = 0``, the largest weight.  Each has a row that saturates the even lanes (the odd
+    ones see ``x = x_zero``, product 0), one that saturates the odd lanes, an empty row and
+    three ordinary edges.  The row requantizer has the largest multiplier and the shift that
+    maps a saturated sum into the middle of the code range, so its widest products are checked
+    exactly.  Unlike the ``saturate`` fuzz kind this needs no narrower build.  (With a message
+    requantizer the addends are codes and the rows do not saturate; they are still deep rows.)
+    """
+    base = fuzz_case(dp, seed, "random")
+    spec = base.params.x_spec
+    w_max = (1 << dp.weight_bits) - 1
+    step = (spec.qmax - spec.qmin) * w_max
+    depth = (1 << (dp.acc_width - 1)) // step + 4
+    shift = min(MAX_UNIT_SHIFT, dp.acc_width + dp.mult_bits - dp.bits)
+    out = dataclasses.replace(base.params.out, multiplier=(1 << dp.mult_bits) - 1, shift=shift)
+    lanes = np.arange(dp.lanes)
+    cases = []
+    for k, (x_zero, x_far) in enumerate(((spec.qmin, spec.qmax), (spec.qmax, spec.qmin))):
+        params = dataclasses.replace(base.params, x_zero=x_zero, w_zero=0, out=out)
+        rng = np.random.default_rng([int(seed), dp.bits, dp.lanes, 7, k])
+        x = rng.integers(spec.qmin, spec.qmax + 1, size=(5, dp.lanes))
+        x[0] = np.where(lanes % 2 == 0, x_far, x_zero)
+        x[1] = np.where(lanes % 2 == 1, x_far, x_zero)
+        indptr = [0, depth, 2 * depth, 2 * depth, 2 * depth + 3]
+        indices = [0] * depth + [1] * depth + [2, 3, 4]
+        w = [w_max] * (2 * depth) + list(rng.integers(0, w_max + 1, size=3))
+        cases.append(RtlCase.build(f"overflow{'+-'[k]}-s{seed}", params, indptr, indices, w, x))
+    return cases
+
+
+def shift_sweep_cases(dp: DesignPoint, seed: int = 0) -> list[RtlCase]:
+    """One small case per row-requantizer shift ``n`` in ``0..min(62, acc_bits + mult_bits)``,
+    the multiplier chosen so that typical row sums land inside the code range after the shift
+    (the exact path of the requantizer at every shift), plus rows of 8 and 128 largest products
+    of either sign (its saturation at every shift) and four rows of 6..96 random large products
+    (the bits just above the shifted window, set and clear)."""
+    base = fuzz_case(dp, seed, "random")
+    spec = base.params.x_spec
+    cases = []
+    rng = np.random.default_rng([int(seed), dp.bits, dp.lanes, 11])
+    typical = max(1, ((spec.qmax - spec.qmin) * ((1 << dp.weight_bits) - 1)) // 4)
+    w_mid = 1 << (dp.weight_bits - 1)
+    for n in range(min(MAX_UNIT_SHIFT, dp.acc_width + dp.mult_bits) + 1):
+        m = int(np.clip((1 << (n + max(dp.bits - 1, 0))) // typical, 1, (1 << dp.mult_bits) - 1))
+        m = int(np.clip(m + int(rng.integers(-m // 4, m // 4 + 1)), 1, (1 << dp.mult_bits) - 1))
+        out = dataclasses.replace(base.params.out, multiplier=m, shift=n)
+        params = dataclasses.replace(base.params, out=out, x_zero=spec.qmin, w_zero=w_mid)
+        x = rng.integers(spec.qmin, spec.qmax + 1, size=(5, dp.lanes))
+        x[4] = spec.qmax                                          # largest products of either sign
+        w_top = (1 << dp.weight_bits) - 1
+        deep = [(4, w) for w in [w_top] * 8 + [0] * 8 + [w_top] * 128]
+        degrees = [1, 2, 3, 8, 8, 128]
+        for d in (6, 20, 48, 96):                              # random large sums: every bit pattern
+            up = bool(rng.integers(0, 2))
+            deep += [(4, int(v)) for v in rng.integers(w_mid if up else 0, w_top + 1 if up else w_mid, size=d)]
+            degrees.append(d)
+        indptr = np.cumsum([0] + degrees)
+        indices = list(rng.integers(0, 4, size=6)) + [e[0] for e in deep]
+        w = list(rng.integers(0, 1 << dp.weight_bits, size=6)) + [e[1] for e in deep]
+        cases.append(RtlCase.build(f"shift{n}-s{seed}", params, indptr, indices, w, x))
+    return cases
+
+
+def _edges_summing_to(delta: int, big: int, w_zero: int, w_max: int) -> list[tuple[int, int]]:
+    """``(node, w)`` edges whose products sum to exactly ``delta``: steps of ``big * (w - w_zero)``
+    on node 0, then unit steps ``(w - w_zero)`` on node 1."""
+    out = []
+    hi_r, lo_r = w_max - w_zero, -w_zero
+    r = hi_r if delta > 0 else lo_r
+    while delta and abs(delta) >= abs(big * r):
+        out.append((0, r + w_zero))
+        delta -= big * r
+    while delta:
+        step = max(lo_r, min(hi_r, delta))
+        out.append((1, step + w_zero))
+        delta -= step
+    return out
+
+
+def clamp_exact_case(dp: DesignPoint, seed: int = 0) -> RtlCase:
+    """Two rows that walk every lane's accumulator exactly onto its top (then bottom), one edge
+    past it (one clamp), and exactly back to a code in range; identity requantizers.
+
+    A clamp bound or clamp value off by one, or a compare that counts the bound itself as an
+    overflow, changes the output code or the saturation count.  ``x_zero = qmin``,
+    ``w_zero = 2**(weight_bits-1)``; node 0 has ``qmax`` on every lane (steps of
+    ``(qmax - qmin) * r``), node 1 ``qmin + 1`` (unit steps).
+    """
+    base = code_sweep_case(dp, seed)
+    spec = base.params.x_spec
+    w_zero, w_max = 1 << (dp.weight_bits - 1), (1 << dp.weight_bits) - 1
+    params = dataclasses.replace(base.params, w_zero=w_zero)
+    big = spec.qmax - spec.qmin
+    hi, lo = (1 << (dp.acc_width - 1)) - 1, -(1 << (dp.acc_width - 1))
+    c = (1 << max(dp.bits - 1, 0)) - 1
+    rows = []
+    for bound, past in ((hi, w_max), (lo, 0)):
+        edges = _edges_summing_to(bound, big, w_zero, w_max) + [(0, past)]
+        edges += _edges_summing_to(c - bound, big, w_zero, w_max)
+        rows.append(edges)
+    x = np.full((2, dp.lanes), spec.qmax)
+    x[1] = spec.qmin + 1
+    indptr = np.cumsum([0] + [len(r) for r in rows])
+    return RtlCase.build(f"clamp-exact-s{seed}", params, indptr, [e[0] for r in rows for e in r],
+                         [e[1] for r in rows for e in r], x)
+
+
+def code_sweep_case(dp: DesignPoint, seed: int = 0) -> RtlCase:
+    """One-edge rows whose outputs are every code of the design's width, each at least once.
+
+    Every requantizer is the identity (``M = 1``, ``n = 0``, zero point ``qmin``), ``x_zero =
+    qmin`` and the centred weight is 1, so each output code equals the input code; row ``i``
+    carries codes ``qmin + i*lanes .. qmin + i*lanes + lanes - 1`` (wrapping).
+    """
+    base = fuzz_case(dp, seed, "random")
+    p = base.params
+    spec = p.x_spec
+
+    def ident(r):
+        return None if r is None else Requantizer(1, 0, spec.qmin, r.spec)
+
+    params = dataclasses.replace(p, x_zero=spec.qmin, w_zero=0, out=ident(p.out), msg=ident(p.msg),
+                                 upd=ident(p.upd))
+    n_codes = spec.qmax - spec.qmin + 1
+    rows = -(-n_codes // dp.lanes)
+    x = spec.qmin + (np.arange(rows * dp.lanes).reshape(rows, dp.lanes) % n_codes)
+    return RtlCase.build(f"codes-s{seed}", params, np.arange(rows + 1), np.arange(rows), np.ones(rows), x)
 
 
 def fuzz_cases(dp: DesignPoint, n: int, seed: int = 0) -> list[RtlCase]:

@@ -56,10 +56,6 @@ def _bits(text: str) -> tuple[int, ...]:
     return bits
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    write_bytes_atomic(path, data)
-
-
 def run(args) -> int:
     from quagga.bench.machine import prefer_passive_omp
 
@@ -93,7 +89,7 @@ def run(args) -> int:
         bar.close()
     print(harness.format_table(res))
     if args.json:
-        _write_atomic(Path(args.json), (json.dumps(res, indent=1) + "\n").encode())
+        write_bytes_atomic(Path(args.json), (json.dumps(res, indent=1) + "\n").encode())
         print(f"wrote {args.json}")
     return 0 if res["bit_exact"] else 1
 
@@ -109,6 +105,6 @@ def _run_model(args) -> int:
         progress=lambda msg: print(f"... {msg}", flush=True))
     print(model_bench.format_model_table(res))
     if args.json:
-        _write_atomic(Path(args.json), (json.dumps(res, indent=1) + "\n").encode())
+        write_bytes_atomic(Path(args.json), (json.dumps(res, indent=1) + "\n").encode())
         print(f"wrote {args.json}")
     return 0 if res["bit_exact"] else 1

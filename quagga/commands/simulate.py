@@ -48,10 +48,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="--bench: numba and torch threads (default 2)")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    write_bytes_atomic(path, data)
-
-
 def load_graph_arrays(name: str | None, data_root: str | None, meta: dict) -> dict:
     """Raw dataset arrays as numpy: ``x`` (N, F) float32, ``y`` (N,), ``edge_index`` (2, E),
     optional ``test_mask``.  An ``.npz`` is read with numpy; a dataset name goes through the
@@ -137,8 +133,8 @@ def run(args: argparse.Namespace) -> int:
 
     buf = io.BytesIO()
     np.save(buf, rep.predictions)
-    _write_atomic(out / "predictions.npy", buf.getvalue())
-    _write_atomic(out / "simulate.json", (json.dumps(summary, indent=1) + "\n").encode())
+    write_bytes_atomic(out / "predictions.npy", buf.getvalue())
+    write_bytes_atomic(out / "simulate.json", (json.dumps(summary, indent=1) + "\n").encode())
     state = "bit-exact" if rep.bit_exact else f"NOT bit-exact: {rep.mismatches} mismatches"
     acc_s = f", accuracy {acc:.4f} on {acc_on}" if acc is not None else ""
     print(f"{args.model}: {len(rep.stages)} stages checked, {state}{acc_s}; wrote {out / 'simulate.json'}")
@@ -160,6 +156,6 @@ def _run_bench(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / "bench_aggregation.json", (json.dumps(res, indent=1) + "\n").encode())
+        write_bytes_atomic(out / "bench_aggregation.json", (json.dumps(res, indent=1) + "\n").encode())
         print(f"wrote {out / 'bench_aggregation.json'}")
     return 0

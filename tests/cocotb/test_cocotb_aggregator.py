@@ -1,5 +1,6 @@
-"""cocotb on Icarus and Verilator: the exported unit == the reference on a reduced seeded
-fuzz set (one build + one simulation per design), with and without stalls.
+"""cocotb on Icarus and Verilator: the exported unit == the reference on the CI set
+(:data:`rtl.ci_set.CI_RUNS`: a reduced seeded fuzz set and a code sweep, one build + one
+simulation per design), with and without stalls, and the set's functional coverage.
 
 The full sets run through ``quagga rtl verify`` (200 cases per bit width) and with
 ``--runslow``.
@@ -11,6 +12,8 @@ import shutil
 
 import pytest
 
+from rtl.ci_set import CI_RUNS, run_ci
+from rtl.coverage import merge
 from rtl.runner import run_cocotb, simulator_path
 from rtl.vectors import fuzz_cases, group_by_design
 from sim.design.point import DesignPoint
@@ -20,13 +23,30 @@ pytestmark = pytest.mark.cocotb
 simulator_path()
 HAVE = {"icarus": shutil.which("iverilog") is not None, "verilator": shutil.which("verilator") is not None}
 
-# (simulator, design kwargs, cases, bubbles, backpressure)
-CI = [
-    ("icarus", dict(bits=2, word_bits=16, msg_requant=True, upd_requant=True), 14, 0.0, 0.0),
-    ("icarus", dict(bits=4, word_bits=16), 14, 0.25, 0.35),
-    ("icarus", dict(bits=8, word_bits=16, signed=True, upd_requant=True), 14, 0.0, 0.0),
-    ("verilator", dict(bits=4, word_bits=16, msg_requant=True, upd_requant=True), 14, 0.25, 0.35),
-]
+#: Coverage exported by each CI run of this module, by run name (merged by test_ci_coverage).
+COVERAGE: dict[str, list[dict]] = {}
+
+
+def _check(records, group, stalls: bool):
+    for rec in records:
+        assert rec["mismatches"] == [], rec
+        assert rec["saturations"] == rec["expected_saturations"]
+        if not stalls:
+            assert rec["cycles"] == rec["ideal_cycles"], rec["name"]
+        else:
+            assert rec["cycles"] >= rec["ideal_cycles"]
+    assert len(records) == len(group)
+
+
+def _run_ci(tmp_path, run):
+    if not HAVE[run.simulator]:
+        pytest.skip(f"{run.simulator} not installed")
+    results = run_ci(run, tmp_path)
+    for _, group, r in results:
+        assert r.tests == 1 and r.failed == 0, [x["mismatches"] for x in r.records if x["mismatches"]][:3]
+        _check(r.records, group, run.bubbles > 0 or run.backpressure > 0)
+    assert any(c.saturations for _, group, _ in results for c in group)
+    COVERAGE[run.name] = [r.coverage for _, _, r in results]
 
 
 def _run(tmp_path, sim, kw, n, bubbles, backpressure, seed=1):
@@ -38,21 +58,24 @@ def _run(tmp_path, sim, kw, n, bubbles, backpressure, seed=1):
         r = run_cocotb(d, group, sim, tmp_path / f"{sim}-{d.key()}", bubbles=bubbles,
                        backpressure=backpressure, seed=seed)
         assert r.tests == 1 and r.failed == 0, [x["mismatches"] for x in r.records if x["mismatches"]][:3]
-        assert len(r.records) == len(group)
-        for rec in r.records:
-            assert rec["mismatches"] == [], rec
-            assert rec["saturations"] == rec["expected_saturations"]
-            if bubbles == 0 and backpressure == 0:
-                assert rec["cycles"] == rec["ideal_cycles"], rec["name"]
-            else:
-                assert rec["cycles"] >= rec["ideal_cycles"]
+        _check(r.records, group, bubbles > 0 or backpressure > 0)
     assert any(c.saturations for c in cases)
 
 
-@pytest.mark.parametrize("sim,kw,n,bubbles,backpressure", CI,
-                         ids=[f"{c[0]}-int{c[1]['bits']}" for c in CI])
-def test_cocotb_fuzz(tmp_path, sim, kw, n, bubbles, backpressure):
-    _run(tmp_path, sim, kw, n, bubbles, backpressure)
+@pytest.mark.parametrize("run", CI_RUNS, ids=[r.name for r in CI_RUNS])
+def test_cocotb_fuzz(tmp_path, run):
+    _run_ci(tmp_path, run)
+
+
+def test_ci_coverage(tmp_path):
+    """The CI set together hits every functional coverage bin (runs it where an earlier test
+    of this module did not)."""
+    for run in CI_RUNS:
+        if run.name not in COVERAGE:
+            _run_ci(tmp_path / run.name, run)
+    report = merge(c for runs in COVERAGE.values() for c in runs)
+    assert report["bins"] > 0
+    assert report["missed"] == [], report["missed"]
 
 
 @pytest.mark.slow
