@@ -176,6 +176,23 @@ def plot_roofline(data: dict, out: Path) -> str | None:
     return "roofline.png"
 
 
+def measured_model_speedups(data: dict) -> dict[str, float]:
+    """Measured end-to-end speed-up of each trained model (``quagga bench MODEL.qim``) over the
+    fastest FP32 CPU form of the same model on the same graph."""
+    return {t: b["speedup_vs_fastest_fp32"] for t, b in (data.get("bench_model") or {}).items()
+            if isinstance(b, dict) and "speedup_vs_fastest_fp32" in b}
+
+
+def measured_sources(data: dict) -> dict[str, str]:
+    """The ``.qim`` each measured model figure timed, as ``train/<tag>/model.qim``."""
+    out = {}
+    for t, b in (data.get("bench_model") or {}).items():
+        path = _get(b, "model", "path")
+        if path:
+            out[t] = "/".join(Path(path).parts[-3:])
+    return out
+
+
 def measured_speedups(data: dict, workload: str = "smp") -> dict[str, float]:
     bench = data.get("bench") or {}
     w = _get(bench, "workloads", workload) or {}
@@ -183,7 +200,7 @@ def measured_speedups(data: dict, workload: str = "smp") -> dict[str, float]:
 
 
 def plot_speedups(data: dict, out: Path) -> str | None:
-    sim, meas = simulated_speedups(data), measured_speedups(data)
+    sim, meas = simulated_speedups(data), measured_model_speedups(data)
     meas_agg = measured_speedups(data, "aggregation")
     tags = [t for t in PRECISION_TAGS if t != "fp32" and (t in sim or t in meas or t in meas_agg)]
     if not tags:
@@ -193,7 +210,7 @@ def plot_speedups(data: dict, out: Path) -> str | None:
     w = 0.27
     ax.bar([x - w for x in xs], [sim.get(t, 0) for t in tags], width=w,
            label="simulated accelerator (cycle model of train/<tag>/model.qim)")
-    ax.bar(xs, [meas.get(t, 0) for t in tags], width=w, label="measured CPU, end-to-end model")
+    ax.bar(xs, [meas.get(t, 0) for t in tags], width=w, label="measured CPU, the trained model end to end")
     ax.bar([x + w for x in xs], [meas_agg.get(t, 0) for t in tags], width=w, label="measured CPU, one aggregation")
     for t, v in PAPER_SPEEDUP.items():
         if t in tags:
@@ -279,11 +296,12 @@ def plot_pareto(data: dict, out: Path) -> str | None:
 # ----------------------------------------------------------------------------- tables
 
 def summary_table(data: dict) -> list[str]:
-    sim, meas, meas_agg = simulated_speedups(data), measured_speedups(data), measured_speedups(data, "aggregation")
-    src = simulated_sources(data)
+    sim, meas, meas_agg = (simulated_speedups(data), measured_model_speedups(data),
+                           measured_speedups(data, "aggregation"))
+    src, msrc = simulated_sources(data), measured_sources(data)
     lines = ["| precision | test acc fake-quant (%) | test acc integer (%) | simulator bit-exact | "
-             "RTL mismatches | simulated speed-up (model file) | measured speed-up (model) | "
-             "measured speed-up (aggregation) | simulated energy saving |",
+             "RTL mismatches | simulated speed-up (model file) | measured CPU speed-up (model file) | "
+             "measured CPU speed-up (one aggregation) | simulated energy saving |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for t in PRECISION_TAGS:
         m = data["train"].get(t)
@@ -293,13 +311,22 @@ def summary_table(data: dict) -> list[str]:
         if not any((m, s, r, t in res, t in meas)):
             continue
         bit_exact = "—" if not s else ("yes" if s.get("bit_exact") else f"NO ({s.get('mismatches')})")
-        rtl = "—" if not r else f"{r.get('mismatches')} / {r.get('cases')} cases ({r.get('simulator')})"
+        rtl = "—" if not r else _rtl_cell(r)
         lines.append(
             f"| {t.upper()} | {_pct(_get(m, 'test_acc', 'fake_quant', 'mean'))} | "
             f"{_pct(_get(m, 'test_acc', 'integer', 'mean'))} | {bit_exact} | {rtl} | "
             f"{_x(sim.get(t))}{f' (`{src[t]}`)' if t in src else ''} | "
-            f"{_x(meas.get(t))} | {_x(meas_agg.get(t))} | {_x(_get(res, t, 'energy_ratio_vs_fp32'))} |")
+            f"{_x(meas.get(t))}{f' (`{msrc[t]}`)' if t in msrc else ''} | {_x(meas_agg.get(t))} | "
+            f"{_x(_get(res, t, 'energy_ratio_vs_fp32'))} |")
     return lines
+
+
+def _rtl_cell(r: dict) -> str:
+    """Mismatches over cases of one RTL verification, or why it did not run every case."""
+    ran = r.get("cases_run", r.get("cases"))
+    if r.get("cocotb_failed") or ran != r.get("cases"):
+        return f"NOT RUN: {ran} of {r.get('cases')} cases ran ({r.get('simulator')})"
+    return f"{r.get('mismatches')} / {r.get('cases')} cases ({r.get('simulator')})"
 
 
 def ladder_table(data: dict) -> list[str]:
