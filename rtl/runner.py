@@ -185,12 +185,18 @@ def run_cocotb(dp: DesignPoint, cases: Sequence[RtlCase], simulator: str, build_
         env["QUAGGA_RTL_STOP_ON_FAIL"] = "1"
     xml = build_dir / "results.xml"
     xml.unlink(missing_ok=True)
+    # cocotb passes this process's sys.path to the simulator's Python as its PYTHONPATH: the
+    # repository goes first, so that ``sim``, ``quant`` and ``rtl`` resolve to the packages and
+    # never to same-named folders elsewhere on the path (``tests/sim`` has no __init__.py)
+    sys.path.insert(0, str(REPO))
     try:
         runner.test(hdl_toplevel=TOP_NAME, test_module="rtl.bench", build_dir=str(build_dir),
                     test_dir=str(build_dir), extra_env=env, results_xml=str(xml), seed=int(seed),
                     waves=waves and simulator == "verilator", log_file=str(build_dir / "sim.log"))
     except SystemExit:  # inside pytest the runner raises on failed cocotb tests; report instead
         log.debug("cocotb runner raised SystemExit (failed test)")
+    finally:
+        sys.path.remove(str(REPO))
     tests, failed = get_results(xml) if xml.exists() else (0, 1)
     records = json.loads(results_json.read_text()) if results_json.exists() else []
     cover = json.loads(coverage_json.read_text()) if coverage_json.exists() else None
