@@ -25,7 +25,7 @@ from pathlib import Path
 
 from quant.errors import QuantError, invalid
 from rtl.build import TOP_NAME
-from rtl.synth import FLOWS, run_yosys_script, synthesis_verilog
+from rtl.synth import FLOWS, UnitBuild, run_yosys_script, synthesis_verilog
 from sim.design.point import DesignPoint
 
 __all__ = ["DEVICES", "Device", "PnrResult", "place_and_route"]
@@ -83,7 +83,7 @@ DEFAULT_DEVICE = "ecp5-85k"
 DEFAULT_FREQ_MHZ = 100.0
 
 @dataclass(frozen=True)
-class PnrResult:
+class PnrResult(UnitBuild):
     """Placed-and-routed figures of one design point on one device.
 
     ``luts`` are LUT4s in use (iCE40: logic cells), ``ffs`` flip-flops (iCE40: logic cells
@@ -94,14 +94,6 @@ class PnrResult:
     an otherwise idle machine ``seconds`` is close to it; on a shared one it is larger).
     """
 
-    design: str
-    key: str
-    bits: int
-    word_bits: int
-    lanes: int
-    acc_bits: int
-    msg_requant: bool
-    upd_requant: bool
     device: str
     part: str
     fmax_mhz: float
@@ -217,8 +209,7 @@ def place_and_route(dp: DesignPoint, device: str = DEFAULT_DEVICE, *, freq_mhz: 
     cpu_seconds = time.process_time() - c0
     log.info("placed and routed %s on %s: %.1f MHz in %.1f s", dp.key(), device, clk["achieved"], seconds)
     return PnrResult(
-        design=dp.name, key=dp.key(), bits=dp.bits, word_bits=dp.word_bits, lanes=dp.lanes,
-        acc_bits=dp.acc_width, msg_requant=dp.msg_requant, upd_requant=dp.upd_requant, device=device,
+        **UnitBuild.of(dp), device=device,
         part=dev.part, fmax_mhz=round(float(clk["achieved"]), 2), target_mhz=float(freq_mhz),
         luts=luts, luts_avail=luts_avail, ffs=ffs, ffs_avail=ffs_avail, brams=brams, dsps=dsps,
         dsps_avail=dsps_avail, carries=carries, synth_seconds=round(synth_seconds, 1),

@@ -33,7 +33,7 @@ from rtl.build import TOP_NAME, to_verilog
 from rtl.netlist import share_identical_modules
 from sim.design.point import DesignPoint
 
-__all__ = ["FLOWS", "SynthStats", "run_yosys_script", "synthesis_verilog", "synthesize"]
+__all__ = ["FLOWS", "SynthStats", "UnitBuild", "run_yosys_script", "synthesis_verilog", "synthesize"]
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ def synthesis_verilog(dp: DesignPoint) -> str:
 
 
 @dataclass(frozen=True)
-class SynthStats:
-    """Cell counts of one design point (see the module docstring for the flows)."""
+class UnitBuild:
+    """The design point a build result (synthesis, place and route) describes."""
 
     design: str
     key: str
@@ -90,6 +90,19 @@ class SynthStats:
     acc_bits: int
     msg_requant: bool
     upd_requant: bool
+
+    @staticmethod
+    def of(dp: DesignPoint) -> dict:
+        """These fields of ``dp``, as keyword arguments of a result."""
+        return dict(design=dp.name, key=dp.key(), bits=dp.bits, word_bits=dp.word_bits,
+                    lanes=dp.lanes, acc_bits=dp.acc_width, msg_requant=dp.msg_requant,
+                    upd_requant=dp.upd_requant)
+
+
+@dataclass(frozen=True)
+class SynthStats(UnitBuild):
+    """Cell counts of one design point (see the module docstring for the flows)."""
+
     cells: int
     flip_flops: int
     ice40_luts: int
@@ -154,8 +167,7 @@ def synthesize(dp: DesignPoint) -> SynthStats:
     cpu_seconds = time.process_time() - c0
     log.info("synthesized %s in %.1f s", dp.key(), seconds)
     return SynthStats(
-        design=dp.name, key=dp.key(), bits=dp.bits, word_bits=dp.word_bits, lanes=dp.lanes,
-        acc_bits=dp.acc_width, msg_requant=dp.msg_requant, upd_requant=dp.upd_requant,
+        **UnitBuild.of(dp),
         cells=sum(generic.values()), flip_flops=sum(n for t, n in generic.items() if _is_ff(t)),
         ice40_luts=sum(n for t, n in ice40.items() if t.startswith("SB_LUT")),
         ice40_carries=sum(n for t, n in ice40.items() if t == "SB_CARRY"),

@@ -164,7 +164,7 @@ def test_state_dict_round_trip(kind):
     torch.save(a.state_dict(), buf)
     buf.seek(0)
     b = make_quantizer(kind, bits)
-    b.load_state_dict(torch.load(buf))
+    b.load_state_dict(torch.load(buf, weights_only=True))
     b.eval()
     assert a.qparams() == b.qparams()
     assert torch.equal(a.to_int(x), b.to_int(x))
