@@ -3,6 +3,7 @@ point given by its own CPU time (not by the clock), and compare run directories.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -17,12 +18,37 @@ import psutil
 REPO = Path(__file__).resolve().parents[2]
 
 
+#: children started by :func:`spawn` that may still run (see :func:`reap_children`)
+_CHILDREN: list[subprocess.Popen] = []
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGKILL when the parent (pytest) dies, so a
+    killed or crashed test run leaves no command running in its own session."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def spawn(argv: list[str], cwd: Path, log: Path) -> subprocess.Popen:
-    """Start ``quagga argv`` in its own process group; stdout and stderr go to ``log``.{out,err}."""
+    """Start ``quagga argv`` in its own process group; stdout and stderr go to ``log``.{out,err}.
+
+    The child dies with the test process, and :func:`reap_children` kills its group if a
+    test ends (fails) while it still runs."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-m", "quagga.cli", *argv], cwd=cwd, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "quagga.cli", *argv], cwd=cwd, env=env,
                             stdout=open(f"{log}.out", "w"), stderr=open(f"{log}.err", "w"),
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    _CHILDREN.append(proc)
+    return proc
+
+
+def reap_children() -> None:
+    """Kill the process group of every spawned command that still runs, and reap it."""
+    while _CHILDREN:
+        proc = _CHILDREN.pop()
+        if proc.poll() is None:
+            kill_group(proc)
 
 
 def cpu_seconds(pid: int) -> float:
