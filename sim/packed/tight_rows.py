@@ -73,6 +73,30 @@ def tight_rows_vector(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim, th
     return todo
 
 
+@njit(cache=True, inline="always")
+def _sum_planes(acc, indices, w, xb, start, end, bits):
+    """``acc[p, k] += lane p of xb[src, k] * w_e`` (uint16, no checks) over the edges
+    ``[start, end)`` of one row; returns ``S_w``.  ``bits`` (2 or 4) is a constant at each
+    call, so the shifts and masks are constants and LLVM vectorises the byte loop."""
+    nb = xb.shape[1]
+    s_w = np.int64(0)
+    for e in range(start, end):
+        src = indices[e]
+        s_w += np.int64(w[e])
+        wv = np.uint16(w[e])
+        for k in range(nb):
+            v = np.uint16(xb[src, k])
+            if bits == 2:
+                acc[0, k] += (v & np.uint16(3)) * wv
+                acc[1, k] += ((v >> np.uint16(2)) & np.uint16(3)) * wv
+                acc[2, k] += ((v >> np.uint16(4)) & np.uint16(3)) * wv
+                acc[3, k] += (v >> np.uint16(6)) * wv
+            else:
+                acc[0, k] += (v & np.uint16(15)) * wv
+                acc[1, k] += (v >> np.uint16(4)) * wv
+    return s_w
+
+
 @njit(cache=True, parallel=True)
 def tight_rows(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
                 out_m, out_n, out_z, out_qmin, out_qmax,
@@ -102,27 +126,10 @@ def tight_rows(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
             for p in range(planes):
                 for k in range(nb):
                     acc[p, k] = 0
-            s_w = np.int64(0)
             if bits == 2:
-                for e in range(start, end):
-                    src = indices[e]
-                    s_w += np.int64(w[e])
-                    wv = np.uint16(w[e])
-                    for k in range(nb):
-                        v = np.uint16(xb[src, k])
-                        acc[0, k] += (v & np.uint16(3)) * wv
-                        acc[1, k] += ((v >> np.uint16(2)) & np.uint16(3)) * wv
-                        acc[2, k] += ((v >> np.uint16(4)) & np.uint16(3)) * wv
-                        acc[3, k] += (v >> np.uint16(6)) * wv
+                s_w = _sum_planes(acc, indices, w, xb, start, end, 2)
             else:
-                for e in range(start, end):
-                    src = indices[e]
-                    s_w += np.int64(w[e])
-                    wv = np.uint16(w[e])
-                    for k in range(nb):
-                        v = np.uint16(xb[src, k])
-                        acc[0, k] += (v & np.uint16(15)) * wv
-                        acc[1, k] += (v >> np.uint16(4)) * wv
+                s_w = _sum_planes(acc, indices, w, xb, start, end, 4)
             if s_w > budget16 or s_w * x_cmax > lim:
                 todo[i] = True
                 continue
