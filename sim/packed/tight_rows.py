@@ -50,25 +50,12 @@ def tight_rows_vector(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim, th
             zs = z_u * s_w
             for j in range(n_th):
                 t[j] = np.uint16(min(max(thresholds[j] + zs, 0), 65535))
-            # literal chunk widths and lane widths: one specialised intrinsic per pair
+            # literal lane widths: one specialised intrinsic each (chunk widths switch inside)
             for c in range(n_chunks):
                 if bits == 2:
-                    if cw == 32:
-                        row_chunk_packed(indices, w, xb, start, end, c, 2, 32, t, base, yb, i)
-                    elif cw == 16:
-                        row_chunk_packed(indices, w, xb, start, end, c, 2, 16, t, base, yb, i)
-                    elif cw == 8:
-                        row_chunk_packed(indices, w, xb, start, end, c, 2, 8, t, base, yb, i)
-                    else:
-                        row_chunk_packed(indices, w, xb, start, end, c, 2, 4, t, base, yb, i)
-                elif cw == 32:
-                    row_chunk_packed(indices, w, xb, start, end, c, 4, 32, t, base, yb, i)
-                elif cw == 16:
-                    row_chunk_packed(indices, w, xb, start, end, c, 4, 16, t, base, yb, i)
-                elif cw == 8:
-                    row_chunk_packed(indices, w, xb, start, end, c, 4, 8, t, base, yb, i)
+                    row_chunk_packed(indices, w, xb, start, end, c, 2, cw, t, base, yb, i)
                 else:
-                    row_chunk_packed(indices, w, xb, start, end, c, 4, 4, t, base, yb, i)
+                    row_chunk_packed(indices, w, xb, start, end, c, 4, cw, t, base, yb, i)
             yb[i, nb - 1] &= last_mask  # padding lanes are zero
     return todo
 
