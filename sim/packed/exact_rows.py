@@ -75,6 +75,8 @@ def general_rows(rows, indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero
                             acc32[k] += np.uint32(xb[src, k]) * wv
                     for k in range(nb_bytes):
                         tot[k] = np.int64(acc32[k])
+                elif bits == 8:  # a lane could wrap: 32-bit lanes flushed into the totals
+                    plane_sums(xb, indices, w, start, end, bits, False, acc16, acc32, tot)
                 elif swar and s_w <= budget16 and nb_bytes == 1:
                     # no slot can wrap in this row: a tight reduction LLVM can vectorise (gathers)
                     for k in range(n_lanes):
@@ -107,8 +109,46 @@ def general_rows(rows, indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero
                     swar_flush(a0, tot, 0, nb_bytes, planes)
                     if nb_bytes == 2:
                         swar_flush(a1, tot, 1, nb_bytes, planes)
-                else:  # narrow lanes, flushed into the totals before any could wrap
-                    plane_sums(xb, indices, w, start, end, bits, False, acc16, acc32, tot)
+                else:  # 16-bit plane lanes, flushed into the totals before any could wrap
+                    for k in range(n_lanes):
+                        tot[k] = 0
+                    for k in range(n_lanes):
+                        acc16[k] = 0
+                    run = np.int64(0)
+                    for e in range(start, end):
+                        we = np.int64(w[e])
+                        if run + we > budget16:
+                            for k in range(n_lanes):
+                                tot[k] += np.int64(acc16[k])
+                                acc16[k] = 0
+                            run = np.int64(0)
+                        run += we
+                        src = indices[e]
+                        wv = np.uint16(we)
+                        if bits == 2:
+                            for k in range(nb_bytes):
+                                v = np.uint16(xb[src, k])
+                                acc16[k] = np.uint16(acc16[k] + (v & np.uint16(3)) * wv)
+                                acc16[nb_bytes + k] = np.uint16(
+                                    acc16[nb_bytes + k] + ((v >> np.uint16(2)) & np.uint16(3)) * wv)
+                                acc16[2 * nb_bytes + k] = np.uint16(
+                                    acc16[2 * nb_bytes + k] + ((v >> np.uint16(4)) & np.uint16(3)) * wv)
+                                acc16[3 * nb_bytes + k] = np.uint16(
+                                    acc16[3 * nb_bytes + k] + (v >> np.uint16(6)) * wv)
+                        elif bits == 4:
+                            for k in range(nb_bytes):
+                                v = np.uint16(xb[src, k])
+                                acc16[k] = np.uint16(acc16[k] + (v & np.uint16(15)) * wv)
+                                acc16[nb_bytes + k] = np.uint16(acc16[nb_bytes + k] + (v >> np.uint16(4)) * wv)
+                        else:  # bits == 1
+                            for p in range(8):
+                                sh = np.uint16(p)
+                                for k in range(nb_bytes):
+                                    acc16[p * nb_bytes + k] = np.uint16(
+                                        acc16[p * nb_bytes + k]
+                                        + ((np.uint16(xb[src, k]) >> sh) & np.uint16(1)) * wv)
+                    for k in range(n_lanes):
+                        tot[k] += np.int64(acc16[k])
                 if need_u:
                     plane_sums(xb, indices, w, start, end, bits, True, acc16, acc32, totu)
                 corr = deg * z_u * w_zero - z_u * s_w
