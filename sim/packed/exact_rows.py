@@ -75,8 +75,26 @@ def general_rows(rows, indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero
                             acc32[k] += np.uint32(xb[src, k]) * wv
                     for k in range(nb_bytes):
                         tot[k] = np.int64(acc32[k])
-                elif bits == 8:  # a lane could wrap: 32-bit lanes flushed into the totals
-                    plane_sums(xb, indices, w, start, end, bits, False, acc16, acc32, tot)
+                elif bits == 8:
+                    for k in range(n_lanes):
+                        tot[k] = 0
+                    for k in range(nb_bytes):
+                        acc32[k] = 0
+                    run = np.int64(0)
+                    for e in range(start, end):
+                        we = np.int64(w[e])
+                        if run + we > budget32:
+                            for k in range(nb_bytes):
+                                tot[k] += np.int64(acc32[k])
+                                acc32[k] = 0
+                            run = np.int64(0)
+                        run += we
+                        src = indices[e]
+                        wv = np.uint32(we)
+                        for k in range(nb_bytes):
+                            acc32[k] += np.uint32(xb[src, k]) * wv
+                    for k in range(nb_bytes):
+                        tot[k] += np.int64(acc32[k])
                 elif swar and s_w <= budget16 and nb_bytes == 1:
                     # no slot can wrap in this row: a tight reduction LLVM can vectorise (gathers)
                     for k in range(n_lanes):
@@ -109,7 +127,7 @@ def general_rows(rows, indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero
                     swar_flush(a0, tot, 0, nb_bytes, planes)
                     if nb_bytes == 2:
                         swar_flush(a1, tot, 1, nb_bytes, planes)
-                else:  # 16-bit plane lanes, flushed into the totals before any could wrap
+                else:
                     for k in range(n_lanes):
                         tot[k] = 0
                     for k in range(n_lanes):
