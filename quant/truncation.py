@@ -49,6 +49,18 @@ def check_skew(skew: int, field: str = "skew") -> int:
     return int(skew)
 
 
+def _codes_in(name: str, a, lo: int | None = None, hi: int | None = None) -> np.ndarray:
+    """``a`` as int64, checked to be integer codes (in ``[lo, hi]`` when given); the
+    ``QuantError`` names ``name``."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "iu":
+        raise invalid(f"{name}.dtype", str(a.dtype), "an integer dtype")
+    a = a.astype(np.int64)
+    if lo is not None and a.size and (a.min() < lo or a.max() > hi):
+        raise invalid(name, (int(a.min()), int(a.max())), f"in [{lo}, {hi}]")
+    return a
+
+
 def truncate_codes(q8: np.ndarray, skew: int = 0) -> np.ndarray:
     """Map 8-bit codes to the nearest of ``{0, 85, 170, 255}`` after adding ``skew``.
 
@@ -61,12 +73,7 @@ def truncate_codes(q8: np.ndarray, skew: int = 0) -> np.ndarray:
     >>> truncate_codes(np.array([0, 40, 42, 43]), skew=2).tolist()
     [0, 0, 85, 85]
     """
-    q = np.asarray(q8)
-    if q.dtype.kind not in "iu":
-        raise invalid("q8.dtype", str(q.dtype), "an integer dtype")
-    q = q.astype(np.int64)
-    if q.size and (q.min() < 0 or q.max() > 255):
-        raise invalid("q8", (int(q.min()), int(q.max())), "in [0, 255]")
+    q = _codes_in("q8", q8, 0, 255)
     sk = check_skew(skew)
     t = ((q + sk + BT_STEP // 2) // BT_STEP) * BT_STEP
     return np.clip(t, 0, 255).astype(np.int32)
@@ -84,10 +91,7 @@ def quantize_bt(x: np.ndarray, scale: float, zero_point: int, skew: int = 0) -> 
 
 def bt_storage_codes(q: np.ndarray) -> np.ndarray:
     """8-bit BT codes -> 2-bit storage codes ``c = q // 85`` in {0, 1, 2, 3} (int32)."""
-    q = np.asarray(q)
-    if q.dtype.kind not in "iu":
-        raise invalid("q.dtype", str(q.dtype), "an integer dtype")
-    q = q.astype(np.int64)
+    q = _codes_in("q", q)
     off = q[(q % BT_STEP != 0) | (q < 0) | (q > 255)]
     if off.size:
         raise invalid("BT code", int(off[0]), f"one of {BT_LEVELS}")
@@ -96,13 +100,7 @@ def bt_storage_codes(q: np.ndarray) -> np.ndarray:
 
 def bt_expand_codes(c: np.ndarray) -> np.ndarray:
     """2-bit storage codes -> 8-bit BT codes ``85 * c`` (int32)."""
-    c = np.asarray(c)
-    if c.dtype.kind not in "iu":
-        raise invalid("c.dtype", str(c.dtype), "an integer dtype")
-    c = c.astype(np.int64)
-    if c.size and (c.min() < 0 or c.max() > 3):
-        raise invalid("c", (int(c.min()), int(c.max())), "in [0, 3]")
-    return (c * BT_STEP).astype(np.int32)
+    return (_codes_in("c", c, 0, 3) * BT_STEP).astype(np.int32)
 
 
 def fisher_pearson_skew(x: np.ndarray) -> float:

@@ -25,6 +25,7 @@ counts in neither direction.  ``score = killed / (mutants - equivalent - invalid
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -139,12 +140,8 @@ def prove_equivalent(gold: str, gate: str, workdir: Path) -> bool:
     (workdir / "gold.v").write_text(gold)
     (workdir / "gate.v").write_text(gate)
     (workdir / "equiv.ys").write_text(_EQUIV.format(gold="gold.v", gate="gate.v", top=TOP_NAME))
-    cwd = os.getcwd()
-    try:
-        os.chdir(workdir)
+    with contextlib.chdir(workdir):
         rc = run_yosys(["-q", "-l", "equiv.log", "-s", "equiv.ys"])
-    finally:
-        os.chdir(cwd)
     return rc == 0
 
 

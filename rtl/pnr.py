@@ -15,12 +15,13 @@ timing-driven placement; ``--timing-allow-fail`` keeps a design that misses it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from quant.errors import QuantError, invalid
@@ -112,9 +113,6 @@ class PnrResult(UnitBuild):
     cpu_seconds: float
     seed: int
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def _use(util: dict, cells: tuple[str, ...]) -> tuple[int, int]:
     used = sum(int(util.get(c, {}).get("used", 0)) for c in cells)
@@ -179,12 +177,8 @@ def place_and_route(dp: DesignPoint, device: str = DEFAULT_DEVICE, *, freq_mhz: 
         if dev.family == "ecp5":
             argv.append("--out-of-context")
         t2 = time.perf_counter()
-        cwd = os.getcwd()
-        try:
-            os.chdir(work)
+        with contextlib.chdir(work):
             rc = _run_nextpnr(dev.family, argv)
-        finally:
-            os.chdir(cwd)
         pnr_seconds = time.perf_counter() - t2
         if rc != 0 or not (work / "report.json").exists():
             logf = work / "nextpnr.log"

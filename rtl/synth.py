@@ -20,9 +20,9 @@ The first yowasp run on a machine compiles the WebAssembly (1-2 minutes, cached 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -98,6 +98,10 @@ class UnitBuild:
                     lanes=dp.lanes, acc_bits=dp.acc_width, msg_requant=dp.msg_requant,
                     upd_requant=dp.upd_requant)
 
+    def to_dict(self) -> dict:
+        """Every field, for the JSON record."""
+        return asdict(self)
+
 
 @dataclass(frozen=True)
 class SynthStats(UnitBuild):
@@ -111,9 +115,6 @@ class SynthStats(UnitBuild):
     generic_cell_types: dict
     seconds: float
     cpu_seconds: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _is_ff(cell_type: str) -> bool:
@@ -137,12 +138,8 @@ def run_yosys_script(script: str, verilog: str, workdir: Path, **fields: str) ->
 
     (workdir / "top.v").write_text(verilog)
     (workdir / "run.ys").write_text(script.format(src="top.v", top=TOP_NAME, out="stat.json", **fields))
-    cwd = os.getcwd()
-    try:
-        os.chdir(workdir)
+    with contextlib.chdir(workdir):
         rc = run_yosys(["-q", "-l", "yosys.log", "-s", "run.ys"])
-    finally:
-        os.chdir(cwd)
     if rc != 0:
         tail = (workdir / "yosys.log").read_text()[-2000:] if (workdir / "yosys.log").exists() else ""
         raise QuantError(f"yosys exit status must be 0, not {rc}: {tail}")

@@ -22,6 +22,7 @@ from quant.aggregate import AggregationParams, Requantizer, aggregate_reference
 from quant.errors import QuantError, invalid
 from sim.design.point import DesignPoint
 from sim.design.stream import MAX_UNIT_SHIFT, check_params, chunks, expected_words, unpack_out
+from sim.verify.step_case import StepCase
 
 __all__ = ["FUZZ_KINDS", "RtlCase", "compare_words", "fuzz_case", "fuzz_cases", "from_golden", "group_by_design",
            "clamp_exact_case", "code_sweep_case", "load_batch", "overflow_cases", "save_batch",
@@ -32,20 +33,13 @@ FUZZ_KINDS = ("random", "hub", "empty", "selfloop", "duplicate", "saturate", "ex
 
 
 @dataclass(frozen=True)
-class RtlCase:
-    """One propagation step with its expected result.
+class RtlCase(StepCase):
+    """One propagation step with its expected result (:class:`sim.verify.step_case.StepCase`,
+    int64 arrays) and the design point it needs, if not the run's own.
 
     Shapes: ``indptr`` (N+1,), ``indices`` (E,), ``w`` (E,), ``x`` (N_src, F), ``y`` (N, F).
     """
 
-    name: str
-    params: AggregationParams
-    indptr: np.ndarray
-    indices: np.ndarray
-    w: np.ndarray
-    x: np.ndarray
-    y: np.ndarray
-    saturations: int
     design: DesignPoint | None = None
 
     @property

@@ -54,3 +54,18 @@ def data_root() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"datasets not found at {SHARED_DATASETS}")
     return SHARED_DATASETS
+
+
+@pytest.fixture
+def cli_refuses(capsys):
+    """``cli_refuses(argv, out, *words)``: ``quagga argv`` exits 2 with an error naming every
+    word and writes no ``out``."""
+    from quagga.cli import main
+
+    def check(argv: list[str], out: Path, *words: str) -> None:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert all(w in err for w in words), err
+        assert not out.exists()
+
+    return check

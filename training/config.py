@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from quant.checks import check_int_fields, int_field
 from quant.errors import invalid
 
 MODELS = ("smp", "appnp", "emp", "gcn")
@@ -91,12 +92,12 @@ class ModelConfig:
     model: str = "smp"
     bits: int | None = 4
     bt: str | None = None
-    layers: int = 10
-    hidden: int = 64
+    layers: int = int_field(10, 1)
+    hidden: int = int_field(64, 1)
     dropout: float = 0.5
-    edge_bits: int = 8
-    comb_bits: int = 8
-    mult_bits: int = 16
+    edge_bits: int = int_field(8, 1, 8)
+    comb_bits: int = int_field(8, 1, 8)
+    mult_bits: int = int_field(16, 2, 31)
     msg_quant: bool = True
     upd_quant: bool = True
     teleport: float = 0.1
@@ -127,20 +128,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise invalid("model", self.model, f"one of {MODELS}")
-        if not isinstance(self.layers, int) or self.layers < 1:
-            raise invalid("layers", self.layers, "an int >= 1")
-        if not isinstance(self.hidden, int) or self.hidden < 1:
-            raise invalid("hidden", self.hidden, "an int >= 1")
+        check_int_fields(self)
         if not 0.0 <= self.dropout < 1.0:
             raise invalid("dropout", self.dropout, "in [0, 1)")
         if not 0.0 < self.teleport <= 1.0:
             raise invalid("teleport", self.teleport, "in (0, 1]")
-        for f in ("edge_bits", "comb_bits"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or not 1 <= v <= 8:
-                raise invalid(f, v, "an int in 1..8")
-        if not isinstance(self.mult_bits, int) or not 2 <= self.mult_bits <= 31:
-            raise invalid("mult_bits", self.mult_bits, "an int in 2..31")
         if self.bt is not None and self.bits != 2:
             raise invalid("bits", self.bits, f"2 when bt={self.bt!r}")
         if self.alpha_reinit is not None and (isinstance(self.alpha_reinit, bool)

@@ -24,60 +24,49 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from sim.packed.row_vector_ir import _counted_loop, _fit, _splat
+from sim.packed.llvm_ir import I64, RowEdges, array_args, fit_int, splat, store_row, switch_widths
 
 __all__ = ["CHUNK_FLOATS", "smp_gap_f32", "smp_prop_f32", "spmm_f32", "spmm_f32_loop"]
 
 #: chunk widths (floats of a row per intrinsic call)
 CHUNK_FLOATS = (1, 2, 4, 8, 16, 32, 64)
-_I64, _I8 = ir.IntType(64), ir.IntType(8)
 _F32 = ir.FloatType()
 
 
 @intrinsic
 def row_sum_f32(typingctx, indices, w, x, start, end, col0, chunk, out, out_row):
     """``out[out_row, col0:col0+CH] = sum_{e in [start, end)} w[e] * x[indices[e], col0:col0+CH]``
-    with the ``<CH x float>`` accumulator in registers (``CH`` = the literal ``chunk``).
+    with the ``<CH x float>`` accumulator in registers (``CH = chunk``, one of
+    :data:`CHUNK_FLOATS`: each has its own code, selected by a switch once per call; any
+    other value writes nothing).
 
     ``x`` and ``out`` are 2-d float32 arrays with contiguous rows; ``w`` float32 (E,);
     ``indices`` any integer dtype.  Each edge is ``acc = fma(x_row, splat(w_e), acc)``, in
     edge order.
     """
-    if not isinstance(chunk, types.IntegerLiteral):
-        return None
-    ch = chunk.literal_value
-    if ch not in CHUNK_FLOATS:
+    if not isinstance(chunk, types.Integer):
         return None
     sig = types.void(indices, w, x, start, end, col0, chunk, out, out_row)
 
     def codegen(context, builder, signature, args):
-        aty = signature.args
-        ind = context.make_array(aty[0])(context, builder, args[0])
-        wts = context.make_array(aty[1])(context, builder, args[1])
-        src_rows = context.make_array(aty[2])(context, builder, args[2])
-        dst = context.make_array(aty[7])(context, builder, args[7])
-        vf = ir.VectorType(_F32, ch)
-        col_bytes = builder.mul(_fit(builder, args[5], _I64, True), ir.Constant(_I64, 4))
-        xbase = builder.gep(builder.bitcast(src_rows.data, _I8.as_pointer()), [col_bytes])
-        xstride = builder.extract_value(src_rows.strides, 0)
-        ind_signed = aty[0].dtype.signed
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vf, [vf, vf, vf]),
-                                             f"llvm.fma.v{ch}f32")
+        edges = RowEdges(context, builder, signature, args)
+        dst, = array_args(context, builder, signature, args, (7,))
+        col_bytes = builder.mul(fit_int(builder, args[5], I64, True), ir.Constant(I64, 4))
+        columns = edges.columns(col_bytes)
 
-        def edge(e, accs):
-            src = _fit(builder, builder.load(builder.gep(ind.data, [e])), _I64, ind_signed)
-            wv = _splat(builder, builder.load(builder.gep(wts.data, [e])), vf)
-            ptr = builder.bitcast(builder.gep(xbase, [builder.mul(src, xstride)]), vf.as_pointer())
-            return [builder.call(fma, [builder.load(ptr, align=4), wv, accs[0]])]
+        def chunk_of(ch):
+            vf = ir.VectorType(_F32, ch)
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vf, [vf, vf, vf]),
+                                                 f"llvm.fma.v{ch}f32")
 
-        zero = ir.Constant(vf, [0.0] * ch)
-        acc, = _counted_loop(builder, "edges", _fit(builder, args[3], _I64, True),
-                             _fit(builder, args[4], _I64, True), [zero], edge)
-        ystride = builder.extract_value(dst.strides, 0)
-        off = builder.add(builder.mul(_fit(builder, args[8], _I64, True), ystride), col_bytes)
-        yptr = builder.bitcast(builder.gep(builder.bitcast(dst.data, _I8.as_pointer()), [off]),
-                               vf.as_pointer())
-        builder.store(acc, yptr, align=4)
+            def edge(e, accs):
+                wv = splat(builder, edges.weight(e), vf)
+                return [builder.call(fma, [edges.load_source(columns, e, vf, 4), wv, accs[0]])]
+
+            acc, = edges.loop([ir.Constant(vf, [0.0] * ch)], edge)
+            store_row(builder, dst, args[8], col_bytes, acc, 4)
+
+        switch_widths(builder, fit_int(builder, args[6], I64, True), CHUNK_FLOATS, chunk_of)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -94,23 +83,9 @@ def _chunk_width(f):
 
 @njit(cache=True, inline="always")
 def _row_sum(indices, w, x, start, end, cw, n_chunks, out, out_row):
-    """One row's sum over all chunks (literal chunk widths: one specialised intrinsic each)."""
+    """One row's sum over all chunks of ``cw`` floats."""
     for c in range(n_chunks):
-        col0 = c * cw
-        if cw == 64:
-            row_sum_f32(indices, w, x, start, end, col0, 64, out, out_row)
-        elif cw == 32:
-            row_sum_f32(indices, w, x, start, end, col0, 32, out, out_row)
-        elif cw == 16:
-            row_sum_f32(indices, w, x, start, end, col0, 16, out, out_row)
-        elif cw == 8:
-            row_sum_f32(indices, w, x, start, end, col0, 8, out, out_row)
-        elif cw == 4:
-            row_sum_f32(indices, w, x, start, end, col0, 4, out, out_row)
-        elif cw == 2:
-            row_sum_f32(indices, w, x, start, end, col0, 2, out, out_row)
-        else:
-            row_sum_f32(indices, w, x, start, end, col0, 1, out, out_row)
+        row_sum_f32(indices, w, x, start, end, c * cw, cw, out, out_row)
 
 
 @njit(cache=True, parallel=True)
@@ -193,8 +168,7 @@ def spmm_f32_loop(indptr, indices, w, x, block):
     for b in prange(n_blocks):
         acc = np.zeros(f, dtype=np.float32)
         for i in range(b * block, min(n_rows, (b + 1) * block)):
-            for k in range(f):
-                acc[k] = 0
+            acc[:] = 0
             for e in range(indptr[i], indptr[i + 1]):
                 we = w[e]
                 src = indices[e]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quant import model_ir as mi
+from quant.checks import check_choice, check_positive_ints
 from quant.errors import QuantError
 from sim.accel.cycle import PRECISIONS, PhaseResult, Precision, TemplateOptions, lanes_at
 from sim.accel.energy import ActionCounts, EnergyTable, energy
@@ -56,12 +57,8 @@ class Workload:
     features: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in WORKLOADS:
-            raise QuantError(f"workload must be one of {WORKLOADS}, not {self.kind!r}")
-        for f in ("hidden", "k_steps"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise QuantError(f"{f} must be a positive int, not {v!r}")
+        check_choice("workload", self.kind, WORKLOADS)
+        check_positive_ints(self, "hidden", "k_steps")
         if self.features is not None and (isinstance(self.features, bool) or not isinstance(self.features, int)
                                           or self.features < 1):
             raise QuantError(f"features must be a positive int or None, not {self.features!r}")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from quant.checks import check_choice, check_positive_ints
 from quant.errors import QuantError
 from sim.design.point import DesignError, DesignPoint
 from sim.accel.energy import ActionCounts
@@ -50,8 +51,7 @@ class Precision:
     name: str
 
     def __post_init__(self) -> None:
-        if self.name not in PRECISIONS:
-            raise QuantError(f"precision must be one of {sorted(PRECISIONS)}, not {self.name!r}")
+        check_choice("precision", self.name, sorted(PRECISIONS))
 
     @property
     def bits(self) -> int:
@@ -149,12 +149,8 @@ class TemplateOptions:
     def __post_init__(self) -> None:
         if not isinstance(self.split_rows, bool):
             raise QuantError(f"split_rows must be a bool, not {self.split_rows!r}")
-        if self.cache_policy not in CACHE_POLICIES:
-            raise QuantError(f"cache_policy must be one of {CACHE_POLICIES}, not {self.cache_policy!r}")
-        for f in ("edge_buffer_kib", "tile_rows"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise QuantError(f"{f} must be a positive int, not {v!r}")
+        check_choice("cache_policy", self.cache_policy, CACHE_POLICIES)
+        check_positive_ints(self, "edge_buffer_kib", "tile_rows")
 
     def to_dict(self) -> dict:
         return {"cache_policy": self.cache_policy, "edge_buffer_kib": self.edge_buffer_kib,

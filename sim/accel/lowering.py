@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from quant import model_ir as mi
+from quant.checks import check_choice
 from quant.errors import QuantError
 from quant.reference import acc_bits_required
 from sim.accel.cycle import (VECTOR_SUM_BITS, DenseWidths, PhaseResult, PropWidths, TemplateOptions,
@@ -90,8 +91,7 @@ class OpSpec:
     is_float: bool = False
 
     def __post_init__(self) -> None:
-        if self.op not in OP_KINDS:
-            raise QuantError(f"op must be one of {OP_KINDS}, not {self.op!r}")
+        check_choice("op", self.op, OP_KINDS)
 
     @property
     def unit(self) -> str:

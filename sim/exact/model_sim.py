@@ -100,7 +100,7 @@ class StageCheck:
 
     name: str
     op: str
-    shape: tuple
+    shape: tuple[int, ...]
     mismatches: int
     first_mismatch: list | None = None
 

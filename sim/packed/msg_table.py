@@ -34,7 +34,7 @@ from quant.reference import acc_range
 from quant.spec import QuantSpec
 from sim.exact.functional import centred_max, rq_args, stage_bound_safe
 from sim.exact.kernels import sat_add
-from sim.packed.propagate import check_operands
+from sim.packed.propagate import step_operands
 from sim.packed.row_ops import out_chain
 
 __all__ = ["TABLE_MAX_BITS", "aggregate_table", "message_table", "swar_table", "table_rows",
@@ -299,10 +299,8 @@ def aggregate_table(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb: 
         raise invalid("params", "no message requantizer, wide weights or unsafe requantizers",
                       "supported by the table kernel (see table_supported)")
     xs = params.x_spec
-    xb = np.asarray(xb)
-    if validate:
-        indptr, indices, w = check_operands(indptr, indices, w, xb, num_features, params,
-                                            check_weights=not weights_are_rows)
+    indptr, indices, w, xb = step_operands(indptr, indices, w, xb, num_features, params, validate,
+                                           check_weights=not weights_are_rows)
     wi = w if weights_are_rows else table_weights(w, params.w_spec)
     if indices.dtype not in (np.uint16, np.int32, np.int64):
         indices = np.ascontiguousarray(indices, dtype=np.int64)

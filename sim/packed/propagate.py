@@ -108,6 +108,17 @@ def check_operands(indptr, indices, w, xb, num_features: int, params: Aggregatio
     return indptr, indices, w
 
 
+def step_operands(indptr, indices, w, xb, num_features: int, params: AggregationParams,
+                  validate: bool, check_weights: bool = True):
+    """The operands of one packed step as ``(indptr, indices, w, xb)``: ``xb`` as an array,
+    all four checked by :func:`check_operands` when ``validate``."""
+    xb = np.asarray(xb)
+    if validate:
+        indptr, indices, w = check_operands(indptr, indices, w, xb, num_features, params,
+                                            check_weights)
+    return indptr, indices, w, xb
+
+
 def aggregate_packed(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb: np.ndarray,
                      num_features: int, params: AggregationParams, block: int = 64,
                      validate: bool = True, packed_out: bool = False) -> AggregationResult:
@@ -145,9 +156,7 @@ def aggregate_packed(indptr: np.ndarray, indices: np.ndarray, w: np.ndarray, xb:
         raise invalid("params", "message requantizer, signed or wide weights, or unsafe requantizers",
                       "supported by the packed kernel (see packed_supported)")
     xs = params.x_spec
-    xb = np.asarray(xb)
-    if validate:
-        indptr, indices, w = check_operands(indptr, indices, w, xb, num_features, params)
+    indptr, indices, w, xb = step_operands(indptr, indices, w, xb, num_features, params, validate)
     if indices.dtype not in (np.uint16, np.int32, np.int64):
         indices = compact_indices(indices, xb.shape[0])
     if w.dtype not in (np.uint8, np.uint16):

@@ -39,14 +39,8 @@ def requant_row(r, n, m, sh, z, qmin, qmax):
 
 
 @njit(cache=True, inline="always")
-def _flush16(acc, tot, n_lanes):
-    for k in range(n_lanes):
-        tot[k] += np.int64(acc[k])
-        acc[k] = 0
-
-
-@njit(cache=True, inline="always")
-def _flush32(acc, tot, n_lanes):
+def _flush(acc, tot, n_lanes):
+    """``tot[:n_lanes] += acc[:n_lanes]`` (int64), then ``acc[:n_lanes] = 0``."""
     for k in range(n_lanes):
         tot[k] += np.int64(acc[k])
         acc[k] = 0
@@ -74,14 +68,14 @@ def plane_sums(xb, indices, w, start, end, bits, unit, acc16, acc32, tot):
         for e in range(start, end):
             we = np.int64(1) if unit else np.int64(w[e])
             if run + we > budget:
-                _flush32(acc32, tot, nb)
+                _flush(acc32, tot, nb)
                 run = np.int64(0)
             run += we
             src = indices[e]
             wv = np.uint32(we)
             for k in range(nb):
                 acc32[k] += np.uint32(xb[src, k]) * wv
-        _flush32(acc32, tot, nb)
+        _flush(acc32, tot, nb)
         return
     for k in range(n_lanes):
         acc16[k] = 0
@@ -90,7 +84,7 @@ def plane_sums(xb, indices, w, start, end, bits, unit, acc16, acc32, tot):
     for e in range(start, end):
         we = np.int64(1) if unit else np.int64(w[e])
         if run + we > budget:
-            _flush16(acc16, tot, n_lanes)
+            _flush(acc16, tot, n_lanes)
             run = np.int64(0)
         run += we
         src = indices[e]
@@ -126,4 +120,4 @@ def plane_sums(xb, indices, w, start, end, bits, unit, acc16, acc32, tot):
                 for k in range(nb):
                     acc16[p * nb + k] = np.uint16(acc16[p * nb + k]
                                                   + ((np.uint16(xb[src, k]) >> sh) & np.uint16(1)) * wv)
-    _flush16(acc16, tot, n_lanes)
+    _flush(acc16, tot, n_lanes)

@@ -27,9 +27,9 @@ resolved with no per-row bookkeeping.  :func:`sim.packed.thresholds.level_thresh
 requantizer chain into such thresholds exactly.
 
 Developer note: numba's on-disk cache of a kernel that calls this intrinsic is keyed on the
-kernel's own source file, not on this one.  After editing this module, delete
-``sim/__pycache__/packed_kernels*.nbi`` / ``*.nbc`` (or touch ``sim/packed/``), or a
-stale compiled kernel is used.
+kernel's own source file, not on this one.  After editing this module or
+:mod:`sim.packed.llvm_ir`, delete ``sim/packed/__pycache__/*.nbi`` / ``*.nbc`` (and
+``quagga/bench/__pycache__`` for the FP32 baseline), or a stale compiled kernel is used.
 """
 
 from __future__ import annotations
@@ -38,57 +38,13 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from sim.packed.llvm_ir import (I8, I16, I64, RowEdges, array_args, fit_int, splat, store_row,
+                                switch_widths)
+
 __all__ = ["CHUNK_BYTES", "row_chunk_packed"]
 
 #: chunk widths (bytes of a packed row per call) the intrinsic is built for
 CHUNK_BYTES = (4, 8, 16, 32)
-
-_I64, _I32, _I16, _I8 = ir.IntType(64), ir.IntType(32), ir.IntType(16), ir.IntType(8)
-
-
-def _fit(builder: ir.IRBuilder, val: ir.Value, ty: ir.IntType, signed: bool) -> ir.Value:
-    """Integer ``val`` converted to ``ty`` (truncated, or sign/zero extended)."""
-    if val.type.width == ty.width:
-        return val
-    if val.type.width > ty.width:
-        return builder.trunc(val, ty)
-    return builder.sext(val, ty) if signed else builder.zext(val, ty)
-
-
-def _splat(builder: ir.IRBuilder, val: ir.Value, vty: ir.VectorType) -> ir.Value:
-    """``val`` broadcast to every element of ``vty``."""
-    one = builder.insert_element(ir.Constant(vty, ir.Undefined), val, ir.Constant(_I32, 0))
-    mask = ir.Constant(ir.VectorType(_I32, vty.count), [0] * vty.count)
-    return builder.shuffle_vector(one, ir.Constant(vty, ir.Undefined), mask)
-
-
-def _counted_loop(builder: ir.IRBuilder, name: str, lo: ir.Value, hi: ir.Value,
-                  init: list[ir.Value], step_fn) -> list[ir.Value]:
-    """``for i in range(lo, hi): vals = step_fn(i, vals)`` as IR; returns the final ``vals``."""
-    pre = builder.block
-    head = builder.append_basic_block(f"{name}.head")
-    body = builder.append_basic_block(f"{name}.body")
-    done = builder.append_basic_block(f"{name}.done")
-    builder.branch(head)
-    builder.position_at_end(head)
-    i = builder.phi(lo.type)
-    i.add_incoming(lo, pre)
-    vals = []
-    for v in init:
-        ph = builder.phi(v.type)
-        ph.add_incoming(v, pre)
-        vals.append(ph)
-    builder.cbranch(builder.icmp_signed("<", i, hi), body, done)
-    builder.position_at_end(body)
-    new = step_fn(i, vals)
-    end = builder.block
-    i.add_incoming(builder.add(i, ir.Constant(lo.type, 1)), end)
-    for ph, v in zip(vals, new):
-        ph.add_incoming(v, end)
-    builder.branch(head)
-    builder.position_at_end(done)
-    return vals
-
 
 def _count_reached(builder: ir.IRBuilder, acc: ir.Value, tv: list[ir.Value], b: int,
                    base: ir.Value) -> ir.Value:
@@ -127,8 +83,11 @@ def row_chunk_packed(typingctx, indices, w, xb, start, end, chunk, bits, chunk_b
         The row's edge range.
     chunk : int
         Chunk index: bytes ``[chunk * CH, (chunk + 1) * CH)``.
-    bits, chunk_bytes : int literals
-        Lane width ``b`` in {1, 2, 4} and ``CH`` in :data:`CHUNK_BYTES`.
+    bits : int literal
+        Lane width ``b`` in {1, 2, 4}.
+    chunk_bytes : int
+        ``CH``, one of :data:`CHUNK_BYTES` (each has its own code, selected by a switch
+        once per call; any other value writes nothing).
     t : 1-d uint16 array (at least 2**b - 1,)
         Row thresholds.
     base : int
@@ -138,57 +97,47 @@ def row_chunk_packed(typingctx, indices, w, xb, start, end, chunk, bits, chunk_b
     row : int
         Output row.
     """
-    if not (isinstance(bits, types.IntegerLiteral) and isinstance(chunk_bytes, types.IntegerLiteral)):
+    if not isinstance(bits, types.IntegerLiteral) or not isinstance(chunk_bytes, types.Integer):
         return None
     b = bits.literal_value
-    ch = chunk_bytes.literal_value
-    if b not in (1, 2, 4) or ch not in CHUNK_BYTES:
+    if b not in (1, 2, 4):
         return None
     planes = 8 // b
     lane_mask = (1 << b) - 1
     sig = types.void(indices, w, xb, start, end, chunk, bits, chunk_bytes, t, base, yb, row)
 
     def codegen(context, builder, signature, args):
-        aty = signature.args
-        ind = context.make_array(aty[0])(context, builder, args[0])
-        wts = context.make_array(aty[1])(context, builder, args[1])
-        src_rows = context.make_array(aty[2])(context, builder, args[2])
-        thr = context.make_array(aty[8])(context, builder, args[8])
-        out = context.make_array(aty[10])(context, builder, args[10])
-        v8, v16 = ir.VectorType(_I8, ch), ir.VectorType(_I16, ch)
-        offset = builder.mul(_fit(builder, args[5], _I64, True), ir.Constant(_I64, ch))
-        xbase = builder.gep(src_rows.data, [offset])
-        xstride = builder.extract_value(src_rows.strides, 0)
-        ind_signed = aty[0].dtype.signed
-        zero = ir.Constant(v16, [0] * ch)
+        edges = RowEdges(context, builder, signature, args)
+        thr, out = array_args(context, builder, signature, args, (8, 10))
 
-        def edge(e, accs):
-            src = _fit(builder, builder.load(builder.gep(ind.data, [e])), _I64, ind_signed)
-            wv = _splat(builder, _fit(builder, builder.load(builder.gep(wts.data, [e])), _I16, False), v16)
-            ptr = builder.bitcast(builder.gep(xbase, [builder.mul(src, xstride)]), v8.as_pointer())
-            lanes = builder.zext(builder.load(ptr, align=1), v16)
-            new = []
-            for p, acc in enumerate(accs):
-                u = builder.lshr(lanes, ir.Constant(v16, [b * p] * ch)) if p else lanes
-                if p < planes - 1:
-                    u = builder.and_(u, ir.Constant(v16, [lane_mask] * ch))
-                new.append(builder.add(acc, builder.mul(u, wv)))
-            return new
+        def chunk_of(ch):
+            v8, v16 = ir.VectorType(I8, ch), ir.VectorType(I16, ch)
+            offset = builder.mul(fit_int(builder, args[5], I64, True), ir.Constant(I64, ch))
+            columns = edges.columns(offset)
 
-        accs = _counted_loop(builder, "edges", _fit(builder, args[3], _I64, True),
-                             _fit(builder, args[4], _I64, True), [zero] * planes, edge)
+            def edge(e, accs):
+                wv = splat(builder, fit_int(builder, edges.weight(e), I16, False), v16)
+                lanes = builder.zext(edges.load_source(columns, e, v8, 1), v16)
+                new = []
+                for p, acc in enumerate(accs):
+                    u = builder.lshr(lanes, ir.Constant(v16, [b * p] * ch)) if p else lanes
+                    if p < planes - 1:
+                        u = builder.and_(u, ir.Constant(v16, [lane_mask] * ch))
+                    new.append(builder.add(acc, builder.mul(u, wv)))
+                return new
 
-        tv = [_splat(builder, _fit(builder, builder.load(builder.gep(thr.data, [ir.Constant(_I64, j)])),
-                                   _I16, False), v16) for j in range(lane_mask)]
-        base_v = _splat(builder, _fit(builder, args[9], _I16, True), v16)
-        codes = [_count_reached(builder, a, tv, b, base_v) for a in accs]
-        packed = codes[0]
-        for p in range(1, planes):
-            packed = builder.or_(packed, builder.shl(codes[p], ir.Constant(v16, [b * p] * ch)))
-        ystride = builder.extract_value(out.strides, 0)
-        row_off = builder.add(builder.mul(_fit(builder, args[11], _I64, True), ystride), offset)
-        yptr = builder.bitcast(builder.gep(out.data, [row_off]), v8.as_pointer())
-        builder.store(builder.trunc(packed, v8), yptr, align=1)
+            accs = edges.loop([ir.Constant(v16, [0] * ch)] * planes, edge)
+            tv = [splat(builder, fit_int(builder, builder.load(
+                      builder.gep(thr.data, [ir.Constant(I64, j)])), I16, False), v16)
+                  for j in range(lane_mask)]
+            base_v = splat(builder, fit_int(builder, args[9], I16, True), v16)
+            codes = [_count_reached(builder, a, tv, b, base_v) for a in accs]
+            packed = codes[0]
+            for p in range(1, planes):
+                packed = builder.or_(packed, builder.shl(codes[p], ir.Constant(v16, [b * p] * ch)))
+            store_row(builder, out, args[11], offset, builder.trunc(packed, v8), 1)
+
+        switch_widths(builder, fit_int(builder, args[7], I64, True), CHUNK_BYTES, chunk_of)
         return context.get_dummy_value()
 
     return sig, codegen

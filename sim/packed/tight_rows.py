@@ -50,27 +50,38 @@ def tight_rows_vector(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim, th
             zs = z_u * s_w
             for j in range(n_th):
                 t[j] = np.uint16(min(max(thresholds[j] + zs, 0), 65535))
-            # literal chunk widths and lane widths: one specialised intrinsic per pair
+            # literal lane widths: one specialised intrinsic each (chunk widths switch inside)
             for c in range(n_chunks):
                 if bits == 2:
-                    if cw == 32:
-                        row_chunk_packed(indices, w, xb, start, end, c, 2, 32, t, base, yb, i)
-                    elif cw == 16:
-                        row_chunk_packed(indices, w, xb, start, end, c, 2, 16, t, base, yb, i)
-                    elif cw == 8:
-                        row_chunk_packed(indices, w, xb, start, end, c, 2, 8, t, base, yb, i)
-                    else:
-                        row_chunk_packed(indices, w, xb, start, end, c, 2, 4, t, base, yb, i)
-                elif cw == 32:
-                    row_chunk_packed(indices, w, xb, start, end, c, 4, 32, t, base, yb, i)
-                elif cw == 16:
-                    row_chunk_packed(indices, w, xb, start, end, c, 4, 16, t, base, yb, i)
-                elif cw == 8:
-                    row_chunk_packed(indices, w, xb, start, end, c, 4, 8, t, base, yb, i)
+                    row_chunk_packed(indices, w, xb, start, end, c, 2, cw, t, base, yb, i)
                 else:
-                    row_chunk_packed(indices, w, xb, start, end, c, 4, 4, t, base, yb, i)
+                    row_chunk_packed(indices, w, xb, start, end, c, 4, cw, t, base, yb, i)
             yb[i, nb - 1] &= last_mask  # padding lanes are zero
     return todo
+
+
+@njit(cache=True, inline="always")
+def _sum_planes(acc, indices, w, xb, start, end, bits):
+    """``acc[p, k] += lane p of xb[src, k] * w_e`` (uint16, no checks) over the edges
+    ``[start, end)`` of one row; returns ``S_w``.  ``bits`` (2 or 4) is a constant at each
+    call, so the shifts and masks are constants and LLVM vectorises the byte loop."""
+    nb = xb.shape[1]
+    s_w = np.int64(0)
+    for e in range(start, end):
+        src = indices[e]
+        s_w += np.int64(w[e])
+        wv = np.uint16(w[e])
+        for k in range(nb):
+            v = np.uint16(xb[src, k])
+            if bits == 2:
+                acc[0, k] += (v & np.uint16(3)) * wv
+                acc[1, k] += ((v >> np.uint16(2)) & np.uint16(3)) * wv
+                acc[2, k] += ((v >> np.uint16(4)) & np.uint16(3)) * wv
+                acc[3, k] += (v >> np.uint16(6)) * wv
+            else:
+                acc[0, k] += (v & np.uint16(15)) * wv
+                acc[1, k] += (v >> np.uint16(4)) * wv
+    return s_w
 
 
 @njit(cache=True, parallel=True)
@@ -102,27 +113,10 @@ def tight_rows(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
             for p in range(planes):
                 for k in range(nb):
                     acc[p, k] = 0
-            s_w = np.int64(0)
             if bits == 2:
-                for e in range(start, end):
-                    src = indices[e]
-                    s_w += np.int64(w[e])
-                    wv = np.uint16(w[e])
-                    for k in range(nb):
-                        v = np.uint16(xb[src, k])
-                        acc[0, k] += (v & np.uint16(3)) * wv
-                        acc[1, k] += ((v >> np.uint16(2)) & np.uint16(3)) * wv
-                        acc[2, k] += ((v >> np.uint16(4)) & np.uint16(3)) * wv
-                        acc[3, k] += (v >> np.uint16(6)) * wv
+                s_w = _sum_planes(acc, indices, w, xb, start, end, 2)
             else:
-                for e in range(start, end):
-                    src = indices[e]
-                    s_w += np.int64(w[e])
-                    wv = np.uint16(w[e])
-                    for k in range(nb):
-                        v = np.uint16(xb[src, k])
-                        acc[0, k] += (v & np.uint16(15)) * wv
-                        acc[1, k] += (v >> np.uint16(4)) * wv
+                s_w = _sum_planes(acc, indices, w, xb, start, end, 4)
             if s_w > budget16 or s_w * x_cmax > lim:
                 todo[i] = True
                 continue

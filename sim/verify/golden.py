@@ -27,7 +27,8 @@ from quant.reference import derive_multiplier
 from quant.spec import QuantSpec
 from sim.design.point import DesignPoint
 from sim.exact.functional import accumulate, aggregate
-from sim.graphs.csr import CSRShape, csr_from_edge_index, validate_csr
+from sim.verify.step_case import StepCase
+from sim.graphs.csr import csr_from_edge_index, validate_csr
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "KINDS", "GoldenCase", "GoldenFormatError",
            "case_from_propagation", "load_case", "load_cases", "make_random_case",
@@ -48,7 +49,7 @@ class GoldenFormatError(QuantError):
 
 
 @dataclass(frozen=True, eq=False)
-class GoldenCase(CSRShape):
+class GoldenCase(StepCase):
     """One propagation step with its expected result.
 
     Attributes
@@ -75,15 +76,7 @@ class GoldenCase(CSRShape):
         ``seed``, ``generator``, ``source``, ``contract_version`` and free-form extras.
     """
 
-    name: str
     design: DesignPoint
-    params: AggregationParams
-    indptr: np.ndarray
-    indices: np.ndarray
-    w: np.ndarray
-    x: np.ndarray
-    y: np.ndarray
-    saturations: int
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -104,10 +97,6 @@ class GoldenCase(CSRShape):
             raise GoldenFormatError(
                 f"y.shape must be {(self.indptr.size - 1, self.x.shape[1])}, not {self.y.shape}")
         object.__setattr__(self, "saturations", int(self.saturations))
-
-    @property
-    def num_features(self) -> int:
-        return int(self.x.shape[1])
 
     def checksum(self) -> str:
         """SHA-256 over every array's name, dtype, shape and little-endian bytes."""

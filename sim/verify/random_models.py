@@ -17,6 +17,7 @@ from quant.csr import csr_from_edge_index
 
 from quant import model_ir as mi
 from quant.aggregate import AggregationParams, Requantizer
+from quant.checks import check_int_fields, int_field
 from quant.reference import derive_multiplier, derive_shared_multipliers, quantize_bias
 from quant.spec import QuantSpec
 
@@ -34,12 +35,15 @@ class GraphSpec:
     loop to every non-isolated node; duplicates : repeat some edges.
     """
 
-    num_nodes: int = 12
+    num_nodes: int = int_field(12, 1)
     avg_degree: float = 2.0
-    hub_degree: int = 0
+    hub_degree: int = int_field(0, 0)
     isolated: float = 0.0
     self_loops: bool = False
     duplicates: bool = False
+
+    def __post_init__(self) -> None:
+        check_int_fields(self)
 
 
 def random_graph_edges(gs: GraphSpec, rng: np.random.Generator) -> np.ndarray:

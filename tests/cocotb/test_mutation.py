@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 
-from quagga.cli import main
 from rtl.mutation import run_mutation
 from rtl.runner import simulator_path
 from sim.design.point import DesignPoint
@@ -31,9 +30,7 @@ def test_seeded_mutants_are_killed(tmp_path):
             assert r["killed_by"].split(":")[0] in ("ideal", "stalls")
 
 
-def test_cli_mutate_refuses_bad_count(tmp_path, capsys):
+def test_cli_mutate_refuses_bad_count(tmp_path, cli_refuses):
     out = tmp_path / "m.json"
-    assert main(["rtl", "mutate", "--design", "configs/int4.toml", "--mutants", "0", "--json", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "--mutants" in err and "0" in err
-    assert not out.exists()
+    cli_refuses(["rtl", "mutate", "--design", "configs/int4.toml", "--mutants", "0", "--json", str(out)],
+                out, "--mutants", "0")

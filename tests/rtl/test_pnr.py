@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from quagga.cli import main
 from rtl.build import to_verilog
 from rtl.netlist import share_identical_modules, split_modules
 from sim.design.point import DesignPoint
@@ -22,19 +21,16 @@ def test_shared_modules_keep_the_design(tmp_path):
     assert prove_equivalent(text, shared, tmp_path)
 
 
-def test_cli_pnr_refuses_bad_frequency(tmp_path, capsys):
+def test_cli_pnr_refuses_bad_frequency(tmp_path, cli_refuses):
     out = tmp_path / "p.json"
-    assert main(["rtl", "pnr", "--design", "configs/int4.toml", "--freq", "0", "--json", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "--freq" in err and "0" in err
-    assert not out.exists()
+    cli_refuses(["rtl", "pnr", "--design", "configs/int4.toml", "--freq", "0", "--json", str(out)],
+                out, "--freq", "0")
 
 
-def test_cli_pnr_refuses_bad_design(tmp_path, capsys):
+def test_cli_pnr_refuses_bad_design(tmp_path, cli_refuses):
     out = tmp_path / "p.json"
-    assert main(["rtl", "pnr", "--design", "configs/int4.toml", "--set", "word_bits=63", "--json", str(out)]) == 2
-    assert "word_bits" in capsys.readouterr().err
-    assert not out.exists()
+    cli_refuses(["rtl", "pnr", "--design", "configs/int4.toml", "--set", "word_bits=63", "--json", str(out)],
+                out, "word_bits")
 
 
 @pytest.mark.slow

@@ -46,22 +46,26 @@ def model_args(draw):
                 mult_bits=draw(st.sampled_from([8, 16, 24])))
 
 
+def fuzz_settings(examples: int):
+    """Hypothesis settings of every fuzz test: ``examples`` cases, reproducible, no deadline."""
+    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
 def _check_model(kw):
     model, x = random_model(**kw)
     rep = compare_stages(model, x)
     assert rep.bit_exact, (kw, [s.to_dict() for s in rep.stages if s.mismatches])
 
 
-@settings(max_examples=N_MODELS, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(N_MODELS)
 @given(model_args())
 def test_fuzz_models(kw):
     _check_model(kw)
 
 
 @pytest.mark.slow
-@settings(max_examples=FULL, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(FULL)
 @given(model_args())
 def test_fuzz_models_full(kw):
     _check_model(kw)
@@ -106,16 +110,14 @@ def _check_step(args):
     assert np.array_equal(ref.y, got.y) and ref.saturations == got.saturations
 
 
-@settings(max_examples=N_STEPS, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(N_STEPS)
 @given(steps())
 def test_fuzz_propagation_steps(args):
     _check_step(args)
 
 
 @pytest.mark.slow
-@settings(max_examples=FULL, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@fuzz_settings(FULL)
 @given(steps())
 def test_fuzz_propagation_steps_full(args):
     _check_step(args)
