@@ -403,10 +403,14 @@ def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationP
             if arr.numel() and (int(arr.min()) < spec.qmin or int(arr.max()) > spec.qmax):
                 raise invalid(f"{name} codes", (int(arr.min()), int(arr.max())),
                               f"in [{spec.qmin}, {spec.qmax}]")
+        from training.fused_message import _cached
+
         table = _message_table_np(params.msg, xs, params.x_zero, ws, params.w_zero)
+        src = _cached("src32", graph.edge_index[0], (), lambda: graph.edge_index[0].to(torch.int32))
+        col = _cached("col32", w, (ws.qmin,), lambda: (w.to(torch.int64) - ws.qmin).to(torch.int32))
         acc = torch.from_numpy(aggregate_table(
-            graph.indptr, graph.indices, w.to(torch.int64).numpy(), x.to(torch.int64).numpy(),
-            table, xs.qmin, ws.qmin, lo, hi))
+            graph.indptr, src.numpy(), col.numpy(), x.numpy(), table, xs.qmin, lo, hi,
+            graph.max_degree))
     else:
         src, dst = graph.edge_index
         table = _message_table(params).to(x.device)
@@ -428,8 +432,19 @@ def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationP
 
 
 def edge_stage(q, edge_weight: torch.Tensor) -> QT:
-    """Edge-weight codes (constant: no gradient)."""
-    fake = q(edge_weight).detach()
-    codes = q.to_int(edge_weight.detach()).to(torch.int64)
+    """Edge-weight codes (constant: no gradient).
+
+    The quantizer still runs on the weights when :func:`fake_needed` (its training-mode
+    state); the codes are remembered for the same weight tensor and quantizer parameters,
+    so every forward of a model passes the same codes tensor to its propagation ops."""
+    from training.fused_message import _cached
+
+    if fake_needed(q):
+        q(edge_weight)
     s, z, spec = qparams(q)
-    return QT(fake, codes, s, z, spec, id(q))
+
+    def build():
+        codes = q.to_int(edge_weight.detach()).to(torch.int64)
+        return torch_ops.dequantize(codes, s, z), codes
+    value, codes = _cached("edge_codes", edge_weight, (id(q), s, z, spec), build)
+    return QT(value, codes, s, z, spec, id(q))
