@@ -398,16 +398,23 @@ def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationP
     if x.device.type == "cpu" and w.device.type == "cpu":
         from training.exact_kernels import aggregate_table
 
+        from training.fused_message import _cached
+
         xs, ws = params.x_spec, params.w_spec
-        for name, arr, spec in (("x", x, xs), ("w", w, ws)):   # the kernel indexes the table
+
+        def check(name, arr, spec):              # the kernel indexes the table with the codes
             if arr.numel() and (int(arr.min()) < spec.qmin or int(arr.max()) > spec.qmax):
                 raise invalid(f"{name} codes", (int(arr.min()), int(arr.max())),
                               f"in [{spec.qmin}, {spec.qmax}]")
-        from training.fused_message import _cached
 
+        def columns():                           # once per edge-code tensor
+            check("w", w, ws)
+            return (w.to(torch.int64) - ws.qmin).to(torch.int32)
+
+        check("x", x, xs)
         table = _message_table_np(params.msg, xs, params.x_zero, ws, params.w_zero)
         src = _cached("src32", graph.edge_index[0], (), lambda: graph.edge_index[0].to(torch.int32))
-        col = _cached("col32", w, (ws.qmin,), lambda: (w.to(torch.int64) - ws.qmin).to(torch.int32))
+        col = _cached("col32", w, (ws.qmin, ws.qmax), columns)
         acc = torch.from_numpy(aggregate_table(
             graph.indptr, src.numpy(), col.numpy(), x.numpy(), table, xs.qmin, lo, hi,
             graph.max_degree))
