@@ -249,7 +249,9 @@ POWERLAW_DEFAULTS = {"num_nodes": 20000, "avg_degree": 10.0, "degree_exponent": 
 def parse_synthetic_spec(spec: str) -> dict:
     """The :func:`synthetic_csbm` arguments of a ``synthetic:powerlaw[:FIELDS]`` dataset name.
 
-    ``FIELDS`` is either a node count (``synthetic:powerlaw:20000``) or comma-separated
+    ``FIELDS`` is either positional, ``NODES[:EDGES[:SEED]]`` as the simulator's graph specs
+    (``sim.graphs.datasets``; ``EDGES`` directed edges, so the average degree is
+    ``EDGES / NODES``), e.g. ``synthetic:powerlaw:20000:200000``, or comma-separated
     ``key=value`` pairs with keys ``nodes``, ``degree`` (average degree), ``exponent``
     (power-law exponent, > 2), ``classes``, ``features``, ``homophily``, ``snr`` and
     ``seed``, e.g. ``synthetic:powerlaw:nodes=20000,degree=10,exponent=2.5``.  Unset fields
@@ -267,8 +269,20 @@ def parse_synthetic_spec(spec: str) -> dict:
     args = dict(POWERLAW_DEFAULTS)
     fields = parts[2] if len(parts) > 2 else ""
     items = [f for f in fields.split(",") if f.strip()] if fields else []
-    if len(items) == 1 and "=" not in items[0]:
-        items = [f"nodes={items[0]}"]
+    if len(items) == 1 and "=" not in items[0]:           # positional NODES[:EDGES[:SEED]]
+        pos = items[0].split(":")
+        if len(pos) > 3:
+            raise DatasetError(f"synthetic:powerlaw: fields must be NODES[:EDGES[:SEED]] or key=value "
+                               f"pairs, not {fields!r}")
+        for name, val in zip(("nodes", "edges", "seed"), pos):
+            if not val.strip().isdigit():
+                raise DatasetError(f"synthetic:powerlaw: {name} must be an int, not {val.strip()!r}")
+        items = [f"nodes={pos[0]}"] + ([f"seed={pos[2]}"] if len(pos) > 2 else [])
+        if len(pos) > 1:
+            nodes, edges = int(pos[0]), int(pos[1])
+            if nodes < 1 or edges < 1:
+                raise DatasetError(f"synthetic:powerlaw: nodes and edges must be >= 1, not {(nodes, edges)!r}")
+            items.append(f"degree={edges / nodes!r}")
     for item in items:
         key, eq, val = item.partition("=")
         key = key.strip().lower()

@@ -110,6 +110,9 @@ def test_power_law_spec_gives_a_heavy_tailed_graph():
     assert torch.equal(again.edge_index, d.edge_index) and torch.equal(again.x, d.x)
     short = load_dataset("synthetic:powerlaw:500")
     assert short.num_nodes == 500 and short.num_classes == 4 and short.num_features == 32
+    # the simulator's positional form NODES:EDGES:SEED names the same graph
+    pos = load_dataset("synthetic:powerlaw:3000:30000:1")
+    assert torch.equal(pos.edge_index, d.edge_index) and torch.equal(pos.x, d.x)
 
 
 @pytest.mark.parametrize("spec,words", [
@@ -119,6 +122,9 @@ def test_power_law_spec_gives_a_heavy_tailed_graph():
     ("synthetic:powerlaw:colour=3", ["field", "'colour=3'"]),
     ("synthetic:powerlaw:nodes=1", ["num_nodes", "1"]),
     ("synthetic:grid:10", ["synthetic:powerlaw", "'synthetic:grid:10'"]),
+    ("synthetic:powerlaw:100:x", ["edges", "'x'"]),
+    ("synthetic:powerlaw:100:0", ["edges", "(100, 0)"]),
+    ("synthetic:powerlaw:1:2:3:4", ["NODES[:EDGES[:SEED]]", "'1:2:3:4'"]),
 ])
 def test_power_law_spec_rejects_bad_fields(spec, words):
     with pytest.raises(DatasetError) as err:
