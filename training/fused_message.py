@@ -41,6 +41,12 @@ same values, and the row sums add each row's messages in edge order starting fro
 PyG's ``scatter`` (``scatter_add_``) does; ``tests/training/test_fused_message.py`` checks
 both with ``torch.equal``.
 
+On the CPU, for a corrected-mode quantizer with half-even rounding and no truncation, the
+forward runs as one numba pass over the edges (:func:`training.exact_kernels.quantized_message_sum`,
+the same float32 operations in the same order, rows summed in edge order from zero), and the
+(E, C) messages are built only when the quantizer reads them (its first call, its alpha grid
+searches).
+
 Memory: per thread, three (E, C) float32 workspaces (reused by every step) and caches of
 the last few tensors derived from a graph or an edge-weight tensor (the weights expanded to
 (E, C), the transposed CSR values, int32 source indices, per-node weight extremes).  They
