@@ -135,7 +135,7 @@ def _to_graph(name, x, y, edge_index, masks, normalize) -> GraphData:
 
 def synthetic_csbm(num_nodes: int = 1000, num_classes: int = 4, num_features: int = 32,
                    avg_degree: float = 8.0, homophily: float = 0.8, feature_snr: float = 1.0,
-                   seed: int = 0) -> GraphData:
+                   seed: int = 0, degree_exponent: float | None = None) -> GraphData:
     """A contextual stochastic block model (homophilous SBM edges, Gaussian class features).
 
     Parameters
@@ -149,6 +149,13 @@ def synthetic_csbm(num_nodes: int = 1000, num_classes: int = 4, num_features: in
         Norm of each class mean (random direction), in units of the per-feature noise std 1.
     seed : int
         Seed of the generator (numpy ``default_rng``); the same seed gives the same graph.
+    degree_exponent : float, optional
+        ``None`` (default): every node has the same expected degree (the SBM above).  A value
+        ``g > 2`` gives a power-law degree distribution ``P(d) ~ d**-g`` (Chung-Lu weights
+        ``theta_i ~ (i + 1)**(-1 / (g - 1))``, node order shuffled): each edge's endpoints are
+        drawn in proportion to ``theta``, the second one among the nodes of the first's class
+        with probability ``homophily`` and among the other classes otherwise.  The expected
+        degree stays ``avg_degree`` (slightly less after removing self loops and duplicates).
 
     Returns
     -------
@@ -163,6 +170,14 @@ def synthetic_csbm(num_nodes: int = 1000, num_classes: int = 4, num_features: in
         raise DatasetError(f"synthetic: homophily must be in 0..1, not {homophily!r}")
     if not avg_degree > 0:
         raise DatasetError(f"synthetic: avg_degree must be > 0, not {avg_degree!r}")
+    if degree_exponent is not None and not (isinstance(degree_exponent, (int, float))
+                                            and not isinstance(degree_exponent, bool)
+                                            and 2.0 < degree_exponent < 100.0):
+        raise DatasetError(f"synthetic: degree_exponent must be a number in (2, 100) or None, "
+                           f"not {degree_exponent!r}")
+    if degree_exponent is not None:
+        return _power_law_csbm(num_nodes, num_classes, num_features, float(avg_degree), homophily,
+                               feature_snr, seed, float(degree_exponent))
     rng = np.random.default_rng(seed)
     y = rng.integers(0, num_classes, size=num_nodes)
     means = rng.standard_normal((num_classes, num_features))
@@ -188,6 +203,101 @@ def synthetic_csbm(num_nodes: int = 1000, num_classes: int = 4, num_features: in
     und = np.unique(np.sort(np.stack([src[keep], dst[keep]]), axis=0), axis=1)
     edge_index = np.concatenate([und, und[::-1]], axis=1)
     return _to_graph(SYNTHETIC, x.astype(np.float32), y, edge_index, {}, None)
+
+
+def _power_law_csbm(num_nodes: int, num_classes: int, num_features: int, avg_degree: float,
+                    homophily: float, feature_snr: float, seed: int, exponent: float) -> GraphData:
+    """:func:`synthetic_csbm` with power-law expected degrees (its ``degree_exponent``)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, num_classes, size=num_nodes)
+    means = rng.standard_normal((num_classes, num_features))
+    means *= feature_snr / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    x = means[y] + rng.standard_normal((num_nodes, num_features))
+    theta = rng.permutation((np.arange(num_nodes) + 1.0) ** (-1.0 / (exponent - 1.0)))
+    n_edges = int(round(avg_degree * num_nodes / 2))
+
+    def draw(nodes: np.ndarray, count: int) -> np.ndarray:
+        """``count`` nodes of ``nodes`` drawn in proportion to their weights."""
+        cdf = np.cumsum(theta[nodes])
+        pos = np.searchsorted(cdf, rng.random(count) * cdf[-1], side="right")
+        return nodes[np.minimum(pos, nodes.size - 1)]
+
+    src = draw(np.arange(num_nodes), n_edges)
+    same = rng.random(n_edges) < homophily
+    dst = np.empty(n_edges, dtype=np.int64)
+    for c in range(num_classes):
+        inside, outside = np.flatnonzero(y == c), np.flatnonzero(y != c)
+        for pick, pool in ((same & (y[src] == c), inside), (~same & (y[src] == c), outside)):
+            pool = pool if pool.size else np.arange(num_nodes)
+            dst[pick] = draw(pool, int(pick.sum()))
+    keep = src != dst
+    und = np.unique(np.sort(np.stack([src[keep], dst[keep]]), axis=0), axis=1)
+    edge_index = np.concatenate([und, und[::-1]], axis=1)
+    return _to_graph(f"{SYNTHETIC}-powerlaw", x.astype(np.float32), y, edge_index, {}, None)
+
+
+#: ``synthetic:powerlaw:`` fields -> (synthetic_csbm argument, type)
+POWERLAW_FIELDS = {"nodes": ("num_nodes", int), "degree": ("avg_degree", float),
+                   "exponent": ("degree_exponent", float), "classes": ("num_classes", int),
+                   "features": ("num_features", int), "homophily": ("homophily", float),
+                   "snr": ("feature_snr", float), "seed": ("seed", int)}
+#: defaults of a ``synthetic:powerlaw:`` spec (the graph of the training-cost measurement)
+POWERLAW_DEFAULTS = {"num_nodes": 20000, "avg_degree": 10.0, "degree_exponent": 2.5,
+                     "num_classes": 4, "num_features": 32}
+
+
+def parse_synthetic_spec(spec: str) -> dict:
+    """The :func:`synthetic_csbm` arguments of a ``synthetic:powerlaw[:FIELDS]`` dataset name.
+
+    ``FIELDS`` is either positional, ``NODES[:EDGES[:SEED]]`` as the simulator's graph specs
+    (``sim.graphs.datasets``; ``EDGES`` directed edges, so the average degree is
+    ``EDGES / NODES``), e.g. ``synthetic:powerlaw:20000:200000``, or comma-separated
+    ``key=value`` pairs with keys ``nodes``, ``degree`` (average degree), ``exponent``
+    (power-law exponent, > 2), ``classes``, ``features``, ``homophily``, ``snr`` and
+    ``seed``, e.g. ``synthetic:powerlaw:nodes=20000,degree=10,exponent=2.5``.  Unset fields
+    take :data:`POWERLAW_DEFAULTS` (20000 nodes, average degree 10, exponent 2.5, 4 classes,
+    32 features), then :func:`synthetic_csbm`'s defaults.
+
+    Raises
+    ------
+    DatasetError
+        Naming the field and the value, for an unknown kind or key or a bad value.
+    """
+    parts = spec.split(":", 2)
+    if len(parts) < 2 or parts[0].lower() != SYNTHETIC or parts[1].lower() != "powerlaw":
+        raise DatasetError(f"synthetic spec must start with 'synthetic:powerlaw', not {spec!r}")
+    args = dict(POWERLAW_DEFAULTS)
+    fields = parts[2] if len(parts) > 2 else ""
+    items = [f for f in fields.split(",") if f.strip()] if fields else []
+    if len(items) == 1 and "=" not in items[0]:           # positional NODES[:EDGES[:SEED]]
+        pos = items[0].split(":")
+        if len(pos) > 3:
+            raise DatasetError(f"synthetic:powerlaw: fields must be NODES[:EDGES[:SEED]] or key=value "
+                               f"pairs, not {fields!r}")
+        for name, val in zip(("nodes", "edges", "seed"), pos):
+            if not val.strip().isdigit():
+                raise DatasetError(f"synthetic:powerlaw: {name} must be an int, not {val.strip()!r}")
+        items = [f"nodes={pos[0]}"] + ([f"seed={pos[2]}"] if len(pos) > 2 else [])
+        if len(pos) > 1:
+            nodes, edges = int(pos[0]), int(pos[1])
+            if nodes < 1 or edges < 1:
+                raise DatasetError(f"synthetic:powerlaw: nodes and edges must be >= 1, not {(nodes, edges)!r}")
+            items.append(f"degree={edges / nodes!r}")
+    for item in items:
+        key, eq, val = item.partition("=")
+        key = key.strip().lower()
+        if not eq or key not in POWERLAW_FIELDS:
+            raise DatasetError(f"synthetic:powerlaw: field must be one of {sorted(POWERLAW_FIELDS)} "
+                               f"as key=value, not {item!r}")
+        name, typ = POWERLAW_FIELDS[key]
+        try:
+            args[name] = typ(val.strip())
+        except ValueError:
+            raise DatasetError(f"synthetic:powerlaw: {key} must be a{'n int' if typ is int else ' number'}, "
+                               f"not {val.strip()!r}") from None
+        if typ is float and not np.isfinite(args[name]):
+            raise DatasetError(f"synthetic:powerlaw: {key} must be finite, not {val.strip()!r}")
+    return args
 
 
 # ---------------------------------------------------------------------------------------
@@ -300,10 +410,13 @@ def load_pyg(name: str, data_root: str | Path | None = None) -> GraphData:
 
 def load_dataset(name: str | None, data_root: str | Path | None = None, *,
                  synthetic_args: dict | None = None) -> GraphData:
-    """Dispatch: ``None``/``"synthetic"`` -> :func:`synthetic_csbm`; an existing path or a name
+    """Dispatch: ``None``/``"synthetic"`` -> :func:`synthetic_csbm`; ``"synthetic:powerlaw..."``
+    -> :func:`synthetic_csbm` with the arguments of :func:`parse_synthetic_spec`; an existing path or a name
     ending in ``.npz``/``.pt`` -> :func:`load_file`; otherwise a PyG dataset name."""
     if name is None or name.lower() == SYNTHETIC:
         return synthetic_csbm(**(synthetic_args or {}))
+    if name.lower().startswith(SYNTHETIC + ":"):
+        return synthetic_csbm(**parse_synthetic_spec(name))
     if name.endswith((".npz", ".pt")) or os.sep in name or Path(name).exists():
         return load_file(name)
     return load_pyg(name, data_root)

@@ -26,7 +26,7 @@ so tests compare them with :meth:`quant.model_ir.IntModel.run` tensor by tensor.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from quant import torch_ops
 from quant.aggregate import AggregationParams, Requantizer
+from quant.errors import invalid
 from quant.reference import (
     acc_bits_required,
     acc_range,
@@ -197,11 +198,28 @@ def propagate_params(prop, x_scale: float, x_zero: int, x_spec: QuantSpec, e_sca
 # exact stages
 # ---------------------------------------------------------------------------------------
 
-def wrap(q, fake: torch.Tensor, codes: torch.Tensor) -> QT:
-    """A :class:`QT` of quantizer ``q``'s final ``codes``, its value carrying ``fake``'s gradient."""
+def fake_needed(*qs) -> bool:
+    """Whether a stage must run its fake-quant path besides its integer op.
+
+    The fake-quant path's value is replaced by the integer codes' value; it is needed only
+    for the gradient (autograd recording), for the quantizers' training-mode state (range,
+    call counter, alpha grid search) and to initialise a quantizer at its first call.  An
+    evaluation forward under ``torch.no_grad`` of a model whose quantizers ``qs`` (``None``
+    entries ignored) are all initialised skips it: the stage's value is then the dequantized
+    codes alone, the same tensor values.
+    """
+    if torch.is_grad_enabled():
+        return True
+    return any(q is not None and (q.training or not bool(q.initialized)) for q in qs)
+
+
+def wrap(q, fake: torch.Tensor | None, codes: torch.Tensor) -> QT:
+    """A :class:`QT` of quantizer ``q``'s final ``codes``, its value carrying ``fake``'s gradient
+    (``fake=None``: no fake-quant path, the value is the dequantized codes)."""
     s, z, spec = qparams(q)
     exact = torch_ops.dequantize(codes, s, z)
-    return QT(_Exact.apply(fake, exact), codes.to(torch.int64), s, z, spec, id(q))
+    value = exact if fake is None else _Exact.apply(fake, exact)
+    return QT(value, codes.to(torch.int64), s, z, spec, id(q))
 
 
 def input_stage(q, x: torch.Tensor, record: list | None = None) -> QT:
@@ -237,8 +255,10 @@ def add_stage(q, a: QT, ca: float, b: QT, cb: float, mult_bits: int,
     ``ca_t`` / ``cb_t`` (tensors, optional) replace ``ca`` / ``cb`` in the fake-quant path so
     that a data-dependent coefficient (SMP's ``c_k``) keeps its gradient.
     """
-    y = (ca if ca_t is None else ca_t) * a.value + (cb if cb_t is None else cb_t) * b.value
-    fake = q(y)
+    fake = None
+    if fake_needed(q):
+        y = (ca if ca_t is None else ca_t) * a.value + (cb if cb_t is None else cb_t) * b.value
+        fake = q(y)
     s, z, spec = qparams(q)
     ma, mb, n = add_multipliers(ca, a.scale, cb, b.scale, s, mult_bits)
     codes = torch_ops.add_requantize(a.codes, a.zero, ma, b.codes, b.zero, mb, n, z, spec)
@@ -252,10 +272,11 @@ def convert_stage(q, a: QT, mult_bits: int, record: list | None = None) -> QT:
     when ``q`` produced ``a`` or its parameters are identical)."""
     if a.src == id(q):
         return a
-    fake = q(a.value)
+    fake = q(a.value) if fake_needed(q) else None
     s, z, spec = qparams(q)
     if s == a.scale and z == a.zero and spec == a.spec:
-        return QT(_Exact.apply(fake, a.value.detach()), a.codes, s, z, spec, id(q))
+        value = a.value.detach() if fake is None else _Exact.apply(fake, a.value.detach())
+        return QT(value, a.codes, s, z, spec, id(q))
     ma, mb, n = add_multipliers(1.0, a.scale, 0.0, a.scale, s, mult_bits)
     codes = torch_ops.add_requantize(a.codes, a.zero, ma, a.codes, a.zero, mb, n, z, spec)
     if record is not None:
@@ -291,7 +312,8 @@ def linear_stage(lin, x: QT, dropout: float, mult_bits: int, record: list | None
 
     x = convert_stage(lin.q_in, x, mult_bits, record)
     w = lin.lin.weight
-    wq = lin.q_w(w)
+    need = fake_needed(lin.q_w, lin.q_out)
+    wq = lin.q_w(w) if need else None
     sw, zw, _ = qparams(lin.q_w)
     w_codes = lin.q_w.to_int(w.detach()).to(torch.int64)
     xv, drop = x.value, None
@@ -305,9 +327,10 @@ def linear_stage(lin, x: QT, dropout: float, mult_bits: int, record: list | None
     if bias is not None:
         b_codes = quantize_bias(bias.detach().cpu().numpy().astype(np.float64), x.scale, sw)
         acc = acc + torch.from_numpy(b_codes.astype(np.int64)).to(acc.device)[None, :]
-        bias = fake_quant_bias(bias, torch.tensor(x.scale, dtype=torch.float32),
-                               torch.tensor(sw, dtype=torch.float32))
-    fake = lin.q_out(F.linear(xv, wq, bias))
+        if need:
+            bias = fake_quant_bias(bias, torch.tensor(x.scale, dtype=torch.float32),
+                                   torch.tensor(sw, dtype=torch.float32))
+    fake = lin.q_out(F.linear(xv, wq, bias)) if need else None
     r = linear_requant(x.scale, lin, mult_bits)
     codes = torch_ops.requantize(acc, r.multiplier, r.shift, r.zero_point, r.spec)
     if record is not None:
@@ -319,7 +342,7 @@ def propagate_stage(prop, x: QT, edge: QT, graph, mult_bits: int,
                     record: list | None = None) -> QT:
     """The ``propagate`` op of ``prop`` (a :class:`training.layers.QuantPropagate`) on ``x``'s
     codes: message, in-order saturating accumulation, row and update requantizations."""
-    fake = prop(x.value, graph, edge.value)
+    fake = prop(x.value, graph, edge.value) if fake_needed(prop.q_msg, prop.q_agg, prop.q_upd) else None
     params, last = propagate_params(prop, x.scale, x.zero, x.spec, edge.scale, edge.zero,
                                     edge.spec, graph.max_degree, mult_bits)
     if is_bt(prop.q_msg) or (prop.q_upd is not None and is_bt(prop.q_agg)):
@@ -330,26 +353,41 @@ def propagate_stage(prop, x: QT, edge: QT, graph, mult_bits: int,
     return wrap(last, fake, snap_codes(last, codes.to(torch.int64), record))
 
 
+@lru_cache(maxsize=256)
+def _message_table_np(msg: Requantizer | None, x_spec: QuantSpec, x_zero: int, w_spec: QuantSpec,
+                      w_zero: int) -> np.ndarray:
+    """(levels_x, levels_w) int64, read-only: every message ``(x - z_x)(w - z_w)`` of the
+    codes' ranges, requantized by ``msg`` and centred (the exact integer op on every code
+    pair), or the products themselves without a message requantizer."""
+    xs = torch.arange(x_spec.qmin, x_spec.qmax + 1, dtype=torch.int64)
+    ws = torch.arange(w_spec.qmin, w_spec.qmax + 1, dtype=torch.int64)
+    prod = (xs - x_zero)[:, None] * (ws - w_zero)[None, :]
+    if msg is not None:
+        prod = torch_ops.requantize(prod, msg.multiplier, msg.shift, msg.zero_point,
+                                    msg.spec).to(torch.int64) - msg.zero_point
+    table = prod.numpy()
+    table.setflags(write=False)
+    return table
+
+
 def _message_table(params: AggregationParams) -> torch.Tensor:
-    """(levels_x, levels_w) int64: every message ``(x - z_x)(w - z_w)`` of the codes' ranges,
-    requantized by ``params.msg`` and centred (the exact integer op on every code pair)."""
-    xs = torch.arange(params.x_spec.qmin, params.x_spec.qmax + 1, dtype=torch.int64)
-    ws = torch.arange(params.w_spec.qmin, params.w_spec.qmax + 1, dtype=torch.int64)
-    prod = (xs - params.x_zero)[:, None] * (ws - params.w_zero)[None, :]
-    m = params.msg
-    return torch_ops.requantize(prod, m.multiplier, m.shift, m.zero_point, m.spec).to(torch.int64) \
-        - m.zero_point
+    """(levels_x, levels_w) int64: :func:`_message_table_np` of ``params`` (cached)."""
+    return torch.from_numpy(_message_table_np(params.msg, params.x_spec, params.x_zero,
+                                              params.w_spec, params.w_zero).copy())
 
 
 def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationParams) -> torch.Tensor:
     """One propagation op, equal to :func:`training.integer.aggregate` (and so to
-    :func:`quant.aggregate.aggregate_reference`), in fewer passes over the edges.
+    :func:`quant.aggregate.aggregate_reference`), in one pass over the edges.
 
-    A message depends only on its pair of codes, so with a message requantizer each
-    message is a lookup in :func:`_message_table`.  When ``max in-degree * max |message|``
-    fits the accumulator no row can saturate, and the rows are summed at once (exact in
-    int64); otherwise the rows are accumulated by :func:`training.integer.aggregate`, edge
-    by edge with saturation in CSR order.
+    A message depends only on its pair of codes, so each message is a lookup in
+    :func:`_message_table_np` (the requantized product of every pair of codes).  On the CPU
+    the rows are accumulated by :func:`training.exact_kernels.aggregate_table` (edge by edge
+    in CSR order, each partial sum clamped to the accumulator: the reference's saturating
+    accumulation, and the plain row sum for rows that cannot saturate), then requantized.
+    On other devices: the rows are summed at once (exact in int64) when
+    ``max in-degree * max |message|`` fits the accumulator, otherwise accumulated by
+    :func:`training.integer.aggregate`.
 
     Shapes: ``w`` (E,) edge codes in the graph's canonical order, ``x`` (N, F) codes;
     returns (N, F) int32.
@@ -357,22 +395,40 @@ def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationP
     from training import integer
 
     lo, hi = acc_range(params.acc_bits)
-    src, dst = graph.edge_index
-    if params.msg is not None:
+    if x.device.type == "cpu" and w.device.type == "cpu":
+        from training.exact_kernels import aggregate_table
+
+        from training.fused_message import _cached
+
+        xs, ws = params.x_spec, params.w_spec
+
+        def check(name, arr, spec):              # the kernel indexes the table with the codes
+            if arr.numel() and (int(arr.min()) < spec.qmin or int(arr.max()) > spec.qmax):
+                raise invalid(f"{name} codes", (int(arr.min()), int(arr.max())),
+                              f"in [{spec.qmin}, {spec.qmax}]")
+
+        def columns():                           # once per edge-code tensor
+            check("w", w, ws)
+            return (w.to(torch.int64) - ws.qmin).to(torch.int32)
+
+        check("x", x, xs)
+        table = _message_table_np(params.msg, xs, params.x_zero, ws, params.w_zero)
+        src = _cached("src32", graph.edge_index[0], (), lambda: graph.edge_index[0].to(torch.int32))
+        col = _cached("col32", w, (ws.qmin, ws.qmax), columns)
+        acc = torch.from_numpy(aggregate_table(
+            graph.indptr, src.numpy(), col.numpy(), x.numpy(), table, xs.qmin, lo, hi,
+            graph.max_degree))
+    else:
+        src, dst = graph.edge_index
         table = _message_table(params).to(x.device)
         nw = table.shape[1]
         idx = (x - params.x_spec.qmin)[src] * nw + (w.to(torch.int64) - params.w_spec.qmin)[:, None]
         p = table.reshape(-1)[idx]
         pmax = int(table.abs().max())
-    else:
-        xc = x - params.x_zero
-        wc = w.to(torch.int64) - params.w_zero
-        p = xc[src] * wc[:, None]
-        pmax = int(p.abs().max()) if p.numel() else 0
-    if graph.max_degree * pmax > min(hi, -lo):
-        return integer.aggregate(graph.indptr_t, graph.indices_t, w, x, params)[0]
-    acc = torch.zeros(graph.num_nodes, x.shape[1], dtype=torch.int64, device=x.device)
-    acc.index_add_(0, dst, p)
+        if graph.max_degree * pmax > min(hi, -lo):
+            return integer.aggregate(graph.indptr_t, graph.indices_t, w, x, params)[0]
+        acc = torch.zeros(graph.num_nodes, x.shape[1], dtype=torch.int64, device=x.device)
+        acc.index_add_(0, dst, p)
     r = params.out
     y = torch_ops.requantize(acc, r.multiplier, r.shift, r.zero_point, r.spec)
     if params.upd is not None:
@@ -383,8 +439,19 @@ def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationP
 
 
 def edge_stage(q, edge_weight: torch.Tensor) -> QT:
-    """Edge-weight codes (constant: no gradient)."""
-    fake = q(edge_weight).detach()
-    codes = q.to_int(edge_weight.detach()).to(torch.int64)
+    """Edge-weight codes (constant: no gradient).
+
+    The quantizer still runs on the weights when :func:`fake_needed` (its training-mode
+    state); the codes are remembered for the same weight tensor and quantizer parameters,
+    so every forward of a model passes the same codes tensor to its propagation ops."""
+    from training.fused_message import _cached
+
+    if fake_needed(q):
+        q(edge_weight)
     s, z, spec = qparams(q)
-    return QT(fake, codes, s, z, spec, id(q))
+
+    def build():
+        codes = q.to_int(edge_weight.detach()).to(torch.int64)
+        return torch_ops.dequantize(codes, s, z), codes
+    value, codes = _cached("edge_codes", edge_weight, (id(q), s, z, spec), build)
+    return QT(value, codes, s, z, spec, id(q))

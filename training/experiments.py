@@ -5,6 +5,7 @@ Usage (long: run with ``nice`` in the background)::
     python -m training.experiments table --dataset Cora [--paper-code] [--seeds 0,1,2,3,4]
     python -m training.experiments depth --dataset Cora
     python -m training.experiments scale --dataset Tolokers
+    python -m training.experiments scale --dataset synthetic:powerlaw:20000
     python -m training.experiments render           # tables / plots from the saved runs
 
 Every configuration writes ``reports/training/runs/<name>/metrics.json`` (the same file
@@ -18,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -44,6 +46,8 @@ NOTEBOOK = paper.CORA_TEST_ACCURACY
 DEPTHS = (2, 4, 8, 10, 16, 32, 64)
 #: alternating runs of each model in the scale measurement (each keeps its fastest epoch)
 SCALE_REPEATS = 3
+#: epochs of each scale run (the first, with the quantizers' alpha grid search, is not counted)
+SCALE_EPOCHS = 5
 
 log = logging.getLogger(__name__)
 
@@ -108,17 +112,31 @@ def depth(dataset: str, seeds: str, data_root: str | None, epochs: int) -> None:
     render()
 
 
-def scale(dataset: str, data_root: str | None, epochs: int) -> None:
-    """SMP INT4 vs FP32 PyG APPNP on one large graph: seconds per epoch and peak memory.
+#: the models of the scale measurement: kind -> (label, bits, bt); ``None`` bits = FP32
+SCALE_KINDS = {
+    "smp-fp32": ("SMP FP32 (our trainer; the reference)", None, None),
+    "smp-int4": ("SMP INT4, integer-exact QAT", 4, None),
+    "smp-int2": ("SMP INT2, integer-exact QAT", 2, None),
+    "smp-int2-btstar": ("SMP INT2-BT*, integer-exact QAT", 2, "BT*"),
+    "pyg-appnp-fp32": ("PyG APPNP FP32 (MLP + `APPNP`, K=10)", None, None),
+}
+#: the reference of the ratios
+SCALE_BASE = "smp-fp32"
+
+
+def scale(dataset: str, data_root: str | None, epochs: int, kinds: tuple[str, ...] | None = None) -> None:
+    """Training cost of QAT against FP32 on one graph: seconds per epoch and peak memory.
 
     Each measurement runs in its own subprocess (``python -m training.experiments
-    _scale_one``) so that peak RSS (``ru_maxrss``) belongs to one model only.  The three
-    models run in turn, three times over, and each keeps its fastest epoch: on a shared
-    machine the minimum is the least disturbed measurement, and alternating spreads any
-    background load over all three.
+    _scale_one``) so that peak RSS (``ru_maxrss``) belongs to one model only.  The models
+    run in turn, :data:`SCALE_REPEATS` times over, and each keeps its fastest epoch after
+    the first (in wall time and in process CPU time): on a shared machine the minimum is the
+    least disturbed measurement, and alternating spreads any background load over all of
+    them.  Results: ``reports/training/scale-<dataset>.json``, the ratios to
+    :data:`SCALE_BASE`.
     """
+    kinds = tuple(kinds or SCALE_KINDS)
     rows: dict = {}
-    kinds = ("smp-int4", "pyg-appnp-fp32", "smp-int4-msgq")
     for rep in range(SCALE_REPEATS):
         for kind in kinds:
             cmd = [sys.executable, "-m", "training.experiments", "_scale_one", kind, "--dataset", dataset,
@@ -126,44 +144,90 @@ def scale(dataset: str, data_root: str | None, epochs: int) -> None:
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             r = json.loads(out.strip().splitlines()[-1])
             if kind in rows:
-                r["sec_per_epoch"] = min(r["sec_per_epoch"], rows[kind]["sec_per_epoch"])
-                r["cpu_sec_per_epoch"] = min(r["cpu_sec_per_epoch"], rows[kind]["cpu_sec_per_epoch"])
-                r["peak_rss_mib"] = max(r["peak_rss_mib"], rows[kind]["peak_rss_mib"])
-                r["first_epoch_sec"] = min(r["first_epoch_sec"], rows[kind]["first_epoch_sec"])
-                r["load_avg_1min"] = rows[kind]["load_avg_1min"] + [r["load_avg_1min"]]
+                old = rows[kind]
+                for key in ("sec_per_epoch", "cpu_sec_per_epoch", "first_epoch_sec"):
+                    r[key] = min(r[key], old[key])
+                r["peak_rss_mib"] = max(r["peak_rss_mib"], old["peak_rss_mib"])
+                r["load_avg_1min"] = old["load_avg_1min"] + [r["load_avg_1min"]]
             else:
                 r["load_avg_1min"] = [r["load_avg_1min"]]
             r["repeats"] = rep + 1
             rows[kind] = r
-    for k in ("smp-int4", "smp-int4-msgq"):
-        rows[k]["ratio_time"] = rows[k]["sec_per_epoch"] / rows["pyg-appnp-fp32"]["sec_per_epoch"]
-        rows[k]["ratio_memory"] = rows[k]["peak_rss_mib"] / rows["pyg-appnp-fp32"]["peak_rss_mib"]
-        rows[k]["ratio_cpu_time"] = rows[k]["cpu_sec_per_epoch"] / rows["pyg-appnp-fp32"]["cpu_sec_per_epoch"]
-    _write(REPORTS / f"scale-{dataset.lower()}.json", json.dumps(rows, indent=2, sort_keys=True) + "\n")
+            log.warning("scale %s %s run %d: %.3f s/epoch (CPU %.3f), %.0f MiB", dataset, kind, rep + 1,
+                        r["sec_per_epoch"], r["cpu_sec_per_epoch"], r["peak_rss_mib"])
+    base = rows.get(SCALE_BASE)
+    if base is not None:
+        for r in rows.values():
+            r["ratio_time"] = r["sec_per_epoch"] / base["sec_per_epoch"]
+            r["ratio_cpu_time"] = r["cpu_sec_per_epoch"] / base["cpu_sec_per_epoch"]
+            r["ratio_memory"] = r["peak_rss_mib"] / base["peak_rss_mib"]
+    rows["_meta"] = {"base": SCALE_BASE, "repeats": SCALE_REPEATS, "epochs": epochs,
+                     "cpu_count": os.cpu_count(), "machine": platform.machine(),
+                     "processor": _cpu_model(), "torch_threads": 1}
+    name = dataset.lower().replace(":", "-").replace("=", "").replace(",", "-")
+    _write(REPORTS / f"scale-{name}.json", json.dumps(rows, indent=2, sort_keys=True) + "\n")
     render()
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def _scale_one(kind: str, dataset: str, data_root: str | None, epochs: int) -> None:
+    """One measurement process: train ``kind`` for ``epochs`` epochs, print one JSON line.
+
+    The SMP kinds train with :func:`training.trainer.fit`, the trainer's own loop (training
+    step, evaluation forward, best-state bookkeeping: one epoch as ``quagga train`` runs
+    it), K = 10, hidden 64, the paper's per-configuration defaults, the corrected mode
+    (integer-exact forward for the quantized ones), one thread.  PyG's APPNP has its own
+    training step plus an evaluation forward.
+    """
     import torch
     import torch.nn.functional as F
 
     from quant.model_ir import preprocess_features
-    from training.config import ModelConfig
+    from training.config import ModelConfig, TrainConfig, paper_defaults
     from training.data import load_dataset
     from training.graph import build_prop_graph
-    from training.models import build_model
     from training.splits import apply_split
+    from training.trainer import fit
 
+    if kind not in SCALE_KINDS:
+        raise ValueError(f"kind must be one of {sorted(SCALE_KINDS)}, not {kind!r}")
     torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
     torch.manual_seed(0)
-    d = apply_split(load_dataset(dataset, data_root), "public", 0)
+    d = load_dataset(dataset, data_root)
+    d = apply_split(d, "public" if bool(d.train_mask.any()) else "random", 0)
     x = torch.from_numpy(preprocess_features(d.x.numpy(), d.normalize))
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if kind.startswith("smp-int4"):
+    times, cpu = [], []
+    mark = [time.perf_counter(), time.process_time()]
+
+    def tick(*_):
+        t, c = time.perf_counter(), time.process_time()
+        times.append(t - mark[0])
+        cpu.append(c - mark[1])
+        mark[:] = [t, c]
+
+    _, bits, bt = SCALE_KINDS[kind]
+    if kind.startswith("smp-"):
         g = build_prop_graph(d.edge_index, d.num_nodes)
-        cfg = ModelConfig(model="smp", bits=4, msg_quant=kind.endswith("msgq"))
-        model = build_model(cfg, d.num_features, d.num_classes)
-        fwd = lambda: model(x, g)  # noqa: E731
+        pd = paper_defaults("smp", bits, bt)
+        mcfg = ModelConfig(model="smp", bits=bits, bt=bt, dropout=pd["dropout"], alpha_c=pd["alpha_c"],
+                           alpha_reinit=None if bits is None else pd["alpha_reinit"])
+        tcfg = TrainConfig(epochs=epochs, lr=pd["lr"], weight_decay=pd["weight_decay"],
+                           lr_alpha=pd["lr_alpha"], weight_decay_alpha=pd["weight_decay_alpha"])
+        masks = (d.train_mask, d.val_mask, d.test_mask)
+        mark[:] = [time.perf_counter(), time.process_time()]
+        fit(mcfg, tcfg, x, d.y, g, masks, 0, on_epoch=tick)
+        exact = mcfg.exact_forward
     else:
         from torch_geometric.nn import APPNP, MLP
 
@@ -177,22 +241,24 @@ def _scale_one(kind: str, dataset: str, data_root: str | None, epochs: int) -> N
                 return self.prop(self.mlp(x), d.edge_index)
 
         model = Net()
-        fwd = model
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    times, cpu = [], []
-    for _ in range(epochs):
-        t0, c0 = time.perf_counter(), time.process_time()
-        model.train()
-        opt.zero_grad()
-        loss = F.cross_entropy(fwd()[d.train_mask], d.y[d.train_mask])
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+        mark[:] = [time.perf_counter(), time.process_time()]
+        for _ in range(epochs):
+            model.train()
+            opt.zero_grad()
+            loss = F.cross_entropy(model()[d.train_mask], d.y[d.train_mask])
+            loss.backward()
+            opt.step()
+            model.eval()
+            with torch.no_grad():
+                model().argmax(dim=1)
+            tick()
+        exact = False
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    steady = min(times[1:]) if len(times) > 1 else times[0]
     print(json.dumps({"kind": kind, "dataset": d.name, "num_nodes": d.num_nodes, "num_edges": d.num_edges,
-                      "epochs": epochs, "sec_per_epoch": steady, "first_epoch_sec": times[0],
+                      "num_classes": d.num_classes, "epochs": epochs, "exact_forward": exact,
+                      "sec_per_epoch": min(times[1:]) if len(times) > 1 else times[0],
+                      "first_epoch_sec": times[0],
                       "cpu_sec_per_epoch": min(cpu[1:]) if len(cpu) > 1 else cpu[0],
                       "peak_rss_mib": peak, "rss_before_model_mib": base_rss,
                       "load_avg_1min": os.getloadavg()[0]}))
@@ -356,37 +422,44 @@ def render() -> None:
         _plot_depth(depth_rows)
         lines += ["![accuracy against depth](depth.png)", ""]
     for p in sorted(REPORTS.glob("scale-*.json")):
-        s = json.loads(p.read_text())
-        b = s["pyg-appnp-fp32"]
-        lines += [f"## Scale: {b['dataset']} ({b['num_nodes']} nodes, {b['num_edges']} edges), one thread",
-                  "", "Training epoch (forward + backward + Adam step): the fastest epoch after the first, over "
-                  f"{b.get('repeats', 2)}",
-                  "alternating runs of each model (the machine is shared, so the minimum is the least disturbed);",
-                  "peak RSS of a process that trains only that model (`ru_maxrss`).  The per-edge message path",
-                  "is `training/fused_message.py` (same forward values as PyG's per-edge hooks, compact backward).",
-                  ""]
-        if b.get("load_avg_1min"):
-            loads = [v for k in s if isinstance(s[k], dict) for v in s[k].get("load_avg_1min", [])]
-            lines += [f"Machine load (1-minute average) during the runs: {min(loads):.1f} to {max(loads):.1f} "
-                      f"on {os.cpu_count()} cores.  CPU s / epoch is the process CPU time of an epoch",
-                      "(again the minimum): other processes inflate wall time by whatever share of a core they",
-                      "take, so on a loaded machine the CPU-time ratio is the steadier comparison.", ""]
-        cpu = "cpu_sec_per_epoch" in b   # CPU seconds of the process: less sensitive to other load
-        lines += ["| model | s / epoch | first epoch (s) | peak RSS (MiB) | time ratio | memory ratio |"
-                  + (" CPU s / epoch | CPU time ratio |" if cpu else ""),
-                  "|---|---|---|---|---|---|" + ("---|---|" if cpu else "")]
-        for k, label in (("smp-int4", "SMP INT4, K=10, message stage not quantized (fused SpMM)"),
-                         ("smp-int4-msgq", "SMP INT4, K=10, per-edge message quantization (paper)")):
-            a = s[k]
-            lines.append(f"| {label} | {a['sec_per_epoch']:.3f} | {a['first_epoch_sec']:.1f} | "
-                         f"{a['peak_rss_mib']:.0f} | {a['ratio_time']:.2f} | {a['ratio_memory']:.2f} |"
-                         + (f" {a['cpu_sec_per_epoch']:.3f} | {a['ratio_cpu_time']:.2f} |" if cpu else ""))
-        lines += [f"| PyG APPNP FP32, K=10 | {b['sec_per_epoch']:.3f} | {b['first_epoch_sec']:.1f} | "
-                  f"{b['peak_rss_mib']:.0f} | 1 | 1 |" + (f" {b['cpu_sec_per_epoch']:.3f} | 1 |" if cpu else ""), ""]
+        lines += _render_scale(json.loads(p.read_text()))
     _write(REPORTS / "tables.md", "\n".join(lines))
     _write(REPORTS / "tables.json", json.dumps({"tables": tables, "depth": [
         {"model": m, "layers": k, "fake_quant": fq, "integer": it} for m, k, fq, it in depth_rows]},
         indent=2, sort_keys=True) + "\n")
+
+
+def _render_scale(s: dict) -> list[str]:
+    """The markdown section of one ``scale-*.json``."""
+    meta = s.get("_meta", {})
+    rows = {k: v for k, v in s.items() if not k.startswith("_")}
+    if SCALE_BASE not in rows:          # a measurement made before the FP32 SMP reference
+        return []
+    b = rows[SCALE_BASE]
+    loads = [v for r in rows.values() for v in r.get("load_avg_1min", [])]
+    lines = [f"## Scale: {b['dataset']} ({b['num_nodes']} nodes, {b['num_edges']} edges, "
+             f"{b['num_classes']} classes), one thread", "",
+             "One training epoch as the trainer runs it (training step, evaluation forward, best-state",
+             f"bookkeeping): the fastest epoch after the first, over {meta.get('repeats', b.get('repeats'))} "
+             "alternating runs of each model, each",
+             f"run {meta.get('epochs', b['epochs'])} epochs in its own process (the machine is shared: the "
+             "minimum is the least disturbed); CPU s / epoch",
+             "is the process CPU time of an epoch (again the minimum), the steadier figure on a loaded machine;",
+             "peak RSS of the process (`ru_maxrss`, dataset loading included).  Ratios to SMP FP32 trained by",
+             "the same trainer (same model, K = 10, hidden 64).  QAT is the corrected mode with the",
+             "integer-exact forward.  `python -m training.experiments scale --dataset "
+             f"{b['dataset'] if b['dataset'] != 'synthetic-powerlaw' else 'synthetic:powerlaw:20000'}`.", ""]
+    if loads:
+        lines += [f"Machine: {meta.get('processor', '?')}, {meta.get('cpu_count', '?')} vCPUs, shared; "
+                  f"1-minute load average during the runs {min(loads):.1f} to {max(loads):.1f}.", ""]
+    lines += ["| model | s / epoch | CPU s / epoch | first epoch (s) | peak RSS (MiB) | time ratio (wall) "
+              "| time ratio (CPU) | memory ratio |", "|---|---|---|---|---|---|---|---|"]
+    for k, r in rows.items():
+        label = SCALE_KINDS.get(k, (k,))[0]
+        lines.append(f"| {label} | {r['sec_per_epoch']:.3f} | {r['cpu_sec_per_epoch']:.3f} | "
+                     f"{r['first_epoch_sec']:.1f} | {r['peak_rss_mib']:.0f} | {r['ratio_time']:.2f} | "
+                     f"{r['ratio_cpu_time']:.2f} | {r['ratio_memory']:.2f} |")
+    return lines + [""]
 
 
 def _plot_depth(rows) -> None:
@@ -422,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--paper-code", action="store_true")
+    p.add_argument("--kinds", default=None, help=f"scale: comma-separated subset of {list(SCALE_KINDS)}")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if a.what == "table":
@@ -429,9 +503,10 @@ def main(argv: list[str] | None = None) -> int:
     elif a.what == "depth":
         depth(a.dataset, a.seeds, a.data_root, a.epochs or 200)
     elif a.what == "scale":
-        scale(a.dataset, a.data_root, a.epochs or 5)
+        scale(a.dataset, a.data_root, a.epochs or SCALE_EPOCHS,
+              tuple(a.kinds.split(",")) if a.kinds else None)
     elif a.what == "_scale_one":
-        _scale_one(a.kind, a.dataset, a.data_root, a.epochs or 5)
+        _scale_one(a.kind, a.dataset, a.data_root, a.epochs or SCALE_EPOCHS)
     else:
         render()
     return 0

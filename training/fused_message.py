@@ -41,6 +41,12 @@ same values, and the row sums add each row's messages in edge order starting fro
 PyG's ``scatter`` (``scatter_add_``) does; ``tests/training/test_fused_message.py`` checks
 both with ``torch.equal``.
 
+On the CPU, for a corrected-mode quantizer with half-even rounding and no truncation, the
+forward runs as one numba pass over the edges (:func:`training.exact_kernels.quantized_message_sum`,
+the same float32 operations in the same order, rows summed in edge order from zero), and the
+(E, C) messages are built only when the quantizer reads them (its first call, its alpha grid
+searches).
+
 Memory: per thread, three (E, C) float32 workspaces (reused by every step) and caches of
 the last few tensors derived from a graph or an edge-weight tensor (the weights expanded to
 (E, C), the transposed CSR values, int32 source indices, per-node weight extremes).  They
@@ -183,6 +189,7 @@ class _Plan:
     lo_s: torch.Tensor | None = None
     hi_s: torch.Tensor | None = None
     grad: bool = True                  # autograd is recording (else skip backward bookkeeping)
+    kernel: tuple | None = None        # (indptr, src) numpy int64: the one-pass CPU kernel
     ends: tuple | None = None          # (min, max) of the messages, 0-d tensors
     message: torch.Tensor | None = None  # the forward's (E, C) messages, consumed in place
 
@@ -250,13 +257,20 @@ class FusedQuantMessage(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, s, alpha, plan: _Plan):  # noqa: D102
         e, c = plan.src.numel(), x.shape[1]
-        a = plan.message if plan.message is not None else _gather_message(
-            x, w, plan.src, _workspace(0, x, (e, c)))
-        plan.message = None
         need_x = plan.grad and (x.requires_grad or w.requires_grad)
         need_p = plan.grad and (s.requires_grad or (alpha is not None and alpha.requires_grad))
         cut = coef = None
-        if plan.spec is None:
+        if plan.kernel is not None:
+            out, cut, coef = _forward_kernel(x, w, s, plan, need_x, need_p)
+            plan.message = None
+            a = None
+        else:
+            a = plan.message if plan.message is not None else _gather_message(
+                x, w, plan.src, _workspace(0, x, (e, c)))
+            plan.message = None
+        if a is None:
+            pass
+        elif plan.spec is None:
             out = plan.aggregate(a, plan.dst, plan.ptr, plan.num_nodes)
         elif plan.paper:
             out, cut, coef = _forward_paper(a, s, plan, need_x, need_p)
@@ -346,6 +360,54 @@ def _forward_clip(a: torch.Tensor, s: torch.Tensor, plan: _Plan, need_x: bool,
         coef = plan.aggregate(r, plan.dst, plan.ptr, plan.num_nodes)
     out = plan.aggregate(q.mul_(s), plan.dst, plan.ptr, plan.num_nodes)
     return out, cut, coef
+
+
+def _forward_kernel(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, plan: _Plan, need_x: bool,
+                    need_p: bool):
+    """:func:`_forward_clip`'s values in one pass over the edges
+    (:func:`training.exact_kernels.quantized_message_sum`: the same float32 operations in
+    the same order, rows summed in edge order from zero; half-even rounding, no truncation).
+    Same return values as :func:`_forward_clip`."""
+    from training.exact_kernels import quantized_message_sum as kernel
+
+    spec = plan.spec
+    indptr, src = plan.kernel
+    want_cut = need_x or need_p
+    if want_cut and plan.ends is not None and _inside(
+            plan.ends, s, torch.tensor(float(plan.z), dtype=torch.float32), spec):
+        want_cut = False                                # no message can be clipped
+    out, cut, coef = kernel(indptr, src, w.detach().numpy(), x.detach().numpy(),
+                            float(s.detach()), float(plan.z), float(spec.qmin), float(spec.qmax),
+                            want_cut, need_p)
+    out = torch.from_numpy(out)
+    cut = (torch.from_numpy(cut) if want_cut else torch.empty(0, dtype=torch.int64)) \
+        if (need_x or need_p) else None
+    return out, cut, (torch.from_numpy(coef) if need_p else None)
+
+
+def _kernel_plan(q: FakeQuantizer, x: torch.Tensor, w: torch.Tensor, ptr: torch.Tensor,
+                 src: torch.Tensor) -> tuple | None:
+    """``(indptr, src)`` as numpy int64 when :func:`_forward_kernel` reproduces ``q`` on these
+    tensors (CPU, float32, half-even rounding, no truncation, not the published-code
+    backward), else ``None``."""
+    if not (q.enabled and x.device.type == "cpu" and w.device.type == "cpu"
+            and x.dtype == torch.float32 and w.dtype == torch.float32
+            and getattr(q, "bt_mode", None) is None and not getattr(q, "paper_code", False)
+            and q.code_spec.rounding is Rounding.HALF_EVEN):
+        return None
+    return (_cached("ptr64", ptr, (), lambda: ptr.to(torch.int64)).numpy(),
+            _cached("src32", src, (), lambda: src.to(torch.int32)).numpy())
+
+
+def _needs_messages(q: FakeQuantizer) -> bool:
+    """Whether ``q``'s forward bookkeeping reads the whole message tensor at this call: its
+    first call (range and alpha initialisation) or a training call on which its alpha grid
+    search is repeated (``reinit_every``), as ``FakeQuantizer.forward`` and
+    ``_LearnableRange._on_training_call`` decide them."""
+    if not bool(q.initialized):
+        return True
+    every = getattr(q, "reinit_every", None)
+    return bool(q.training and every is not None and int(q.calls) % every == 0)
 
 
 def _forward_paper(a: torch.Tensor, s: torch.Tensor, plan: _Plan, need_x: bool,
@@ -468,13 +530,24 @@ def quantized_message_sum(q: FakeQuantizer, x: torch.Tensor, w: torch.Tensor,
     """
     x = x.to(torch.float32)
     w = w.to(torch.float32)
-    m = _gather_message(x.detach(), w.detach(), src,
-                        _workspace(0, x, (src.numel(), x.shape[1])))
+    kern = _kernel_plan(q, x, w, ptr, src) if transposed is not None else None
+    ends = None
+    if kern is not None:
+        ends = _message_ends(x.detach(), w.detach(), transposed)
+        if bool(torch.isfinite(ends[0])) and bool(torch.isfinite(ends[1])) and not _needs_messages(q):
+            m = None                     # the kernel computes the messages on the fly
+        else:
+            m = _gather_message(x.detach(), w.detach(), src,
+                                _workspace(0, x, (src.numel(), x.shape[1])))
+    else:
+        m = _gather_message(x.detach(), w.detach(), src,
+                            _workspace(0, x, (src.numel(), x.shape[1])))
     plan = _Plan(src=src, dst=dst, ptr=ptr, num_nodes=num_nodes, aggregate=aggregate,
-                 transposed=transposed, grad=torch.is_grad_enabled(), message=m)
+                 transposed=transposed, grad=torch.is_grad_enabled(), message=m, kernel=kern)
     if not q.enabled:
         return FusedQuantMessage.apply(x, w, x.new_ones(()), None, plan)
-    ends = None if transposed is None else _message_ends(x.detach(), w.detach(), transposed)
+    if ends is None and transposed is not None:
+        ends = _message_ends(x.detach(), w.detach(), transposed)
     s, z, lo_s, hi_s, plan.ends = _prepare(q, m, ends)
     plan.spec, plan.z = q.code_spec, z
     bt_mode = getattr(q, "bt_mode", None)
