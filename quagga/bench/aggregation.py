@@ -42,7 +42,7 @@ from quant.spec import QuantSpec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FP32_FORMS", "bench_params", "check_bit_exact", "format_table", "fp32_forms",
+__all__ = ["FP32_FORMS", "add_predictions", "bench_params", "check_bit_exact", "format_table", "fp32_forms",
            "measure", "run"]
 
 FP32_FORMS = ("torch_csr_spmm", "torch_csr_spmm_i32", "pyg_edge_index", "pyg_sparse_csr",
@@ -129,7 +129,7 @@ def fp32_forms(indptr: np.ndarray, indices: np.ndarray, w_float: np.ndarray, xf:
 def measure(indptr: np.ndarray, indices: np.ndarray, w_codes: np.ndarray, w_float: np.ndarray,
             num_features: int, bits: tuple[int, ...] = (2, 4, 8), repeats: int = 7, seed: int = 0,
             forms: tuple[str, ...] = FP32_FORMS, check_rows: int = 2000, block: int = 64,
-            say: Callable[[str], None] | None = None) -> dict:
+            say: Callable[[str], None] | None = None, host=None) -> dict:
     """Time one aggregation step at each width in ``bits`` against the FP32 ``forms``.
 
     Parameters
@@ -142,6 +142,10 @@ def measure(indptr: np.ndarray, indices: np.ndarray, w_codes: np.ndarray, w_floa
         Edge weights of the FP32 forms.
     num_features : int
         ``F``: columns of the random feature matrix.
+    host : sim.design.host.HostPoint, optional
+        A host probe: each kernel the CPU roofline model covers (``own_fp32`` and the
+        integer widths) gets ``predicted_s``, ``predicted`` (the model's breakdown) and
+        ``predicted_over_measured`` (:func:`add_predictions`).
 
     Returns
     -------
@@ -211,13 +215,51 @@ def measure(indptr: np.ndarray, indices: np.ndarray, w_codes: np.ndarray, w_floa
             ent["speedup_vs_pyg"] = min(base[f]["median_s"] for f in PYG_FORMS) / med
         res[f"int{b}"] = ent
     res["fp32_bytes_per_edge"] = {"index": 8, "weight": 4, "feature_row": 4 * num_features}
+    if host is not None:
+        add_predictions(res, host, n, e, ixc.itemsize, num_features,
+                        {b: (int(cases[b][2].shape[1]), cases[b][0].y_spec.bits) for b in bits})
     return res
+
+
+def add_predictions(res: dict, host, num_rows: int, num_edges: int, index_bytes: int,
+                    num_features: int, int_rows: dict[int, tuple[int, int]]) -> None:
+    """Add the host roofline model's prediction (:mod:`sim.accel.host_model`) beside each
+    measured median of a :func:`measure` result ``res`` (in place).
+
+    ``int_rows`` maps a width ``b`` to ``(packed row bytes, output bits)``.  Forms without a
+    calibrated kernel cost (torch, PyG) are not predicted.  Adds ``host_model``: the probe
+    used (:meth:`sim.design.host.HostPoint.to_dict`) and the threads of the call.
+    """
+    import numba
+
+    from sim.accel.host_model import AggregationWork, predict_aggregation
+
+    threads = int(numba.get_num_threads())
+    kernels = {c.kernel for c in host.kernel_costs}
+    works = {}
+    if "own_fp32" in res["baselines"] and "own_fp32" in kernels:
+        works[("baselines", "own_fp32")] = AggregationWork(
+            "own_fp32", num_rows, num_edges, num_rows, 4 * num_features, index_bytes, 4,
+            4 * num_features, threads)
+    for b, (row_bytes, out_bits) in int_rows.items():
+        if f"int{b}" in res and f"int{b}" in kernels:
+            works[(None, f"int{b}")] = AggregationWork(
+                f"int{b}", num_rows, num_edges, num_rows, row_bytes, index_bytes, 1,
+                -(-num_features * out_bits // 8), threads)
+    for (group, name), work in works.items():
+        ent = res[group][name] if group else res[name]
+        pred = predict_aggregation(host, work)
+        ent["predicted_s"] = pred.time_s
+        ent["predicted"] = pred.to_dict()
+        ent["predicted_over_measured"] = pred.time_s / ent["median_s"]
+    res["host_model"] = {"model": "sim.accel.host_model.predict_aggregation", "threads": threads,
+                         "host": host.to_dict()}
 
 
 def run(num_nodes: int = 100_000, num_edges: int = 1_000_000, num_features: int = 64,
         repeats: int = 7, kind: str = "uniform", seed: int = 0, bits: tuple[int, ...] = (2, 4, 8),
         threads: int = 2, check_rows: int = 2000, block: int = 64,
-        progress: Callable[[str], None] | None = None) -> dict:
+        progress: Callable[[str], None] | None = None, host=None) -> dict:
     """:func:`measure` on a seeded synthetic graph (:func:`sim.graphs.synthetic.synthetic_graph`)
     with uniform random 8-bit edge codes (FP32 weights ``w / 255``).
 
@@ -246,7 +288,7 @@ def run(num_nodes: int = 100_000, num_edges: int = 1_000_000, num_features: int 
               "machine": machine.describe(threads), "repeats": repeats}
     result["aggregation"] = measure(g.indptr, g.indices, w, w.astype(np.float32) / 255.0,
                                     num_features, bits, repeats, seed, check_rows=check_rows,
-                                    block=block, say=say)
+                                    block=block, say=say, host=host)
     result["machine"]["load_average_end"] = machine.load_average()
     return result
 
@@ -279,10 +321,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="also write the result to this file")
+    ap.add_argument("--host-probe", help="host probe file: print the host model's predictions")
     a = ap.parse_args(argv)
     machine.prefer_passive_omp()
+    host = None
+    if a.host_probe:
+        from sim.design.host import load_host
+
+        host = load_host(a.host_probe)
     res = run(a.nodes, a.edges, a.features, a.repeats, a.kind, a.seed, threads=a.threads,
-              progress=lambda msg: print(f"... {msg}", flush=True))
+              progress=lambda msg: print(f"... {msg}", flush=True), host=host)
     print(describe_run(res))
     if a.json:
         write_text_atomic(a.json, json.dumps(res, indent=1) + "\n")

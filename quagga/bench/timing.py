@@ -37,17 +37,30 @@ def timing_table(workload: dict, ratios: list[tuple[str, str]], width: int = 20)
     entries (the same plus ``bit_exact`` and the ratio keys); ``ratios`` lists the
     ``(column header, entry key)`` of the speed-up columns.
     """
-    head = f"  {'kernel':<{width}}{'median ms':>11}{'Medges/s':>10}"
+    ints = [v for k, v in workload.items() if k.startswith("int") and isinstance(v, dict)]
+    pred = any("predicted_s" in v for v in [*workload["baselines"].values(), *ints])
+
+    def predicted(v: dict) -> str:
+        if not pred:
+            return ""
+        if "predicted_s" not in v:
+            return f"{'-':>13}"
+        return f"{v['predicted_s'] * 1e3:>8.2f} {v['predicted_over_measured']:>4.2f}"
+
+    head = f"  {'kernel':<{width}}{'median ms':>11}" + (f"{'predicted':>13}" if pred else "")
+    head += f"{'Medges/s':>10}"
     head += "".join(f"{h:>{max(len(h) + 2, 8)}}" for h, _ in ratios) + f"{'bit-exact':>11}"
     lines = [head]
     blank = "".join(f"{'':>{max(len(h) + 2, 8)}}" for h, _ in ratios)
     for k, v in workload["baselines"].items():
         mark = " *" if k == workload.get("fastest_fp32") else ""
-        lines.append(f"  {k + mark:<{width}}{v['median_s'] * 1e3:>11.2f}"
+        lines.append(f"  {k + mark:<{width}}{v['median_s'] * 1e3:>11.2f}{predicted(v)}"
                      f"{v['edges_per_s'] / 1e6:>10.1f}{blank}{'-':>11}")
     for k, v in workload.items():
-        if k.startswith("int"):
+        if k.startswith("int") and isinstance(v, dict):
             cols = "".join(f"{v[key]:>{max(len(h) + 2, 8)}.2f}" for h, key in ratios)
-            lines.append(f"  {k.upper() + ' packed':<{width}}{v['median_s'] * 1e3:>11.2f}"
+            lines.append(f"  {k.upper() + ' packed':<{width}}{v['median_s'] * 1e3:>11.2f}{predicted(v)}"
                          f"{v['edges_per_s'] / 1e6:>10.1f}{cols}{str(v['bit_exact']):>11}")
+    if pred:
+        lines.append("  (predicted: the host roofline model's ms and predicted / measured)")
     return lines
