@@ -22,7 +22,9 @@
   predicts; the constants are measured once per probe and saved with it.
 
 Every rate is measured with the threads the benchmark will use (``threads``) and reported as
-the median of ``repeats`` calls after one warm-up.  Run ``python -m quagga.bench.host_probe
+the median (``statistic="median"``, compared with the benchmark's medians) or the fastest
+(``"best"``, compared with its fastest rounds: on a machine shared with other jobs, the
+estimate of the uncontended time on both sides) of ``repeats`` calls after one warm-up.  Run ``python -m quagga.bench.host_probe
 --threads 2 --out host.json`` (or ``quagga bench --probe --host-probe host.json``) and pass
 the file to ``quagga bench --host-probe``.
 """
@@ -165,12 +167,28 @@ def _chain(n, x):
 
 
 @njit(cache=True)
-def _sum_range(a, lo, hi, reps):
+def _sum_all(v, reps):
+    # ``range(v.shape[0])``: an index numba knows is non-negative, so the loop vectorises
+    # (a ``range(lo, hi)`` index gets negative-index fix-ups and stays scalar)
     s = np.uint64(0)
     for _ in range(reps):
-        for i in range(lo, hi):
-            s += a[i]
+        for i in range(v.shape[0]):
+            s += v[i]
     return s
+
+
+@njit(cache=True)
+def _copy_all(a, c, reps):
+    for _ in range(reps):
+        for i in range(a.shape[0]):
+            c[i] = a[i]
+
+
+@njit(cache=True)
+def _triad_all(a, b, c, s, reps):
+    for _ in range(reps):
+        for i in range(a.shape[0]):
+            a[i] = b[i] + s * c[i]
 
 
 @njit(cache=True, parallel=True)
@@ -178,7 +196,7 @@ def _read_sum(a, blocks, reps):
     per = (a.shape[0] + blocks - 1) // blocks
     out = np.zeros(blocks, dtype=np.uint64)
     for b in prange(blocks):
-        out[b] = _sum_range(a, b * per, min(a.shape[0], (b + 1) * per), reps)
+        out[b] = _sum_all(a[b * per:(b + 1) * per], reps)
     return out
 
 
@@ -186,9 +204,7 @@ def _read_sum(a, blocks, reps):
 def _copy(a, c, blocks, reps):
     per = (a.shape[0] + blocks - 1) // blocks
     for b in prange(blocks):
-        for _ in range(reps):
-            for i in range(b * per, min(a.shape[0], (b + 1) * per)):
-                c[i] = a[i]
+        _copy_all(a[b * per:(b + 1) * per], c[b * per:(b + 1) * per], reps)
     return c
 
 
@@ -196,9 +212,8 @@ def _copy(a, c, blocks, reps):
 def _triad(a, b_, c, s, blocks, reps):
     per = (a.shape[0] + blocks - 1) // blocks
     for b in prange(blocks):
-        for _ in range(reps):
-            for i in range(b * per, min(a.shape[0], (b + 1) * per)):
-                a[i] = b_[i] + s * c[i]
+        lo = b * per
+        _triad_all(a[lo:lo + per], b_[lo:lo + per], c[lo:lo + per], s, reps)
     return a
 
 
@@ -228,14 +243,18 @@ def _gather_kernel(words: int) -> Callable:
     return _GATHERS[words]
 
 
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
+STATISTICS = ("median", "best")
+
+
+def _time(fn: Callable[[], object], repeats: int, statistic: str = "median") -> float:
+    """Seconds of one call of ``fn``: the median or the fastest of ``repeats`` after a warm-up."""
     fn()
     ts = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
-    return float(statistics.median(ts))
+    return float(statistics.median(ts)) if statistic == "median" else min(ts)
 
 
 def measure_clock(repeats: int = 51, iterations: int = 2_000_000) -> float:
@@ -251,38 +270,67 @@ def measure_clock(repeats: int = 51, iterations: int = 2_000_000) -> float:
     return 3.0 * iterations / best
 
 
-def measure_streams(threads: int, sizes: tuple[int, ...] = PROBE_SIZES, repeats: int = 5,
-                    target_bytes: int = 256 << 20) -> list[StreamRate]:
+class _Windows:
+    """Consecutive windows of ``win`` elements of arrays of ``n`` (wrapping), one per call: a
+    call touches ``win`` elements while the working set stays the whole array."""
+
+    def __init__(self, n: int, win: int):
+        self.n, self.win, self.k = n, min(win, n), 0
+
+    def next(self) -> slice:
+        starts = max(1, self.n // self.win)
+        lo = (self.k % starts) * self.win
+        self.k += 1
+        return slice(lo, lo + self.win)
+
+
+def measure_streams(threads: int, sizes: tuple[int, ...] = PROBE_SIZES, repeats: int = 15,
+                    call_bytes: int = 8 << 20, statistic: str = "median") -> list[StreamRate]:
     """STREAM-like read, copy and triad bandwidth at each working-set size (bytes/s).
 
     The working set of read is one array of ``size`` bytes, of copy two arrays and of triad
-    three, each ``size / k`` bytes; in-cache sizes are repeated inside the kernel so that each
-    call moves about ``target_bytes``.
+    three, each ``size / k`` bytes.  Each call moves about ``call_bytes`` (a few ms, shorter
+    than a scheduler slice on a loaded machine): arrays smaller than that are swept repeatedly,
+    larger ones a window at a time, the next window on the next call.
     """
     blocks = max(1, threads)
     out = []
     for size in sizes:
-        n1 = max(blocks * 64, size // 8)
-        reps = max(1, target_bytes // size)
-        a = np.arange(n1, dtype=np.uint64)
-        t_read = _median_time(lambda: _read_sum(a, blocks, reps), repeats)
-        n2 = max(blocks * 64, size // 16)
-        x, y = np.ones(n2), np.zeros(n2)
-        t_copy = _median_time(lambda: _copy(x, y, blocks, reps), repeats)
-        n3 = max(blocks * 64, size // 24)
-        p, q, r = np.zeros(n3), np.ones(n3), np.ones(n3)
-        t_triad = _median_time(lambda: _triad(p, q, r, 3.0, blocks, reps), repeats)
-        out.append(StreamRate(int(size), 8.0 * n1 * reps / t_read, 16.0 * n2 * reps / t_copy,
-                              24.0 * n3 * reps / t_triad))
+        reps = max(1, call_bytes // size)
+        rates = []
+        for k, kern in ((1, "read"), (2, "copy"), (3, "triad")):
+            n = max(blocks * 64, size // (8 * k))
+            arrs = [np.arange(n, dtype=np.uint64) if kern == "read" else np.ones(n) for _ in range(k)]
+            w = _Windows(n, max(blocks * 64, call_bytes // (8 * k)))
+
+            def call(kern=kern, arrs=arrs, w=w):
+                sl = w.next()
+                if kern == "read":
+                    _read_sum(arrs[0][sl], blocks, reps)
+                elif kern == "copy":
+                    _copy(arrs[0][sl], arrs[1][sl], blocks, reps)
+                else:
+                    _triad(arrs[0][sl], arrs[1][sl], arrs[2][sl], 3.0, blocks, reps)
+
+            t = _time(call, repeats, statistic)
+            moved = {"read": 8, "copy": 16, "triad": 24}[kern] * w.win * reps
+            rates.append(moved / t)
+        out.append(StreamRate(int(size), *rates))
         log.info("stream %d KiB: read %.1f GB/s, copy %.1f, triad %.1f", size >> 10,
                  out[-1].read_bps / 1e9, out[-1].copy_bps / 1e9, out[-1].triad_bps / 1e9)
     return out
 
 
 def measure_gathers(threads: int, sizes: tuple[int, ...] = PROBE_SIZES,
-                    row_bytes: tuple[int, ...] = GATHER_ROW_BYTES, repeats: int = 5,
-                    gathers: int = 1 << 20, seed: int = 0) -> list[GatherRate]:
-    """Random-row gather rates (rows/s, all threads) for every row width and table size."""
+                    row_bytes: tuple[int, ...] = GATHER_ROW_BYTES, repeats: int = 15,
+                    gathers: int = 1 << 16, seed: int = 0, statistic: str = "median"
+                    ) -> list[GatherRate]:
+    """Random-row gather rates (rows/s, all threads) for every row width and table size.
+
+    Each call gathers ``gathers`` rows (short calls, as in :func:`measure_streams`) at fresh
+    random indices (a different slice of a long index array each call), after the table was
+    swept once so that it sits wherever it fits.
+    """
     rng = np.random.default_rng(seed)
     blocks = max(1, threads) * 16
     out = []
@@ -291,9 +339,11 @@ def measure_gathers(threads: int, sizes: tuple[int, ...] = PROBE_SIZES,
         for rb in row_bytes:
             words = rb // 8
             n_rows = max(1, table.size // words)
-            idx = rng.integers(0, n_rows, gathers, dtype=np.uint32)
+            idx = rng.integers(0, n_rows, gathers * 16, dtype=np.uint32)
             kern = _gather_kernel(words)
-            t = _median_time(lambda: kern(table, idx, blocks), repeats)
+            w = _Windows(idx.size, gathers)
+            kern(table, np.arange(n_rows, dtype=np.uint32), blocks)  # sweep the table once
+            t = _time(lambda: kern(table, idx[w.next()], blocks), repeats, statistic)
             out.append(GatherRate(int(rb), int(size), gathers / t))
             log.info("gather %d B rows from %d KiB: %.1f M rows/s", rb, size >> 10, gathers / t / 1e6)
     return out
@@ -341,7 +391,8 @@ def kernel_callable(kernel: str, indptr: np.ndarray, indices: np.ndarray, n_src:
 
 
 def calibrate_kernels(threads: int, kernels: tuple[str, ...] = ("own_fp32", "int2", "int4", "int8"),
-                      repeats: int = 9, num_features: int = 64, seed: int = 0) -> list[KernelCost]:
+                      repeats: int = 9, num_features: int = 64, seed: int = 0,
+                      statistic: str = "median") -> list[KernelCost]:
     """Fit ``t = call + row N + edge E`` for each kernel on :data:`CALIBRATION_GRAPHS`
     (source table of :data:`CALIBRATION_SRC_ROWS` rows), by non-negative least squares on the
     median times (``threads`` threads)."""
@@ -354,7 +405,7 @@ def calibrate_kernels(threads: int, kernels: tuple[str, ...] = ("own_fp32", "int
         rows, ts = [], []
         for indptr, indices in graphs:
             fn = kernel_callable(k, indptr, indices, CALIBRATION_SRC_ROWS, num_features, rng)
-            t = _median_time(fn, repeats)
+            t = _time(fn, repeats, statistic)
             rows.append([1.0, indptr.size - 1, indices.size])
             ts.append(t)
         a = np.array(rows)
@@ -364,7 +415,7 @@ def calibrate_kernels(threads: int, kernels: tuple[str, ...] = ("own_fp32", "int
         resid = float(np.max(np.abs(a @ coef - tv) / tv))
         desc = (f"nnls over {len(graphs)} micro-graphs (N_dst, degree) = {list(CALIBRATION_GRAPHS)}, "
                 f"{CALIBRATION_SRC_ROWS} source rows, F={num_features}, {threads} threads, "
-                f"median of {repeats}; times {[round(t * 1e3, 4) for t in ts]} ms")
+                f"{statistic} of {repeats}; times {[round(t * 1e3, 4) for t in ts]} ms")
         out.append(KernelCost(k, float(coef[0]), float(coef[1]), float(coef[2]), desc, resid))
         log.info("kernel %s: call %.1f us, row %.2f ns, edge %.3f ns (fit residual %.0f%%)", k,
                  coef[0] * 1e6, coef[1] * 1e9, coef[2] * 1e9, 100 * resid)
@@ -375,7 +426,7 @@ def calibrate_kernels(threads: int, kernels: tuple[str, ...] = ("own_fp32", "int
 def probe(threads: int = 2, sysfs_root: str | Path = "/sys", cpuinfo: str | Path = "/proc/cpuinfo",
           repeats: int = 5, sizes: tuple[int, ...] = PROBE_SIZES,
           kernels: tuple[str, ...] = ("own_fp32", "int2", "int4", "int8"),
-          say: Callable[[str], None] | None = None) -> HostPoint:
+          statistic: str = "median", say: Callable[[str], None] | None = None) -> HostPoint:
     """Measure this machine (module docstring) with ``threads`` threads.
 
     Raises
@@ -389,6 +440,8 @@ def probe(threads: int = 2, sysfs_root: str | Path = "/sys", cpuinfo: str | Path
 
     if threads < 1 or repeats < 1:
         raise QuantError(f"threads and repeats must be >= 1, not {threads!r}, {repeats!r}")
+    if statistic not in STATISTICS:
+        raise QuantError(f"statistic must be one of {STATISTICS}, not {statistic!r}")
     say = say or log.info
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     load = machine.load_average()
@@ -397,16 +450,17 @@ def probe(threads: int = 2, sysfs_root: str | Path = "/sys", cpuinfo: str | Path
     say("clock")
     clock = measure_clock()
     say("streams")
-    streams = measure_streams(threads, sizes, repeats)
+    streams = measure_streams(threads, sizes, 3 * repeats, statistic=statistic)
     say("gathers")
-    gathers = measure_gathers(threads, sizes, repeats=repeats)
+    gathers = measure_gathers(threads, sizes, repeats=3 * repeats, statistic=statistic)
     say("kernel costs")
-    costs = calibrate_kernels(threads, kernels, repeats=max(8 * repeats, 21))
+    costs = calibrate_kernels(threads, kernels, repeats=max(8 * repeats, 21),
+                              statistic=statistic)
     return HostPoint(name="host", cpu=info["cpu"], logical_cpus=os.cpu_count() or 1,
                      threads=threads, simd_bytes=info["simd_bytes"], clock_hz=clock,
                      clock_hz_reported=info["mhz"] * 1e6, caches=tuple(caches),
                      stream=tuple(streams), gather=tuple(gathers), kernel_costs=tuple(costs),
-                     load_average=tuple(load),
+                     load_average=tuple(load), statistic=statistic,
                      measured_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
 
@@ -417,7 +471,7 @@ def describe_host(h: HostPoint) -> str:
     lines = [f"host: {h.cpu}, {h.logical_cpus} logical CPUs, probe threads {h.threads}, SIMD "
              f"{h.simd_bytes} B, clock {h.clock_hz / 1e9:.2f} GHz measured "
              f"({h.clock_hz_reported / 1e9:.2f} reported), caches {caches}; load {list(h.load_average)} "
-             f"at {h.measured_at}",
+             f"at {h.measured_at}; {h.statistic} of the repeats",
              "  stream read GB/s: " + ", ".join(f"{s.size_bytes >> 10} KiB {s.read_bps / 1e9:.1f}"
                                                 for s in h.stream)]
     for rb in sorted({g.row_bytes for g in h.gather}):
@@ -434,10 +488,14 @@ def main(argv: list[str] | None = None) -> int:
                                  description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--statistic", choices=STATISTICS, default="median",
+                    help="median of the repeats (compared with the benchmark's medians) or the "
+                         "fastest (compared with its fastest rounds)")
     ap.add_argument("--out", required=True, help="probe file to write (JSON)")
     a = ap.parse_args(argv)
     machine.prefer_passive_omp()
-    h = probe(a.threads, repeats=a.repeats, say=lambda m: print(f"... {m}", flush=True))
+    h = probe(a.threads, repeats=a.repeats, statistic=a.statistic,
+              say=lambda m: print(f"... {m}", flush=True))
     h.save(a.out)
     print(describe_host(h))
     print(f"wrote {a.out}")

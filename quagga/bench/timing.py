@@ -62,5 +62,7 @@ def timing_table(workload: dict, ratios: list[tuple[str, str]], width: int = 20)
             lines.append(f"  {k.upper() + ' packed':<{width}}{v['median_s'] * 1e3:>11.2f}{predicted(v)}"
                          f"{v['edges_per_s'] / 1e6:>10.1f}{cols}{str(v['bit_exact']):>11}")
     if pred:
-        lines.append("  (predicted: the host roofline model's ms and predicted / measured)")
+        stat = workload.get("host_model", {}).get("compared_with", "median_s")
+        lines.append(f"  (predicted: the host roofline model's ms and predicted / measured "
+                     f"{'median' if stat == 'median_s' else 'fastest round'})")
     return lines

@@ -51,6 +51,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probe", action="store_true",
                         help="measure the host probe now, with --threads, before the benchmark (saved "
                              "to --host-probe FILE if given)")
+    parser.add_argument("--probe-statistic", choices=["median", "best"], default="median",
+                        help="with --probe: median of the probe's repeats (compared with the medians) "
+                             "or the fastest (compared with the fastest rounds)")
 
 
 def _bits(text: str) -> tuple[int, ...]:
@@ -109,7 +112,8 @@ def _host(args):
     if args.probe:
         from quagga.bench.host_probe import describe_host, probe
 
-        host = probe(args.threads, say=lambda msg: print(f"... host probe: {msg}", flush=True))
+        host = probe(args.threads, statistic=args.probe_statistic,
+                     say=lambda msg: print(f"... host probe: {msg}", flush=True))
         if args.host_probe:
             host.save(args.host_probe)
             print(f"wrote {args.host_probe}")

@@ -185,6 +185,10 @@ class HostPoint:
         1/5/15-minute load averages when the probe ran.
     measured_at : str
         UTC time of the probe (ISO 8601).
+    statistic : str
+        ``median``: every time is the median of the probe's repeats, and predictions are
+        compared with the benchmark's medians; ``best``: the fastest repeat, compared with the
+        benchmark's fastest rounds.
     """
 
     name: str = "host"
@@ -200,6 +204,7 @@ class HostPoint:
     kernel_costs: tuple[KernelCost, ...] = ()
     load_average: tuple[float, ...] = ()
     measured_at: str = ""
+    statistic: str = "median"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -209,6 +214,8 @@ class HostPoint:
         _int("host", "simd_bytes", self.simd_bytes)
         _num("host", "clock_hz", self.clock_hz)
         _num("host", "clock_hz_reported", self.clock_hz_reported, strict=False)
+        if self.statistic not in ("median", "best"):
+            raise DesignError(f"statistic must be 'median' or 'best', not {self.statistic!r}")
         for f, typ in (("caches", CacheLevel), ("stream", StreamRate), ("gather", GatherRate),
                        ("kernel_costs", KernelCost)):
             v = getattr(self, f)

@@ -122,3 +122,29 @@ def test_bench_refuses_missing_or_bad_probe(tmp_path, tiny_probe):
                        capture_output=True, text=True)
     assert r.returncode == 2 and "clock_hz" in r.stderr and "-1" in r.stderr
     assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_report_table_of_predictions():
+    from quagga.report import host_model_rows, host_model_table
+
+    def ent(med, best, pred, binds):
+        return {"median_s": med, "min_s": best, "times_s": [best, med], "predicted_s": pred,
+                "predicted": {"binds": binds, "compute_s": pred, "memory_s": pred / 2,
+                              "table_level": "L2"}}
+
+    agg = {"baselines": {"own_fp32": ent(0.010, 0.008, 0.011, "memory"),
+                         "torch_csr_spmm": {"median_s": 0.02, "times_s": [0.02]}},
+           "int2": ent(0.002, 0.0015, 0.001, "compute"), "int8": ent(0.004, 0.003, 0.0045, "compute"),
+           "host_model": {"compared_with": "median_s"}}
+    rows = host_model_rows(agg)
+    assert [r["width"] for r in rows] == ["FP32", "INT8", "INT2"]
+    assert rows[0]["ratio"] == pytest.approx(1.1) and rows[2]["ratio"] == pytest.approx(0.5)
+    res = {"dataset": {"name": "tolokers", "num_edges_with_self_loops": 1049758},
+           "machine": {"load_average_start": [1.5, 1.0, 0.5]}, "workloads": {"aggregation": agg}}
+    lines = host_model_table({"host-tolokers": res})
+    assert len(lines) == 2 + 3
+    assert "| FP32 | `own_fp32` | 1.5 | 10.00 | 8.00 | 11.00 | 1.10 (median) | yes | memory" in lines[2]
+    assert "| INT2 |" in lines[4] and "| 0.50 (median) | no |" in lines[4]
+    agg["host_model"]["compared_with"] = "min_s"
+    assert host_model_rows(agg)[0]["ratio"] == pytest.approx(0.011 / 0.008)
+    assert host_model_table({"x": {"workloads": {"aggregation": {"baselines": {}}}}}) == []
