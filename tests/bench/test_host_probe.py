@@ -148,3 +148,18 @@ def test_report_table_of_predictions():
     agg["host_model"]["compared_with"] = "min_s"
     assert host_model_rows(agg)[0]["ratio"] == pytest.approx(0.011 / 0.008)
     assert host_model_table({"x": {"workloads": {"aggregation": {"baselines": {}}}}}) == []
+
+
+def test_design_host_from_a_probe(tiny_probe):
+    import argparse
+
+    from quagga.design_args import design_from_args
+    from sim.design.point import DesignError
+
+    ns = argparse.Namespace(design="host", set=["bits=2"], host_probe=str(tiny_probe))
+    dp = design_from_args(ns)
+    h = load_host(tiny_probe)
+    assert dp.name == "host" and dp.bits == 2 and dp.agg_units == h.threads
+    assert dp.clock_hz == h.clock_hz and dp.word_bits == 8 * h.simd_bytes
+    with pytest.raises(DesignError, match="--host-probe"):
+        design_from_args(argparse.Namespace(design="host", set=[], host_probe=None))
