@@ -114,17 +114,27 @@ def host_model_rows(agg: dict) -> list[dict]:
                      "predicted_s": ent["predicted_s"], "ratio": ent["predicted_s"] / ent[stat],
                      "ratio_median": ent["predicted_s"] / ent["median_s"],
                      "compared_with": stat, "binds": p.get("binds", "?"),
+                     "busy_s": ent.get("busy_s"), "ratio_busy": ent.get("predicted_over_busy"),
                      "compute_s": p.get("compute_s", float("nan")), "memory_s": p.get("memory_s", float("nan")),
                      "table_level": p.get("table_level", "?")})
     return rows
+
+
+def _ms(v: float | None) -> str:
+    return "–" if v is None else f"{v * 1e3:.2f}"
+
+
+def _ratio(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}"
 
 
 def host_model_table(results: dict[str, dict]) -> list[str]:
     """Markdown table of :func:`host_model_rows` for each named bench result (``quagga bench``
     JSON with ``workloads.aggregation``, or ``python -m quagga.bench.aggregation`` JSON)."""
     lines = ["| result | graph | width | kernel | load (1 min, start) | measured median ms | fastest ms | "
-             "predicted ms | predicted / measured | within ±30% | binds (model) | compute ms | memory ms | table in |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "predicted ms | predicted / measured | within ±30% | busy ms (CPU / threads) | predicted / busy | "
+             "binds (model) | compute ms | memory ms | table in |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, res in results.items():
         if not isinstance(res, dict):
             continue
@@ -137,7 +147,8 @@ def host_model_table(results: dict[str, dict]) -> list[str]:
             lines.append(f"| `{name}` | {graph} (E {e:,}) | {r['width']} | `{r['kernel']}` | "
                          f"{load[0] if load else '?'} | {r['median_s'] * 1e3:.2f} | {r['min_s'] * 1e3:.2f} | "
                          f"{r['predicted_s'] * 1e3:.2f} | {r['ratio']:.2f} ({stat}) | "
-                         f"{'yes' if 0.7 <= r['ratio'] <= 1.3 else 'no'} | {r['binds']} | "
+                         f"{'yes' if 0.7 <= r['ratio'] <= 1.3 else 'no'} | "
+                         f"{_ms(r['busy_s'])} | {_ratio(r['ratio_busy'])} | {r['binds']} | "
                          f"{r['compute_s'] * 1e3:.2f} | {r['memory_s'] * 1e3:.2f} | {r['table_level']} |")
     return lines if len(lines) > 2 else []
 

@@ -180,13 +180,15 @@ def measure(indptr: np.ndarray, indices: np.ndarray, w_codes: np.ndarray, w_floa
         fns[f"int{b}"] = (lambda p=p, xb=xb: propagate.aggregate_packed(
             indptr, ixc, w8, xb, num_features, p, block=block, validate=False, packed_out=True))
     say(f"aggregation F={num_features}: timing {', '.join(fns)} x {repeats} (interleaved)")
+    cpu: dict[str, list[float]] = {}
     with torch.inference_mode():
-        times = time_interleaved(fns, repeats)
+        times = time_interleaved(fns, repeats, cpu_times=cpu)
     res: dict = {"num_features": num_features, "baselines": {}}
     for f in forms:
         med = median(times[f])
         res["baselines"][f] = {"median_s": med, "min_s": min(times[f]), "times_s": times[f],
-                               "edges_per_s": e / med}
+                               "edges_per_s": e / med, "cpu_times_s": cpu[f],
+                               "cpu_median_s": median(cpu[f])}
     fastest = min(forms, key=lambda f: res["baselines"][f]["median_s"])
     res["fastest_fp32"] = fastest
     base = res["baselines"]
@@ -199,6 +201,7 @@ def measure(indptr: np.ndarray, indices: np.ndarray, w_codes: np.ndarray, w_floa
         med = median(times[f"int{b}"])
         best = min(times[f"int{b}"])
         ent = {"median_s": med, "min_s": best, "times_s": times[f"int{b}"], "edges_per_s": e / med,
+               "cpu_times_s": cpu[f"int{b}"], "cpu_median_s": median(cpu[f"int{b}"]),
                "bit_exact": ok,
                "output": f"packed INT{p.y_spec.bits} codes, uint8 (N, {timed.y.shape[1]})",
                "checked_against": ["sim.exact.functional.aggregate (all rows)",
@@ -230,6 +233,9 @@ def add_predictions(res: dict, host, num_rows: int, num_edges: int, index_bytes:
     calibrated kernel cost (torch, PyG) are not predicted.  Adds ``host_model``: the probe
     used (:meth:`sim.design.host.HostPoint.to_dict`), the threads of the call and the measured
     statistic the ratio uses (``median_s``, or ``min_s`` for a probe of fastest repeats).
+    Where the entry has ``cpu_median_s`` (process CPU seconds per call, median), also
+    ``busy_s`` = CPU seconds / threads (a thread's busy time, which on a shared machine leaves
+    out the time the scheduler gave other processes) and ``predicted_over_busy``.
     """
     import numba
 
@@ -254,6 +260,9 @@ def add_predictions(res: dict, host, num_rows: int, num_edges: int, index_bytes:
         ent["predicted_s"] = pred.time_s
         ent["predicted"] = pred.to_dict()
         ent["predicted_over_measured"] = pred.time_s / ent[measured]
+        if "cpu_median_s" in ent:  # busy time per thread: the load-independent measure
+            ent["busy_s"] = ent["cpu_median_s"] / threads
+            ent["predicted_over_busy"] = pred.time_s / ent["busy_s"]
     res["host_model"] = {"model": "sim.accel.host_model.predict_aggregation", "threads": threads,
                          "compared_with": measured, "host": host.to_dict()}
 

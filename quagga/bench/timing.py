@@ -8,10 +8,14 @@ import time
 from collections.abc import Callable
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
-                     ) -> dict[str, list[float]]:
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
+                     cpu_times: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
     """Run each callable ``warmup`` times, then ``repeats`` rounds in which every callable runs
-    once (the order rotates each round).  Returns name -> list of wall-clock seconds."""
+    once (the order rotates each round).  Returns name -> list of wall-clock seconds.
+
+    ``cpu_times``, if given, is filled with name -> the process CPU seconds of each timed call
+    (all threads; with ``OMP_WAIT_POLICY=PASSIVE`` idle workers sleep, so this is the work
+    done, without the time the scheduler gave to other processes)."""
     names = list(fns)
     for name in names:
         for _ in range(warmup):
@@ -20,9 +24,12 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup:
     for r in range(repeats):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
+            c0 = time.process_time()
             t0 = time.perf_counter()
             fns[name]()
             times[name].append(time.perf_counter() - t0)
+            if cpu_times is not None:
+                cpu_times.setdefault(name, []).append(time.process_time() - c0)
     return times
 
 

@@ -101,6 +101,9 @@ def test_bench_json_has_predictions(tiny_probe, tmp_path):
         assert ent["predicted_s"] > 0
         assert ent["predicted_over_measured"] == pytest.approx(ent["predicted_s"] / ent["median_s"])
         p = ent["predicted"]
+        assert ent["busy_s"] == pytest.approx(ent["cpu_median_s"] / 1)
+        assert ent["predicted_over_busy"] == pytest.approx(ent["predicted_s"] / ent["busy_s"])
+        assert len(ent["cpu_times_s"]) == len(ent["times_s"]) == 1
         assert p["binds"] in ("compute", "memory")
         assert p["time_s"] == pytest.approx(p["call_s"] + max(p["compute_s"], p["memory_s"]))
     for form in ("torch_csr_spmm", "pyg_sparse_csr"):
@@ -143,7 +146,7 @@ def test_report_table_of_predictions():
            "machine": {"load_average_start": [1.5, 1.0, 0.5]}, "workloads": {"aggregation": agg}}
     lines = host_model_table({"host-tolokers": res})
     assert len(lines) == 2 + 3
-    assert "| FP32 | `own_fp32` | 1.5 | 10.00 | 8.00 | 11.00 | 1.10 (median) | yes | memory" in lines[2]
+    assert "| FP32 | `own_fp32` | 1.5 | 10.00 | 8.00 | 11.00 | 1.10 (median) | yes | – | – | memory" in lines[2]
     assert "| INT2 |" in lines[4] and "| 0.50 (median) | no |" in lines[4]
     agg["host_model"]["compared_with"] = "min_s"
     assert host_model_rows(agg)[0]["ratio"] == pytest.approx(0.011 / 0.008)
