@@ -111,7 +111,8 @@ def host_model_rows(agg: dict) -> list[dict]:
         p = ent.get("predicted") or {}
         rows.append({"width": width, "kernel": key, "median_s": ent["median_s"],
                      "min_s": ent.get("min_s", min(ent.get("times_s") or [ent["median_s"]])),
-                     "predicted_s": ent["predicted_s"], "ratio": ent["predicted_s"] / ent[stat],
+                     "predicted_s": ent["predicted_s"],
+                     "ratio": ent["predicted_s"] / ent[stat] if ent.get(stat) else float("nan"),
                      "ratio_median": ent["predicted_s"] / ent["median_s"],
                      "compared_with": stat, "binds": p.get("binds", "?"),
                      "busy_s": ent.get("busy_s"), "ratio_busy": ent.get("predicted_over_busy"),
@@ -143,7 +144,7 @@ def host_model_table(results: dict[str, dict]) -> list[str]:
         e = _get(res, "dataset", "num_edges_with_self_loops") or _get(res, "graph", "num_edges", default="?")
         load = _get(res, "machine", "load_average_start", default=["?"])
         for r in host_model_rows(agg):
-            stat = "median" if r["compared_with"] == "median_s" else "fastest"
+            stat = {"median_s": "median", "min_s": "fastest", "busy_s": "busy"}.get(r["compared_with"], "?")
             lines.append(f"| `{name}` | {graph} (E {e:,}) | {r['width']} | `{r['kernel']}` | "
                          f"{load[0] if load else '?'} | {r['median_s'] * 1e3:.2f} | {r['min_s'] * 1e3:.2f} | "
                          f"{r['predicted_s'] * 1e3:.2f} | {r['ratio']:.2f} ({stat}) | "

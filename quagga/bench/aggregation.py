@@ -243,7 +243,7 @@ def add_predictions(res: dict, host, num_rows: int, num_edges: int, index_bytes:
 
     threads = int(numba.get_num_threads())
     kernels = {c.kernel for c in host.kernel_costs}
-    measured = "median_s" if host.statistic == "median" else "min_s"
+    measured = {"median": "median_s", "best": "min_s", "busy": "busy_s"}[host.statistic]
     works = {}
     if "own_fp32" in res["baselines"] and "own_fp32" in kernels:
         works[("baselines", "own_fp32")] = AggregationWork(
@@ -259,10 +259,10 @@ def add_predictions(res: dict, host, num_rows: int, num_edges: int, index_bytes:
         pred = predict_aggregation(host, work)
         ent["predicted_s"] = pred.time_s
         ent["predicted"] = pred.to_dict()
-        ent["predicted_over_measured"] = pred.time_s / ent[measured]
         if "cpu_median_s" in ent:  # busy time per thread: the load-independent measure
             ent["busy_s"] = ent["cpu_median_s"] / threads
             ent["predicted_over_busy"] = pred.time_s / ent["busy_s"]
+        ent["predicted_over_measured"] = pred.time_s / ent[measured]
     res["host_model"] = {"model": "sim.accel.host_model.predict_aggregation", "threads": threads,
                          "compared_with": measured, "host": host.to_dict()}
 

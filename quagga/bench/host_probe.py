@@ -22,9 +22,11 @@
   predicts; the constants are measured once per probe and saved with it.
 
 Every rate is measured with the threads the benchmark will use (``threads``) and reported as
-the median (``statistic="median"``, compared with the benchmark's medians) or the fastest
-(``"best"``, compared with its fastest rounds: on a machine shared with other jobs, the
-estimate of the uncontended time on both sides) of ``repeats`` calls after one warm-up.  Run ``python -m quagga.bench.host_probe
+the median wall time (``statistic="median"``, compared with the benchmark's medians), the
+fastest (``"best"``, compared with its fastest rounds) or the median busy time (``"busy"``:
+process CPU seconds / threads, compared with the benchmark's ``busy_s``; on a machine shared
+with other jobs it leaves out the time the scheduler gave to them, on both sides) of
+``repeats`` calls after one warm-up.  Run ``python -m quagga.bench.host_probe
 --threads 2 --out host.json`` (or ``quagga bench --probe --host-probe host.json``) and pass
 the file to ``quagga bench --host-probe``.
 """
@@ -243,18 +245,25 @@ def _gather_kernel(words: int) -> Callable:
     return _GATHERS[words]
 
 
-STATISTICS = ("median", "best")
+STATISTICS = ("median", "best", "busy")
 
 
-def _time(fn: Callable[[], object], repeats: int, statistic: str = "median") -> float:
-    """Seconds of one call of ``fn``: the median or the fastest of ``repeats`` after a warm-up."""
+def _time(fn: Callable[[], object], repeats: int, statistic: str = "median", threads: int = 1
+          ) -> float:
+    """Seconds of one call of ``fn`` after a warm-up: the median (``median``) or the fastest
+    (``best``) wall time of ``repeats`` calls, or the median busy time (``busy``: process CPU
+    seconds / ``threads``, which leaves out the time the scheduler gave other processes)."""
     fn()
     ts = []
     for _ in range(repeats):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         fn()
-        ts.append(time.perf_counter() - t0)
-    return float(statistics.median(ts)) if statistic == "median" else min(ts)
+        if statistic == "busy":
+            ts.append((time.process_time() - c0) / threads)
+        else:
+            ts.append(time.perf_counter() - t0)
+    return min(ts) if statistic == "best" else float(statistics.median(ts))
 
 
 def measure_clock(repeats: int = 51, iterations: int = 2_000_000) -> float:
@@ -312,7 +321,7 @@ def measure_streams(threads: int, sizes: tuple[int, ...] = PROBE_SIZES, repeats:
                 else:
                     _triad(arrs[0][sl], arrs[1][sl], arrs[2][sl], 3.0, blocks, reps)
 
-            t = _time(call, repeats, statistic)
+            t = _time(call, repeats, statistic, threads)
             moved = {"read": 8, "copy": 16, "triad": 24}[kern] * w.win * reps
             rates.append(moved / t)
         out.append(StreamRate(int(size), *rates))
@@ -343,7 +352,7 @@ def measure_gathers(threads: int, sizes: tuple[int, ...] = PROBE_SIZES,
             kern = _gather_kernel(words)
             w = _Windows(idx.size, gathers)
             kern(table, np.arange(n_rows, dtype=np.uint32), blocks)  # sweep the table once
-            t = _time(lambda: kern(table, idx[w.next()], blocks), repeats, statistic)
+            t = _time(lambda: kern(table, idx[w.next()], blocks), repeats, statistic, threads)
             out.append(GatherRate(int(rb), int(size), gathers / t))
             log.info("gather %d B rows from %d KiB: %.1f M rows/s", rb, size >> 10, gathers / t / 1e6)
     return out
@@ -405,7 +414,7 @@ def calibrate_kernels(threads: int, kernels: tuple[str, ...] = ("own_fp32", "int
         rows, ts = [], []
         for indptr, indices in graphs:
             fn = kernel_callable(k, indptr, indices, CALIBRATION_SRC_ROWS, num_features, rng)
-            t = _time(fn, repeats, statistic)
+            t = _time(fn, repeats, statistic, threads)
             rows.append([1.0, indptr.size - 1, indices.size])
             ts.append(t)
         a = np.array(rows)
@@ -489,8 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--statistic", choices=STATISTICS, default="median",
-                    help="median of the repeats (compared with the benchmark's medians) or the "
-                         "fastest (compared with its fastest rounds)")
+                    help="median wall time of the repeats (compared with the benchmark's medians), "
+                         "the fastest (compared with its fastest rounds) or the median busy time, "
+                         "CPU seconds / threads (compared with the benchmark's busy time)")
     ap.add_argument("--out", required=True, help="probe file to write (JSON)")
     a = ap.parse_args(argv)
     machine.prefer_passive_omp()

@@ -70,6 +70,7 @@ def timing_table(workload: dict, ratios: list[tuple[str, str]], width: int = 20)
                          f"{v['edges_per_s'] / 1e6:>10.1f}{cols}{str(v['bit_exact']):>11}")
     if pred:
         stat = workload.get("host_model", {}).get("compared_with", "median_s")
+        what = {"median_s": "median", "min_s": "fastest round", "busy_s": "busy time (CPU s / threads)"}
         lines.append(f"  (predicted: the host roofline model's ms and predicted / measured "
-                     f"{'median' if stat == 'median_s' else 'fastest round'})")
+                     f"{what.get(stat, stat)})")
     return lines

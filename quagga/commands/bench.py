@@ -51,9 +51,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probe", action="store_true",
                         help="measure the host probe now, with --threads, before the benchmark (saved "
                              "to --host-probe FILE if given)")
-    parser.add_argument("--probe-statistic", choices=["median", "best"], default="median",
-                        help="with --probe: median of the probe's repeats (compared with the medians) "
-                             "or the fastest (compared with the fastest rounds)")
+    parser.add_argument("--probe-statistic", choices=["median", "best", "busy"], default="median",
+                        help="with --probe: median wall time of the probe's repeats (compared with the "
+                             "medians), the fastest (compared with the fastest rounds) or the median "
+                             "busy time, CPU seconds / threads (compared with the busy time)")
 
 
 def _bits(text: str) -> tuple[int, ...]:

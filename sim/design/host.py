@@ -186,9 +186,10 @@ class HostPoint:
     measured_at : str
         UTC time of the probe (ISO 8601).
     statistic : str
-        ``median``: every time is the median of the probe's repeats, and predictions are
-        compared with the benchmark's medians; ``best``: the fastest repeat, compared with the
-        benchmark's fastest rounds.
+        ``median``: every time is the median wall time of the probe's repeats, and predictions
+        are compared with the benchmark's medians; ``best``: the fastest repeat, compared with
+        the benchmark's fastest rounds; ``busy``: the median busy time (process CPU seconds /
+        threads), compared with the benchmark's busy time.
     """
 
     name: str = "host"
@@ -214,8 +215,8 @@ class HostPoint:
         _int("host", "simd_bytes", self.simd_bytes)
         _num("host", "clock_hz", self.clock_hz)
         _num("host", "clock_hz_reported", self.clock_hz_reported, strict=False)
-        if self.statistic not in ("median", "best"):
-            raise DesignError(f"statistic must be 'median' or 'best', not {self.statistic!r}")
+        if self.statistic not in ("median", "best", "busy"):
+            raise DesignError(f"statistic must be 'median', 'best' or 'busy', not {self.statistic!r}")
         for f, typ in (("caches", CacheLevel), ("stream", StreamRate), ("gather", GatherRate),
                        ("kernel_costs", KernelCost)):
             v = getattr(self, f)

@@ -150,6 +150,10 @@ def test_report_table_of_predictions():
     assert "| INT2 |" in lines[4] and "| 0.50 (median) | no |" in lines[4]
     agg["host_model"]["compared_with"] = "min_s"
     assert host_model_rows(agg)[0]["ratio"] == pytest.approx(0.011 / 0.008)
+    agg["baselines"]["own_fp32"].update(busy_s=0.005, predicted_over_busy=2.2)
+    agg["host_model"]["compared_with"] = "busy_s"
+    assert host_model_rows(agg)[0]["ratio"] == pytest.approx(2.2)
+    assert "| 2.20 (busy) | no | 5.00 | 2.20 |" in host_model_table({"t": res})[2]
     assert host_model_table({"x": {"workloads": {"aggregation": {"baselines": {}}}}}) == []
 
 

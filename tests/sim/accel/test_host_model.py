@@ -122,6 +122,7 @@ def test_host_round_trip_and_design_point(tmp_path):
     (lambda d: d["kernel_costs"][0].update(edge_s=float("nan")), "edge_s"),
     (lambda d: d["caches"][0].update(kind="Weird"), "Weird"),
     (lambda d: d.update(stream=[]), "stream"),
+    (lambda d: d.update(statistic="mean"), "statistic"),
     (lambda d: d["stream"][0].pop("read_bps"), "stream[0]"),
 ])
 def test_bad_probe_files_name_the_field(tmp_path, edit, field):
