@@ -220,16 +220,19 @@ def measure(indptr: np.ndarray, indices: np.ndarray, w_codes: np.ndarray, w_floa
     res["fp32_bytes_per_edge"] = {"index": 8, "weight": 4, "feature_row": 4 * num_features}
     if host is not None:
         add_predictions(res, host, n, e, ixc.itemsize, num_features,
-                        {b: (int(cases[b][2].shape[1]), cases[b][0].y_spec.bits) for b in bits})
+                        {b: (int(cases[b][2].shape[1]), cases[b][0].y_spec.bits) for b in bits},
+                        indices)
     return res
 
 
 def add_predictions(res: dict, host, num_rows: int, num_edges: int, index_bytes: int,
-                    num_features: int, int_rows: dict[int, tuple[int, int]]) -> None:
+                    num_features: int, int_rows: dict[int, tuple[int, int]],
+                    indices: np.ndarray | None = None) -> None:
     """Add the host roofline model's prediction (:mod:`sim.accel.host_model`) beside each
     measured median of a :func:`measure` result ``res`` (in place).
 
-    ``int_rows`` maps a width ``b`` to ``(packed row bytes, output bits)``.  Forms without a
+    ``int_rows`` maps a width ``b`` to ``(packed row bytes, output bits)``; ``indices`` (the
+    CSR sources) gives the gathers' skew (:func:`sim.accel.host_model.source_coverage`).  Forms without a
     calibrated kernel cost (torch, PyG) are not predicted.  Adds ``host_model``: the probe
     used (:meth:`sim.design.host.HostPoint.to_dict`), the threads of the call and the measured
     statistic the ratio uses (``median_s``, or ``min_s`` for a probe of fastest repeats).
@@ -239,21 +242,22 @@ def add_predictions(res: dict, host, num_rows: int, num_edges: int, index_bytes:
     """
     import numba
 
-    from sim.accel.host_model import AggregationWork, predict_aggregation
+    from sim.accel.host_model import AggregationWork, predict_aggregation, source_coverage
 
     threads = int(numba.get_num_threads())
     kernels = {c.kernel for c in host.kernel_costs}
     measured = {"median": "median_s", "best": "min_s", "busy": "busy_s"}[host.statistic]
+    cov = source_coverage(indices, num_rows) if indices is not None else ()
     works = {}
     if "own_fp32" in res["baselines"] and "own_fp32" in kernels:
         works[("baselines", "own_fp32")] = AggregationWork(
             "own_fp32", num_rows, num_edges, num_rows, 4 * num_features, index_bytes, 4,
-            4 * num_features, threads)
+            4 * num_features, threads, cov)
     for b, (row_bytes, out_bits) in int_rows.items():
         if f"int{b}" in res and f"int{b}" in kernels:
             works[(None, f"int{b}")] = AggregationWork(
                 f"int{b}", num_rows, num_edges, num_rows, row_bytes, index_bytes, 1,
-                -(-num_features * out_bits // 8), threads)
+                -(-num_features * out_bits // 8), threads, cov)
     for (group, name), work in works.items():
         ent = res[group][name] if group else res[name]
         pred = predict_aggregation(host, work)

@@ -14,6 +14,10 @@ The prediction of one call of an aggregation kernel on a graph is ::
 * ``gather_rate`` is the probe's random-row gather rate at the kernel's row width
   (``F * bits / 8`` bytes; 4 F for FP32), interpolated in ``log2(table_bytes)`` between the
   measured table sizes (clamped at the ends) and linearly between measured row widths.
+* Gathers are skewed on real graphs (a hub is the source of many edges): the share of the
+  gathers that read the source rows which fit in one core's L2 (the most gathered ones,
+  :attr:`AggregationWork.source_coverage`, counted from the graph) is charged at the L2 rate,
+  the rest at the table's; a uniform graph gets ``L2 / table`` of its gathers from L2.
 * ``read_bw`` is the probe's streaming read rate interpolated the same way at the op's whole
   working set (table, indices, weights, row pointers, output), since the streams of one call
   evict one another before the next call reuses them.
@@ -34,7 +38,23 @@ from dataclasses import asdict, dataclass
 from sim.design.host import HostPoint
 from sim.design.point import DesignError
 
-__all__ = ["AggregationWork", "HostPrediction", "gather_rate", "predict_aggregation", "read_bandwidth"]
+__all__ = ["AggregationWork", "HostPrediction", "gather_rate", "predict_aggregation", "read_bandwidth",
+           "source_coverage"]
+
+
+def source_coverage(indices, num_src_rows: int) -> tuple[float, ...]:
+    """The access skew of a gather sequence: entry ``j`` is the fraction of ``indices`` that
+    name the ``2**j`` most frequent rows, ``j = 0 .. ceil(log2 num_src_rows)``.
+
+    ``indices`` : int array (E,) of source rows (numpy).
+    """
+    import numpy as np
+
+    counts = np.sort(np.bincount(np.asarray(indices, dtype=np.int64), minlength=num_src_rows))[::-1]
+    csum = np.cumsum(counts, dtype=np.float64)
+    total = float(csum[-1]) if csum.size and csum[-1] > 0 else 1.0
+    ks = [min(1 << j, counts.size) for j in range(max(1, math.ceil(math.log2(max(2, num_src_rows)))) + 1)]
+    return tuple(min(1.0, float(csum[k - 1]) / total) for k in ks)
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,10 @@ class AggregationWork:
         Bytes written per destination row.
     threads : int
         Threads of the call.
+    source_coverage : tuple of float
+        Optional access skew of the gathers: entry ``j`` is the fraction of the ``E`` gathers
+        that read the ``2**j`` most gathered source rows (non-decreasing, ending at 1).  Empty:
+        uniform (every row as likely).  See :func:`source_coverage`.
     """
 
     kernel: str
@@ -70,6 +94,7 @@ class AggregationWork:
     weight_bytes: int
     out_row_bytes: int
     threads: int = 1
+    source_coverage: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         for f in ("num_rows", "num_edges", "num_src_rows", "row_bytes", "index_bytes",
@@ -77,6 +102,25 @@ class AggregationWork:
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < (1 if f == "threads" else 0):
                 raise DesignError(f"{f} must be an int >= {1 if f == 'threads' else 0}, not {v!r}")
+        cov = self.source_coverage
+        if not isinstance(cov, tuple) or any(not 0.0 <= c <= 1.0 + 1e-9 for c in cov) \
+                or any(b < a - 1e-12 for a, b in zip(cov, cov[1:])):
+            raise DesignError(f"source_coverage must be a non-decreasing tuple of fractions, not {cov!r}")
+
+    def hot_fraction(self, rows: float) -> float:
+        """Fraction of the gathers that read the ``rows`` most gathered source rows
+        (``rows / num_src_rows`` without :attr:`source_coverage`)."""
+        if rows >= self.num_src_rows:
+            return 1.0
+        if not self.source_coverage:
+            return rows / max(1, self.num_src_rows)
+        if rows < 1:
+            return self.source_coverage[0] * rows
+        j = math.log2(rows)
+        lo = min(int(j), len(self.source_coverage) - 1)
+        hi = min(lo + 1, len(self.source_coverage) - 1)
+        a = j - int(j)
+        return (1 - a) * self.source_coverage[lo] + a * self.source_coverage[hi]
 
     @property
     def table_bytes(self) -> int:
@@ -113,6 +157,7 @@ class HostPrediction:
     stream_level: str
     gather_rows_per_s: float
     read_bps: float
+    l2_hot_fraction: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -178,7 +223,11 @@ def predict_aggregation(host: HostPoint, work: AggregationWork) -> HostPredictio
     call = cost.call_s
     g_rate = gather_rate(host, work.row_bytes, work.table_bytes)
     bw = read_bandwidth(host, work.working_set_bytes)
-    gather = work.num_edges / g_rate
+    # the most gathered rows that fit in one core's L2 hit there; the rest at the table's rate
+    l2 = host.cache_bytes(2)
+    hot = work.hot_fraction(l2 / work.row_bytes) if l2 and work.table_bytes > l2 else 0.0
+    gather = work.num_edges * (hot / gather_rate(host, work.row_bytes, l2) if hot else 0.0) \
+        + work.num_edges * (1 - hot) / g_rate
     stream = work.stream_bytes / bw
     memory = gather + stream
     return HostPrediction(time_s=call + max(compute, memory), call_s=call, compute_s=compute,
@@ -186,4 +235,4 @@ def predict_aggregation(host: HostPoint, work: AggregationWork) -> HostPredictio
                           binds="compute" if compute >= memory else "memory",
                           table_level=host.cache_level_of(work.table_bytes),
                           stream_level=host.cache_level_of(work.working_set_bytes),
-                          gather_rows_per_s=g_rate, read_bps=bw)
+                          gather_rows_per_s=g_rate, read_bps=bw, l2_hot_fraction=hot)

@@ -144,3 +144,24 @@ def test_missing_and_malformed_probe_files(tmp_path):
     bad.write_text("[1, 2]")
     with pytest.raises(DesignError, match="JSON object"):
         load_host(bad)
+
+
+def test_source_coverage_and_skewed_gathers():
+    import numpy as np
+
+    from sim.accel.host_model import source_coverage
+
+    cov = source_coverage(np.array([0, 0, 0, 0, 1, 1, 2, 3]), 4)
+    assert cov == (0.5, 0.75, 1.0)  # top 1, 2, 4 rows
+    uniform = source_coverage(np.arange(1024), 1024)
+    assert uniform[5] == pytest.approx(32 / 1024)
+    h = example_host()
+    base = work(num_rows=1_000_000, num_src_rows=1_000_000, row_bytes=64, kernel="int8")
+    assert base.hot_fraction(1000) == pytest.approx(1e-3)
+    skew = dataclasses.replace(base, source_coverage=tuple(min(1.0, 0.5 + 0.05 * j) for j in range(21)))
+    assert skew.hot_fraction(2 ** 4) == pytest.approx(0.7)
+    p_uni, p_skew = predict_aggregation(h, base), predict_aggregation(h, skew)
+    assert p_skew.l2_hot_fraction > p_uni.l2_hot_fraction
+    assert p_skew.gather_s < p_uni.gather_s
+    with pytest.raises(DesignError, match="source_coverage"):
+        dataclasses.replace(base, source_coverage=(0.5, 0.2))
