@@ -76,7 +76,7 @@ def collect(run: Path) -> dict[str, Any]:
         else REPO / "reports" / "bench"
     out["bench_host"] = {p.stem: read_json(p) for p in sorted(host_dir.glob("host-*.json"))
                          if not p.stem.startswith("host-probe")} if host_dir.is_dir() else {}
-    out["bench_host_origin"] = str(host_dir)
+    out["bench_host_origin"] = "reports/bench" if host_dir == REPO / "reports" / "bench" else "bench"
     out["synth"] = _find_synth()
     out["sweep_csv"] = next(iter(sorted((run / "sweep").glob("*.csv"))), None) if (run / "sweep").is_dir() else None
     return out
