@@ -71,6 +71,12 @@ def collect(run: Path) -> dict[str, Any]:
                           for p in sorted((run / "bench").glob("model-int*.json"))} \
         if (run / "bench").is_dir() else {}
     out["depth"] = read_json(run / "depth" / "depth.json")
+    # host-model validations: the run's own, else the repository's (reports/bench/host-*.json)
+    host_dir = run / "bench" if (run / "bench").is_dir() and list((run / "bench").glob("host-*.json")) \
+        else REPO / "reports" / "bench"
+    out["bench_host"] = {p.stem: read_json(p) for p in sorted(host_dir.glob("host-*.json"))
+                         if not p.stem.startswith("host-probe")} if host_dir.is_dir() else {}
+    out["bench_host_origin"] = "reports/bench" if host_dir == REPO / "reports" / "bench" else "bench"
     out["synth"] = _find_synth()
     out["sweep_csv"] = next(iter(sorted((run / "sweep").glob("*.csv"))), None) if (run / "sweep").is_dir() else None
     return out
@@ -82,6 +88,70 @@ def _find_synth() -> dict | None:
         if d is not None:
             return d
     return None
+
+
+# ----------------------------------------------------------------------------- host model
+
+#: the kernels of an aggregation result the host model predicts, in table order
+HOST_MODEL_ROWS = (("FP32", "own_fp32"), ("INT8", "int8"), ("INT4", "int4"), ("INT2", "int2"))
+
+
+def host_model_rows(agg: dict) -> list[dict]:
+    """Predicted against measured time of each kernel of one aggregation result
+    (:func:`quagga.bench.aggregation.measure` with a host probe): width, kernel, measured
+    median and fastest round (s), predicted (s), predicted / measured (the statistic the probe
+    was taken with), the binding resource and the model's compute and memory terms (s)."""
+    hm = agg.get("host_model") or {}
+    stat = hm.get("compared_with", "median_s")
+    rows = []
+    for width, key in HOST_MODEL_ROWS:
+        ent = (agg.get("baselines") or {}).get(key) if key == "own_fp32" else agg.get(key)
+        if not ent or "predicted_s" not in ent:
+            continue
+        p = ent.get("predicted") or {}
+        rows.append({"width": width, "kernel": key, "median_s": ent["median_s"],
+                     "min_s": ent.get("min_s", min(ent.get("times_s") or [ent["median_s"]])),
+                     "predicted_s": ent["predicted_s"],
+                     "ratio": ent["predicted_s"] / ent[stat] if ent.get(stat) else float("nan"),
+                     "ratio_median": ent["predicted_s"] / ent["median_s"],
+                     "compared_with": stat, "binds": p.get("binds", "?"),
+                     "busy_s": ent.get("busy_s"), "ratio_busy": ent.get("predicted_over_busy"),
+                     "compute_s": p.get("compute_s", float("nan")), "memory_s": p.get("memory_s", float("nan")),
+                     "table_level": p.get("table_level", "?")})
+    return rows
+
+
+def _ms(v: float | None) -> str:
+    return "–" if v is None else f"{v * 1e3:.2f}"
+
+
+def _ratio(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def host_model_table(results: dict[str, dict]) -> list[str]:
+    """Markdown table of :func:`host_model_rows` for each named bench result (``quagga bench``
+    JSON with ``workloads.aggregation``, or ``python -m quagga.bench.aggregation`` JSON)."""
+    lines = ["| result | graph | width | kernel | load (1 min, start) | measured median ms | fastest ms | "
+             "predicted ms | predicted / measured | within ±30% | busy ms (CPU / threads) | predicted / busy | "
+             "binds (model) | compute ms | memory ms | table in |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, res in results.items():
+        if not isinstance(res, dict):
+            continue
+        agg = _get(res, "workloads", "aggregation") or res.get("aggregation") or {}
+        graph = _get(res, "dataset", "name") or _get(res, "graph", "kind", default="?")
+        e = _get(res, "dataset", "num_edges_with_self_loops") or _get(res, "graph", "num_edges", default="?")
+        load = _get(res, "machine", "load_average_start", default=["?"])
+        for r in host_model_rows(agg):
+            stat = {"median_s": "median", "min_s": "fastest", "busy_s": "busy"}.get(r["compared_with"], "?")
+            lines.append(f"| `{name}` | {graph} (E {e:,}) | {r['width']} | `{r['kernel']}` | "
+                         f"{load[0] if load else '?'} | {r['median_s'] * 1e3:.2f} | {r['min_s'] * 1e3:.2f} | "
+                         f"{r['predicted_s'] * 1e3:.2f} | {r['ratio']:.2f} ({stat}) | "
+                         f"{'yes' if 0.7 <= r['ratio'] <= 1.3 else 'no'} | "
+                         f"{_ms(r['busy_s'])} | {_ratio(r['ratio_busy'])} | {r['binds']} | "
+                         f"{r['compute_s'] * 1e3:.2f} | {r['memory_s'] * 1e3:.2f} | {r['table_level']} |")
+    return lines if len(lines) > 2 else []
 
 
 # ----------------------------------------------------------------------------- plots
@@ -439,6 +509,20 @@ def render(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path
         for note in bench.get("notes") or []:
             lines.append(f"* {note}")
         lines.append("")
+    host_results = {k: v for k, v in (data.get("bench_host") or {}).items() if v}
+    if bench and _get(bench, "workloads", "aggregation", "host_model"):
+        host_results = {"bench/bench.json": bench, **host_results}
+    for tag, mb in sorted((data.get("bench_model") or {}).items()):
+        if mb and _get(mb, "aggregation", "host_model"):
+            host_results[f"bench/model-{tag}.json"] = mb
+    host_lines = host_model_table(host_results)
+    if host_lines:
+        lines += ["### Host model: predicted against measured aggregation time", "",
+                  "The CPU roofline model of the `host` design point (`sim.accel.host_model`, probe "
+                  "`quagga.bench.host_probe`; docs/benchmarks.md) beside each measured kernel of one "
+                  "64-feature aggregation. Ratios use the statistic the probe was taken with. "
+                  f"Results from `{data.get('bench_host_origin', '')}` where the run has none.", "",
+                  *host_lines, ""]
     for tag, mb in sorted((data.get("bench_model") or {}).items()):
         if not mb or "speedup_vs_fastest_fp32" not in mb:
             continue

@@ -42,7 +42,7 @@ from quant.spec import QuantSpec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FP32_FORMS", "bench_params", "check_bit_exact", "format_table", "fp32_forms",
+__all__ = ["FP32_FORMS", "add_predictions", "bench_params", "check_bit_exact", "format_table", "fp32_forms",
            "measure", "run"]
 
 FP32_FORMS = ("torch_csr_spmm", "torch_csr_spmm_i32", "pyg_edge_index", "pyg_sparse_csr",
@@ -129,7 +129,7 @@ def fp32_forms(indptr: np.ndarray, indices: np.ndarray, w_float: np.ndarray, xf:
 def measure(indptr: np.ndarray, indices: np.ndarray, w_codes: np.ndarray, w_float: np.ndarray,
             num_features: int, bits: tuple[int, ...] = (2, 4, 8), repeats: int = 7, seed: int = 0,
             forms: tuple[str, ...] = FP32_FORMS, check_rows: int = 2000, block: int = 64,
-            say: Callable[[str], None] | None = None) -> dict:
+            say: Callable[[str], None] | None = None, host=None) -> dict:
     """Time one aggregation step at each width in ``bits`` against the FP32 ``forms``.
 
     Parameters
@@ -142,6 +142,10 @@ def measure(indptr: np.ndarray, indices: np.ndarray, w_codes: np.ndarray, w_floa
         Edge weights of the FP32 forms.
     num_features : int
         ``F``: columns of the random feature matrix.
+    host : sim.design.host.HostPoint, optional
+        A host probe: each kernel the CPU roofline model covers (``own_fp32`` and the
+        integer widths) gets ``predicted_s``, ``predicted`` (the model's breakdown) and
+        ``predicted_over_measured`` (:func:`add_predictions`).
 
     Returns
     -------
@@ -176,13 +180,15 @@ def measure(indptr: np.ndarray, indices: np.ndarray, w_codes: np.ndarray, w_floa
         fns[f"int{b}"] = (lambda p=p, xb=xb: propagate.aggregate_packed(
             indptr, ixc, w8, xb, num_features, p, block=block, validate=False, packed_out=True))
     say(f"aggregation F={num_features}: timing {', '.join(fns)} x {repeats} (interleaved)")
+    cpu: dict[str, list[float]] = {}
     with torch.inference_mode():
-        times = time_interleaved(fns, repeats)
+        times = time_interleaved(fns, repeats, cpu_times=cpu)
     res: dict = {"num_features": num_features, "baselines": {}}
     for f in forms:
         med = median(times[f])
         res["baselines"][f] = {"median_s": med, "min_s": min(times[f]), "times_s": times[f],
-                               "edges_per_s": e / med}
+                               "edges_per_s": e / med, "cpu_times_s": cpu[f],
+                               "cpu_median_s": median(cpu[f])}
     fastest = min(forms, key=lambda f: res["baselines"][f]["median_s"])
     res["fastest_fp32"] = fastest
     base = res["baselines"]
@@ -195,6 +201,7 @@ def measure(indptr: np.ndarray, indices: np.ndarray, w_codes: np.ndarray, w_floa
         med = median(times[f"int{b}"])
         best = min(times[f"int{b}"])
         ent = {"median_s": med, "min_s": best, "times_s": times[f"int{b}"], "edges_per_s": e / med,
+               "cpu_times_s": cpu[f"int{b}"], "cpu_median_s": median(cpu[f"int{b}"]),
                "bit_exact": ok,
                "output": f"packed INT{p.y_spec.bits} codes, uint8 (N, {timed.y.shape[1]})",
                "checked_against": ["sim.exact.functional.aggregate (all rows)",
@@ -211,13 +218,63 @@ def measure(indptr: np.ndarray, indices: np.ndarray, w_codes: np.ndarray, w_floa
             ent["speedup_vs_pyg"] = min(base[f]["median_s"] for f in PYG_FORMS) / med
         res[f"int{b}"] = ent
     res["fp32_bytes_per_edge"] = {"index": 8, "weight": 4, "feature_row": 4 * num_features}
+    if host is not None:
+        add_predictions(res, host, n, e, ixc.itemsize, num_features,
+                        {b: (int(cases[b][2].shape[1]), cases[b][0].y_spec.bits) for b in bits},
+                        indices)
     return res
+
+
+def add_predictions(res: dict, host, num_rows: int, num_edges: int, index_bytes: int,
+                    num_features: int, int_rows: dict[int, tuple[int, int]],
+                    indices: np.ndarray | None = None) -> None:
+    """Add the host roofline model's prediction (:mod:`sim.accel.host_model`) beside each
+    measured median of a :func:`measure` result ``res`` (in place).
+
+    ``int_rows`` maps a width ``b`` to ``(packed row bytes, output bits)``; ``indices`` (the
+    CSR sources) gives the gathers' skew (:func:`sim.accel.host_model.source_coverage`).  Forms without a
+    calibrated kernel cost (torch, PyG) are not predicted.  Adds ``host_model``: the probe
+    used (:meth:`sim.design.host.HostPoint.to_dict`), the threads of the call and the measured
+    statistic the ratio uses (``median_s``, or ``min_s`` for a probe of fastest repeats).
+    Where the entry has ``cpu_median_s`` (process CPU seconds per call, median), also
+    ``busy_s`` = CPU seconds / threads (a thread's busy time, which on a shared machine leaves
+    out the time the scheduler gave other processes) and ``predicted_over_busy``.
+    """
+    import numba
+
+    from sim.accel.host_model import AggregationWork, predict_aggregation, source_coverage
+
+    threads = int(numba.get_num_threads())
+    kernels = {c.kernel for c in host.kernel_costs}
+    measured = {"median": "median_s", "best": "min_s", "busy": "busy_s"}[host.statistic]
+    cov = source_coverage(indices, num_rows) if indices is not None else ()
+    works = {}
+    if "own_fp32" in res["baselines"] and "own_fp32" in kernels:
+        works[("baselines", "own_fp32")] = AggregationWork(
+            "own_fp32", num_rows, num_edges, num_rows, 4 * num_features, index_bytes, 4,
+            4 * num_features, threads, cov)
+    for b, (row_bytes, out_bits) in int_rows.items():
+        if f"int{b}" in res and f"int{b}" in kernels:
+            works[(None, f"int{b}")] = AggregationWork(
+                f"int{b}", num_rows, num_edges, num_rows, row_bytes, index_bytes, 1,
+                -(-num_features * out_bits // 8), threads, cov)
+    for (group, name), work in works.items():
+        ent = res[group][name] if group else res[name]
+        pred = predict_aggregation(host, work)
+        ent["predicted_s"] = pred.time_s
+        ent["predicted"] = pred.to_dict()
+        if "cpu_median_s" in ent:  # busy time per thread: the load-independent measure
+            ent["busy_s"] = ent["cpu_median_s"] / threads
+            ent["predicted_over_busy"] = pred.time_s / ent["busy_s"]
+        ent["predicted_over_measured"] = pred.time_s / ent[measured]
+    res["host_model"] = {"model": "sim.accel.host_model.predict_aggregation", "threads": threads,
+                         "compared_with": measured, "host": host.to_dict()}
 
 
 def run(num_nodes: int = 100_000, num_edges: int = 1_000_000, num_features: int = 64,
         repeats: int = 7, kind: str = "uniform", seed: int = 0, bits: tuple[int, ...] = (2, 4, 8),
         threads: int = 2, check_rows: int = 2000, block: int = 64,
-        progress: Callable[[str], None] | None = None) -> dict:
+        progress: Callable[[str], None] | None = None, host=None) -> dict:
     """:func:`measure` on a seeded synthetic graph (:func:`sim.graphs.synthetic.synthetic_graph`)
     with uniform random 8-bit edge codes (FP32 weights ``w / 255``).
 
@@ -246,7 +303,7 @@ def run(num_nodes: int = 100_000, num_edges: int = 1_000_000, num_features: int 
               "machine": machine.describe(threads), "repeats": repeats}
     result["aggregation"] = measure(g.indptr, g.indices, w, w.astype(np.float32) / 255.0,
                                     num_features, bits, repeats, seed, check_rows=check_rows,
-                                    block=block, say=say)
+                                    block=block, say=say, host=host)
     result["machine"]["load_average_end"] = machine.load_average()
     return result
 
@@ -279,10 +336,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="also write the result to this file")
+    ap.add_argument("--host-probe", help="host probe file: print the host model's predictions")
     a = ap.parse_args(argv)
     machine.prefer_passive_omp()
+    host = None
+    if a.host_probe:
+        from sim.design.host import load_host
+
+        host = load_host(a.host_probe)
     res = run(a.nodes, a.edges, a.features, a.repeats, a.kind, a.seed, threads=a.threads,
-              progress=lambda msg: print(f"... {msg}", flush=True))
+              progress=lambda msg: print(f"... {msg}", flush=True), host=host)
     print(describe_run(res))
     if a.json:
         write_text_atomic(a.json, json.dumps(res, indent=1) + "\n")

@@ -99,12 +99,13 @@ def _baseline_entries(times: dict[str, list[float]], names: list[str], edges: in
 
 
 def _aggregation(csr: tuple, bits: tuple[int, ...], repeats: int, features: int, seed: int,
-                 say: Callable[[str], None]) -> dict:
+                 say: Callable[[str], None], host=None) -> dict:
     """One ``features``-wide aggregation on the benchmark graph (:func:`quagga.bench.aggregation.measure`)."""
     from quagga.bench.aggregation import measure
 
     indptr, indices, w_float, w_codes, _ = csr
-    return measure(indptr, indices, w_codes, w_float, features, bits, repeats, seed, say=say)
+    return measure(indptr, indices, w_codes, w_float, features, bits, repeats, seed, say=say,
+                   host=host)
 
 
 def _own_fp32_smp(wts, indptr: np.ndarray, ixc: np.ndarray, w_float: np.ndarray, x: np.ndarray):
@@ -233,8 +234,12 @@ def _notes(res: dict) -> list[str]:
 
 def run(dataset: str = "quick", bits: tuple[int, ...] = (2, 4, 8), repeats: int = 7,
         threads: int = 2, workloads: tuple[str, ...] = ("aggregation", "smp"), features: int = 64,
-        steps: int = 10, seed: int = 0, progress: Callable[[str], None] | None = None) -> dict:
+        steps: int = 10, seed: int = 0, progress: Callable[[str], None] | None = None,
+        host=None) -> dict:
     """Run the benchmark and return the JSON-ready result (see the module docstring).
+
+    ``host`` (a :class:`sim.design.host.HostPoint`) adds the host roofline model's prediction
+    beside each aggregation kernel it covers (:func:`quagga.bench.aggregation.add_predictions`).
 
     Raises
     ------
@@ -273,7 +278,7 @@ def run(dataset: str = "quick", bits: tuple[int, ...] = (2, 4, 8), repeats: int 
         "workloads": {},
     }
     if "aggregation" in workloads:
-        res["workloads"]["aggregation"] = _aggregation(csr, bits, repeats, features, seed, say)
+        res["workloads"]["aggregation"] = _aggregation(csr, bits, repeats, features, seed, say, host)
     if "smp" in workloads:
         res["workloads"]["smp"] = _smp(g, csr, bits, repeats, steps, seed, n <= 20_000, say)
     res["machine"]["load_average_end"] = machine.load_average()

@@ -97,7 +97,7 @@ def _load(model_path: str | Path, dataset: str | None, data_root: str | None):
 def run_model_bench(model_path: str | Path, dataset: str | None = None, data_root: str | None = None,
                     checkpoint: str | Path | None = None, repeats: int = 7, threads: int = 2,
                     aggregation_features: int | None = 64,
-                    progress: Callable[[str], None] | None = None) -> dict:
+                    progress: Callable[[str], None] | None = None, host=None) -> dict:
     """Time the exported model end to end against FP32 inference of the same model.
 
     Parameters
@@ -107,6 +107,8 @@ def run_model_bench(model_path: str | Path, dataset: str | None = None, data_roo
         the graph must hash to the model's).
     checkpoint : the run's ``checkpoint.pt`` (default: next to the model file).
     repeats, threads : timed rounds and numba / torch threads.
+    host : a :class:`sim.design.host.HostPoint`: the aggregation's kernels get the host
+        roofline model's ``predicted_s`` beside their medians.
     aggregation_features : also time one aggregation of this many features on the model's
         graph at the model's width (None: skip).
 
@@ -234,7 +236,7 @@ def run_model_bench(model_path: str | Path, dataset: str | None = None, data_roo
         w_codes = np.clip(np.rint(wf / (float(wf.max()) / 255.0)), 0, 255).astype(np.int64)
         agg_bits = tuple(b for b in (2, 4) if b == bits) or (2, 4)
         res["aggregation"] = measure(indptr, indices, w_codes, wf, aggregation_features,
-                                     agg_bits, repeats, say=say)
+                                     agg_bits, repeats, say=say, host=host)
     res["machine"]["load_average_end"] = machine.load_average()
     res["machine"]["numba_threading_layer"] = machine._threading_layer()
     if "aggregation" in res:

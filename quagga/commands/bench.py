@@ -44,6 +44,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="the small 'quick' graph, 3 repeats, K=2 (tests/CI)")
     parser.add_argument("--json", metavar="FILE", help="write the result as JSON")
+    parser.add_argument("--host-probe", metavar="FILE",
+                        help="a host probe (python -m quagga.bench.host_probe --out FILE): print the "
+                             "host roofline model's predicted time beside each measured aggregation "
+                             "kernel and store it in the JSON")
+    parser.add_argument("--probe", action="store_true",
+                        help="measure the host probe now, with --threads, before the benchmark (saved "
+                             "to --host-probe FILE if given)")
+    parser.add_argument("--probe-statistic", choices=["median", "best", "busy"], default="median",
+                        help="with --probe: median wall time of the probe's repeats (compared with the "
+                             "medians), the fastest (compared with the fastest rounds) or the median "
+                             "busy time, CPU seconds / threads (compared with the busy time)")
 
 
 def _bits(text: str) -> tuple[int, ...]:
@@ -68,8 +79,9 @@ def run(args) -> int:
     for name in ("repeats", "threads", "features", "steps"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name} must be >= 1, not {getattr(args, name)}")
+    host = _host(args)
     if args.model:
-        return _run_model(args)
+        return _run_model(args, host)
     dataset, repeats, steps = args.dataset or "synthetic", args.repeats, args.steps
     if args.quick:
         dataset, repeats, steps = "quick", min(repeats, 3), min(steps, 2)
@@ -84,7 +96,7 @@ def run(args) -> int:
 
     try:
         res = harness.run(dataset, bits, repeats, args.threads, workloads, args.features, steps,
-                          args.seed, progress)
+                          args.seed, progress, host)
     finally:
         bar.close()
     print(harness.format_table(res))
@@ -94,7 +106,26 @@ def run(args) -> int:
     return 0 if res["bit_exact"] else 1
 
 
-def _run_model(args) -> int:
+def _host(args):
+    """The host probe of ``--host-probe`` / ``--probe`` (None without either)."""
+    from sim.design.host import load_host
+
+    if args.probe:
+        from quagga.bench.host_probe import describe_host, probe
+
+        host = probe(args.threads, statistic=args.probe_statistic,
+                     say=lambda msg: print(f"... host probe: {msg}", flush=True))
+        if args.host_probe:
+            host.save(args.host_probe)
+            print(f"wrote {args.host_probe}")
+        print(describe_host(host))
+        return host
+    if args.host_probe:
+        return load_host(args.host_probe)  # DesignError (exit 2) names the file and field
+    return None
+
+
+def _run_model(args, host=None) -> int:
     from quagga.bench import model_bench
 
     if not Path(args.model).is_file():
@@ -102,7 +133,7 @@ def _run_model(args) -> int:
     res = model_bench.run_model_bench(
         args.model, args.dataset, args.data_root, args.checkpoint, args.repeats, args.threads,
         None if args.workload == "smp" else args.features,
-        progress=lambda msg: print(f"... {msg}", flush=True))
+        progress=lambda msg: print(f"... {msg}", flush=True), host=host)
     print(model_bench.format_model_table(res))
     if args.json:
         write_bytes_atomic(Path(args.json), (json.dumps(res, indent=1) + "\n").encode())

@@ -40,6 +40,10 @@ def add_template_arguments(parser: argparse.ArgumentParser) -> None:
                              "or a design point TOML file")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a design key (repeatable), e.g. --set word_bits=128")
+    parser.add_argument("--host-probe", metavar="FILE",
+                        help="with --design host: the host probe (python -m quagga.bench.host_probe "
+                             "--out FILE) whose measured clock, SIMD width, threads, L2 and DRAM "
+                             "bandwidth make the design point")
     parser.add_argument("--data-root", help="dataset root (default $QUAGGA_DATA_ROOT)")
     parser.add_argument("--workload", default=None, choices=("appnp", "gcn", "aggregate"),
                         help="stand-in workload instead of a model file (appnp: lin1, lin2, K x (propagate, add); "
