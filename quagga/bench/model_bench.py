@@ -47,11 +47,15 @@ def own_fp32_forward(fw, indptr: np.ndarray, ixc: np.ndarray, wf: np.ndarray, x:
     """Our own FP32 inference of a :class:`quagga.bench.torch_baselines.FloatGNN`.
 
     Linear layers in numpy's float32 BLAS; propagations with the register-resident row
-    kernels of :mod:`quagga.bench.fp32_spmm` on narrow indices ``ixc``; each SMP step in two
-    fused passes (``A x`` with the teleport combination and the change ``g``, then ``A g`` with
-    the update).  Returns the predicted class per node (int64 (N,)), or with ``logits`` the
+    kernels of :mod:`quagga.bench.fp32_spmm` on narrow indices ``ixc``, or for rows of at most
+    :data:`quagga.bench.fp32_gather.GATHER_MAX_FEATURES` features with the sixteen-edge
+    gather kernels of :mod:`quagga.bench.fp32_gather` (the technique of the integer side's
+    narrow rows); each SMP step in two fused passes (``A x`` with the teleport combination
+    and the change ``g``, then ``A g`` with the update).  Returns the predicted class per node (int64 (N,)), or with ``logits`` the
     float32 (N, C) outputs.
     """
+    from quagga.bench.fp32_gather import (GATHER_MAX_FEATURES, smp_gap_f32_gather,
+                                          smp_prop_f32_gather)
     from quagga.bench.fp32_spmm import smp_gap_f32, smp_prop_f32, spmm_f32
 
     def lin(h: np.ndarray, k: int) -> np.ndarray:
@@ -67,6 +71,8 @@ def own_fp32_forward(fw, indptr: np.ndarray, ixc: np.ndarray, wf: np.ndarray, x:
         return h if logits else h.argmax(axis=1)
     h0 = lin(np.maximum(lin(x, 0), 0), 1)
     xk = h0
+    if h0.shape[1] <= GATHER_MAX_FEATURES:
+        smp_prop_f32, smp_gap_f32 = smp_prop_f32_gather, smp_gap_f32_gather  # noqa: F811
     if fw.arch == "appnp":
         for _ in range(fw.steps):
             xk, _g = smp_prop_f32(indptr, ixc, wf, xk, h0, fw.teleport, 64)

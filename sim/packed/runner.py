@@ -30,7 +30,7 @@ from quant import model_ir as mi
 from quant.errors import invalid
 from quant.reference import _check_multiplier, _check_shift, check_finite, check_scale
 from sim.exact import functional, kernels
-from sim.packed import msg_table, propagate
+from sim.packed import msg_table, propagate, smp_step
 from sim.packed.elementwise import ROUNDING_CODES, add_requant_i16, quantize_f32_i16, relu_i16
 from sim.packed.gemm import (SMALL_GEMM_MACS, exact_gemm_dtype, int32_gemm_exact,
                              linear_requant_exact, linear_requant_i32)
@@ -132,6 +132,8 @@ class PackedRunner:
                      else np.zeros(w.shape[0], np.int64))
                 self._linears[op.out] = (np.ascontiguousarray(w.T), b,
                                          int(np.abs(w).max()) if w.size else 0)
+        # propagations with a message table run fused with the adds after them
+        self._groups = smp_step.plan_groups(model, lambda op: op.out in self._tables)
 
     # ------------------------------------------------------------------ ops
     def _input(self, op: mi.InputOp, x: np.ndarray) -> np.ndarray:
@@ -221,6 +223,29 @@ class PackedRunner:
                                        p.y_spec.bits, f, self.block)
         return y, res.saturations
 
+    def _group(self, plan, xin, packed: dict, get, keep: bool):
+        """One propagation and the adds after it in one pass (:mod:`sim.packed.smp_step`);
+        None when the step's rows do not fit the gather kernel."""
+        op = plan.prop
+        p = op.params
+        f = xin.shape[1] if xin.ndim == 2 else 0
+        if not smp_step.group_supported(p, f):
+            return None
+        ip, ix, ixc = self._graphs[(op.indptr, op.indices)]
+        xpad = packed.get(op.inp)
+        if xpad is None:
+            functional.check_codes("x", xin, p.x_spec)
+            self._thr.want(xin.size)
+            xpad = smp_step.pack_padded(np.ascontiguousarray(xin), propagate.packed_offset(p.x_spec),
+                                        p.x_spec.bits, self.block)
+        self._thr.want(ixc.size * 4)
+        outs, pk, sats = smp_step.run_group(
+            plan, ip, ixc, self._weights[(op.edge_weight, op.out)], xpad, f,
+            self._tables[op.out], [get(nm) for nm in plan.ext], keep, self.block)
+        if pk is not None:
+            packed[plan.slots[plan.pack_slot]] = pk
+        return outs, sats
+
     def _add(self, op: mi.AddOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         _check_multiplier(op.a_mult, "a_mult", signed=True)
         _check_multiplier(op.b_mult, "b_mult", signed=True)
@@ -275,8 +300,24 @@ class PackedRunner:
 
     def _run_ops(self, x, env, sats, last_use, keep, timings, get) -> None:
         model = self.model
+        packed: dict[str, np.ndarray] = {}   # outputs a later propagation reads, packed
+        skip_to = 0
         for k, op in enumerate(model.ops):
+            if k < skip_to:
+                continue
             t0 = time.perf_counter() if timings is not None else 0.0
+            plan = self._groups.get(k)
+            res = self._group(plan, get(op.inp), packed, get, keep) if plan else None
+            if res is not None:
+                outs, sats[op.out] = res
+                env.update(outs)
+                skip_to = k + 1 + len(plan.adds)
+                if timings is not None:
+                    key = "propagate+add" if plan.adds else "propagate"
+                    timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+                if not keep:
+                    self._free(env, packed, last_use, skip_to - 1)
+                continue
             if isinstance(op, mi.InputOp):
                 out = self._input(op, x)
             elif isinstance(op, mi.LinearOp):
@@ -302,6 +343,11 @@ class PackedRunner:
             if timings is not None:
                 timings[op.op] = timings.get(op.op, 0.0) + time.perf_counter() - t0
             if not keep:
-                for name in [nm for nm, last in last_use.items() if last == k and nm in env
-                             and nm != model.output]:
-                    del env[name]
+                self._free(env, packed, last_use, k)
+
+    def _free(self, env: dict, packed: dict, last_use: dict, k: int) -> None:
+        """Drop the arrays whose last reader is op ``k`` or earlier."""
+        for name in [nm for nm, last in last_use.items() if last <= k and nm in env
+                     and nm != self.model.output]:
+            del env[name]
+            packed.pop(name, None)
