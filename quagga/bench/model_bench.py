@@ -265,8 +265,11 @@ def _notes(res: dict, prop_ops: list) -> list[str]:
         p = prop_ops[0].params
         c = d["num_classes"]
         row = -(-c * p.x_spec.bits // 8)
-        how = ("one table lookup per packed byte and edge (message requantizer)" if p.msg is not None
-               else "the row-sum identity on packed planes")
+        how = ("sixteen edges per vector, the message requantizer in vector arithmetic or "
+               "read from one byte of every message of the edge, fused with the adds after "
+               "the propagation (sim.packed.smp_step)" if p.msg is not None and row <= 4
+               else "one table lookup per packed byte and edge (message requantizer)"
+               if p.msg is not None else "the row-sum identity on packed planes")
         notes.append(f"each propagation gathers {row} B per edge at INT{p.x_spec.bits} against "
                      f"{4 * c} B in FP32 (C={c}), summed by {how}; at a few bytes per row the "
                      "per-edge index and weight loads and the loop overhead, not the gathered "

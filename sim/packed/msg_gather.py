@@ -274,3 +274,117 @@ def msg_lane_sums(typingctx, indices, wi, xpad, nb, start, end, bits, n_lanes, c
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def message_rows(params: AggregationParams, w: np.ndarray) -> np.ndarray | None:
+    """Every message an edge can send, packed in one byte per edge, or None.
+
+    For INT2 features and messages of at most 2 bits, edge ``e``'s byte holds
+    ``m(u, w_e) - lo`` for the four lane codes ``u`` in bits ``2u .. 2u + 1`` (``lo`` the
+    smallest message, :func:`msg_args`); the messages come from
+    :func:`sim.packed.msg_table.message_table` (the reference requantizer).  The weights of a
+    graph are fixed, so the bytes are built once per step, and :func:`msg_row_lane_sums`
+    reads a row's messages with one variable shift per lane instead of the requantizer
+    arithmetic.
+
+    Parameters
+    ----------
+    params : AggregationParams
+    w : int (E,)
+        Edge-weight codes.
+
+    Returns
+    -------
+    uint8 (E,) or None (other widths, or messages wider than 2 bits).
+    """
+    from sim.packed.msg_table import message_table
+
+    args = msg_args(params)
+    if params.x_spec.bits != 2 or args is None:
+        return None
+    lo, hi = args[6], args[7]
+    if hi - lo > 3:
+        return None
+    tab, _ = message_table(params)            # (2**w_bits, 4), lane order offset binary
+    enc = np.zeros(tab.shape[0], dtype=np.int64)
+    for u in range(4):
+        enc |= (tab[:, u].astype(np.int64) - lo) << (2 * u)
+    wi = np.asarray(w, dtype=np.int64) - params.w_spec.qmin
+    return np.ascontiguousarray(enc[wi], dtype=np.uint8)
+
+
+@intrinsic
+def msg_row_lane_sums(typingctx, indices, mrow, xpad, nb, start, end, n_lanes, out):
+    """``out[l] = sum_{e in [start, end)} (mrow[e] >> 2 u_l(e)) & 3`` for INT2 lanes
+    ``u_l(e) = lane l of x[indices[e]]`` (:func:`message_rows`; the caller adds ``lo`` per
+    edge).  Sixteen edges per vector as :func:`msg_lane_sums`; ``n_lanes`` an integer literal
+    up to 16."""
+    if not isinstance(n_lanes, types.IntegerLiteral):
+        return None
+    nl = n_lanes.literal_value
+    if not 0 < nl <= 16:
+        return None
+    sig = types.void(indices, mrow, xpad, nb, start, end, n_lanes, out)
+    V = VECTOR_EDGES
+    use_dpi = _AVX512 and indices.dtype.bitwidth <= 32
+
+    def codegen(context, builder, signature, args):
+        aty = signature.args
+        ind = context.make_array(aty[0])(context, builder, args[0])
+        mra = context.make_array(aty[1])(context, builder, args[1])
+        xa = context.make_array(aty[2])(context, builder, args[2])
+        outa = context.make_array(aty[7])(context, builder, args[7])
+        v32, v64, vm = ir.VectorType(_I32, V), ir.VectorType(_I64, V), ir.VectorType(_I1, V)
+        nb, start, end = (_fit(builder, a, _I64, True) for a in args[3:6])
+        three = ir.Constant(v32, [3] * V)
+        six = ir.Constant(v32, [6] * V)
+        zero = ir.Constant(v32, [0] * V)
+        iota = ir.Constant(v32, list(range(V)))
+        ind_elt = context.get_value_type(aty[0].dtype)
+        ind_signed = aty[0].dtype.signed
+        pty = _I8.as_pointer()
+        if use_dpi:
+            gather = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(v32, [v32, pty, v32, vm, _I32]),
+                "llvm.x86.avx512.mask.gather.dpi.512")
+            nb32 = _splat(builder, _fit(builder, nb, _I32, True), v32)
+        else:
+            gather = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(v32, [ir.VectorType(pty, V), _I32, vm, v32]),
+                f"llvm.masked.gather.v{V}i32.v{V}p0")
+            base = _splat(builder, builder.ptrtoint(xa.data, _I64), v64)
+            nbv = _splat(builder, nb, v64)
+
+        def edges(e, accs):
+            rem = builder.trunc(builder.sub(end, e), _I32)
+            mask = builder.icmp_signed("<", iota, _splat(builder, rem, v32))
+            idx = _masked_load(builder, builder.gep(ind.data, [e]), ind_elt, mask, V)
+            if use_dpi:
+                off = builder.mul(_fit(builder, idx, v32, ind_signed), nb32)
+                word = builder.call(gather, [zero, builder.bitcast(xa.data, pty), off, mask,
+                                             ir.Constant(_I32, 1)])
+            else:
+                off = builder.mul(_fit(builder, idx, v64, ind_signed), nbv)
+                ptrs = builder.inttoptr(builder.add(base, off), ir.VectorType(pty, V))
+                word = builder.call(gather, [ptrs, ir.Constant(_I32, 1), mask, zero])
+            mr = _fit(builder, _masked_load(builder, builder.gep(mra.data, [e]), _I8, mask, V),
+                      v32, False)  # masked-off edges: 0, their lane sums are corrected below
+            new = []
+            for l, acc in enumerate(accs):
+                # shift amount 2 u = (word >> (2 l - 1)) & 6
+                if l == 0:
+                    amt = builder.and_(builder.shl(word, ir.Constant(v32, [1] * V)), six)
+                else:
+                    amt = builder.and_(builder.lshr(word, ir.Constant(v32, [2 * l - 1] * V)), six)
+                m = builder.and_(builder.lshr(mr, amt), three)
+                new.append(builder.add(acc, m))
+            return new
+
+        accs = _edge_loop(builder, start, end, V, [zero] * nl, edges)
+        red = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32, [v32]),
+                                             f"llvm.vector.reduce.add.v{V}i32")
+        for l, acc in enumerate(accs):
+            builder.store(builder.call(red, [acc]), builder.gep(outa.data, [ir.Constant(_I64, l)]))
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -3,15 +3,22 @@
 :class:`PackedRunner` prepares a :class:`quant.model_ir.IntModel` once (validated CSR with
 narrow index dtypes, edge-weight codes as uint8/uint16, centred int32 weight matrices) and
 then runs it with :mod:`sim.packed`: every propagation step packs its input codes
-into offset-binary bytes and aggregates them with the vectorised plane kernel; small linear
-layers (at most :data:`sim.packed.gemm.SMALL_GEMM_MACS` multiply-adds) run as an int32 loop
+into offset-binary bytes and aggregates them with the vectorised plane kernel; linear
+layers whose centred weights fit int8 and whose input codes fit 8 bits run on the int8
+dot-product instruction where the CPU has it (:mod:`sim.packed.vnni_gemm`), other small
+layers (at most :data:`sim.packed.gemm.SMALL_GEMM_MACS` multiply-adds) as an int32 loop
 nest, larger ones multiply the centred integer codes in numpy's float BLAS, which is exact whenever
 ``K * max|x - z_x| * max|w - z_w|`` is below 2**24 (float32) or 2**53 (float64)
 (:func:`sim.packed.gemm.exact_gemm_dtype` gives the argument), then requantize the
 integer-valued accumulators; ReLU and add-with-requantize keep int16 codes.
 
 A propagation step with a message requantizer sums lookups of one table of every
-(feature code, weight code) message (:mod:`sim.packed.msg_table`).
+(feature code, weight code) message (:mod:`sim.packed.msg_table`).  When its rows are at
+most four packed bytes (SMP and APPNP propagate the class scores), the step and the adds
+that follow it run as one pass over the rows (:mod:`sim.packed.smp_step`): sixteen edges per
+vector (:mod:`sim.packed.msg_gather`), the adds in the row epilogue, and the output that the
+next propagation reads written packed, so it is not packed again.  ``timings`` then counts
+the pass under ``propagate+add``.
 
 Results equal :meth:`IntModel.run` bit for bit.  Where a fast kernel cannot prove it is
 exact for an op (a message requantizer whose table would be too large, a GEMM bound beyond 2**53 or beyond the
@@ -30,7 +37,7 @@ from quant import model_ir as mi
 from quant.errors import invalid
 from quant.reference import _check_multiplier, _check_shift, check_finite, check_scale
 from sim.exact import functional, kernels
-from sim.packed import msg_table, propagate, smp_step
+from sim.packed import msg_gather, msg_table, propagate, smp_step, vnni_gemm
 from sim.packed.elementwise import ROUNDING_CODES, add_requant_i16, quantize_f32_i16, relu_i16
 from sim.packed.gemm import (SMALL_GEMM_MACS, exact_gemm_dtype, int32_gemm_exact,
                              linear_requant_exact, linear_requant_i32)
@@ -101,6 +108,9 @@ class PackedRunner:
         self._linears: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
         self._float_weights: dict[tuple[str, type], np.ndarray] = {}
         self._tables: dict[str, tuple] = {}
+        self._mrows: dict[str, np.ndarray | None] = {}
+        self._vnni: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        use_vnni = vnni_gemm.vnni_available()
         self._thr = _Threads()
         n = int(model.graph["num_nodes"])
         for op in model.ops:
@@ -118,6 +128,7 @@ class PackedRunner:
                                             *msg_table.swar_table(tab, op.params.x_spec.bits))
                     self._weights[(op.edge_weight, op.out)] = msg_table.table_weights(
                         w, op.params.w_spec)
+                    self._mrows[op.out] = msg_gather.message_rows(op.params, w)
                     continue
                 if not propagate.packed_supported(op.params):
                     self.fallbacks[op.out] = ("message requantizer outside the table kernel"
@@ -132,6 +143,8 @@ class PackedRunner:
                      else np.zeros(w.shape[0], np.int64))
                 self._linears[op.out] = (np.ascontiguousarray(w.T), b,
                                          int(np.abs(w).max()) if w.size else 0)
+                if use_vnni and vnni_gemm.vnni_layer_ok(w.shape[1], w):
+                    self._vnni[op.out] = vnni_gemm.pack_weights_vnni(w.T)
         # propagations with a message table run fused with the adds after them
         self._groups = smp_step.plan_groups(model, lambda op: op.out in self._tables)
 
@@ -172,6 +185,14 @@ class PackedRunner:
                                     self.model.tensors[op.bias] if op.bias else None)
             return functional.requantize(acc, rq)
         c = wt.shape[1]
+        if op.out in self._vnni:
+            # int8 dot products (AVX-512 VNNI), exact int32 sums
+            self._thr.want(xin.shape[0] * k * c // 8)
+            y = vnni_gemm.linear_requant_vnni(xin, z, self._vnni[op.out], bias, rq.multiplier,
+                                              rq.shift, rq.zero_point, rq.spec.qmin,
+                                              rq.spec.qmax, self.block)
+            if y is not None:
+                return y
         if xin.shape[0] * k * c <= SMALL_GEMM_MACS and int32_gemm_exact(k, xmax, wmax):
             key = (op.out, np.int32)
             wi = self._float_weights.get(key)
@@ -241,7 +262,8 @@ class PackedRunner:
         self._thr.want(ixc.size * 4)
         outs, pk, sats = smp_step.run_group(
             plan, ip, ixc, self._weights[(op.edge_weight, op.out)], xpad, f,
-            self._tables[op.out], [get(nm) for nm in plan.ext], keep, self.block)
+            self._tables[op.out], [get(nm) for nm in plan.ext], keep, self.block,
+            self._mrows.get(op.out))
         if pk is not None:
             packed[plan.slots[plan.pack_slot]] = pk
         return outs, sats

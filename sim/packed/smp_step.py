@@ -42,7 +42,8 @@ from quant.aggregate import AggregationParams
 from quant.reference import _check_multiplier, _check_shift, acc_range
 from quant.spec import QuantSpec
 from sim.exact.kernels import requant_1, sat_add
-from sim.packed.msg_gather import PAD_BYTES, gather_supported, msg_args, msg_lane_sums
+from sim.packed.msg_gather import (PAD_BYTES, gather_supported, msg_args, msg_lane_sums,
+                                   msg_row_lane_sums)
 from sim.packed.row_ops import out_chain
 
 __all__ = ["GroupPlan", "group_supported", "pack_padded", "plan_groups", "prop_group", "run_group"]
@@ -80,26 +81,30 @@ def _operand(src, vals, exts, i, l):
 _KERNELS: dict = {}
 
 
-def prop_group(indptr, indices, wi, xpad, n_feat, bits, margs, tab, row_max, acc_lo, acc_hi,
-               chain, prog, aparams, exts, outs, write, pk_slot, pk_off, pk_bits, pk_out, block):
+def prop_group(indptr, indices, wi, mrow, xpad, n_feat, bits, margs, tab, row_max, acc_lo,
+               acc_hi, chain, prog, aparams, exts, outs, write, pk_slot, pk_off, pk_bits, pk_out,
+               block):
     """One propagation with a message requantizer and the adds after it, in one parallel pass
-    over the destination rows; the kernel is compiled once per (lane width, lanes, clamp),
-    which the gather intrinsic needs as constants.  Parameters and result as
-    :func:`_prop_group`."""
-    key = (int(bits), int(n_feat), int(margs[8]))
+    over the destination rows; the kernel is compiled once per (lane width, lanes, clamp,
+    message bytes or not), which the gather intrinsics need as constants.  Parameters and
+    result as :func:`_prop_group`."""
+    key = (int(bits), int(n_feat), int(margs[8]), int(mrow.size > 0))
     fn = _KERNELS.get(key)
     if fn is None:
         fn = _KERNELS[key] = _compile_group(*key)
-    return fn(indptr, indices, wi, xpad, n_feat, bits, margs, tab, row_max, acc_lo, acc_hi,
-              chain, prog, aparams, exts, outs, write, pk_slot, pk_off, pk_bits, pk_out, block)
+    return fn(indptr, indices, wi, mrow, xpad, n_feat, bits, margs, tab, row_max, acc_lo,
+              acc_hi, chain, prog, aparams, exts, outs, write, pk_slot, pk_off, pk_bits, pk_out,
+              block)
 
 
-def _compile_group(bits: int, lanes: int, clamp: int):
-    """:func:`_prop_group` compiled with ``BITS``, ``LANES`` and ``CLAMP`` as constants (not
-    cached on disk: the constants are closure values, which numba's cache does not key on)."""
-    BITS, LANES, CLAMP = bits, lanes, clamp  # noqa: N806 - read by the compiled closure
+def _compile_group(bits: int, lanes: int, clamp: int, mrows: int):
+    """:func:`_prop_group` compiled with ``BITS``, ``LANES``, ``CLAMP`` and ``MROWS`` as
+    constants (not cached on disk: the constants are closure values, which numba's cache
+    does not key on)."""
+    BITS, LANES, CLAMP, MROWS = bits, lanes, clamp, mrows  # noqa: N806 - compiled constants
+    LANES16 = min(lanes, 16)  # noqa: N806 - the message-byte kernel takes INT2 rows only
 
-    def _prop_group(indptr, indices, wi, xpad, n_feat, bits, margs, tab, row_max, acc_lo, acc_hi,
+    def _prop_group(indptr, indices, wi, mrow, xpad, n_feat, bits, margs, tab, row_max, acc_lo, acc_hi,
                    chain, prog, aparams, exts, outs, write, pk_slot, pk_off, pk_bits, pk_out, block):
         """One propagation with a message requantizer and the adds after it, one pass over rows.
 
@@ -109,6 +114,9 @@ def _compile_group(bits: int, lanes: int, clamp: int):
         indices : uint16 / int32 / int64 (E,)
         wi : uint8 / uint16 (E,)
             Edge-weight codes minus ``w_qmin``.
+        mrow : uint8 (E,) or (0,)
+            Every message of each edge (:func:`sim.packed.msg_gather.message_rows`), read
+            instead of the message arithmetic when given.
         xpad : uint8 (N_src * nb + PAD_BYTES,)
             Packed input rows (:func:`pack_padded`).
         n_feat, bits : int
@@ -175,10 +183,16 @@ def _compile_group(bits: int, lanes: int, clamp: int):
                     for e in range(start, end):
                         bound += row_max[wi[e]]
                 if bound <= lim32:
-                    msg_lane_sums(indices, wi, xpad, nb, start, end, BITS, LANES, CLAMP, m_xoff,
-                                  m_wadd, m_mult, m_half, m_ls, m_rs, m_lo, m_hi, acc)
-                    for l in range(n_feat):
-                        acc64[l] = acc[l]
+                    if MROWS:
+                        msg_row_lane_sums(indices, mrow, xpad, nb, start, end, LANES16, acc)
+                        for l in range(n_feat):
+                            acc64[l] = np.int64(acc[l]) + m_lo * (end - start)
+                    else:
+                        msg_lane_sums(indices, wi, xpad, nb, start, end, BITS, LANES, CLAMP,
+                                      m_xoff, m_wadd, m_mult, m_half, m_ls, m_rs, m_lo, m_hi,
+                                      acc)
+                        for l in range(n_feat):
+                            acc64[l] = acc[l]
                 else:
                     # edge by edge in stream order, clamping and counting as the reference does
                     cnt = np.int64(0)
@@ -375,11 +389,12 @@ def group_supported(params: AggregationParams, num_features: int) -> bool:
 
 
 def run_group(plan: GroupPlan, indptr, indices, wi, xpad, num_features: int, table,
-              exts: list[np.ndarray], keep: bool, block: int):
+              exts: list[np.ndarray], keep: bool, block: int, mrow: np.ndarray | None = None):
     """Run one group: returns ``(outputs by slot name, packed output or None, saturations)``.
 
     ``xpad`` is the propagation input packed by :func:`pack_padded`; ``exts`` the arrays of
-    ``plan.ext`` (int16 (N, F)); ``table`` the step's ``(tab, row_max, ...)``.
+    ``plan.ext`` (int16 (N, F)); ``table`` the step's ``(tab, row_max, ...)``; ``mrow`` the
+    step's :func:`sim.packed.msg_gather.message_rows`, if any.
     """
     p = plan.prop.params
     n = indptr.shape[0] - 1
@@ -397,7 +412,8 @@ def run_group(plan: GroupPlan, indptr, indices, wi, xpad, num_features: int, tab
         pk_off, pk_bits = _offset(plan.pack_spec), plan.pack_spec.bits
     else:
         pk, pk_off, pk_bits = np.zeros(PAD_BYTES, np.uint8), 0, 8
-    sats = prop_group(indptr, indices, wi, xpad, f, p.x_spec.bits, plan.margs, tab, row_max,
+    mr = np.zeros(0, np.uint8) if mrow is None else mrow
+    sats = prop_group(indptr, indices, wi, mr, xpad, f, p.x_spec.bits, plan.margs, tab, row_max,
                       lo, hi, plan.chain, plan.prog, plan.aparams, ex, outs, write,
                       plan.pack_slot, pk_off, pk_bits, pk, int(block))
     res = {nm: o for nm, o, w in zip(plan.slots, outs, write) if w}
