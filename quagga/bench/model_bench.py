@@ -47,11 +47,15 @@ def own_fp32_forward(fw, indptr: np.ndarray, ixc: np.ndarray, wf: np.ndarray, x:
     """Our own FP32 inference of a :class:`quagga.bench.torch_baselines.FloatGNN`.
 
     Linear layers in numpy's float32 BLAS; propagations with the register-resident row
-    kernels of :mod:`quagga.bench.fp32_spmm` on narrow indices ``ixc``; each SMP step in two
-    fused passes (``A x`` with the teleport combination and the change ``g``, then ``A g`` with
-    the update).  Returns the predicted class per node (int64 (N,)), or with ``logits`` the
+    kernels of :mod:`quagga.bench.fp32_spmm` on narrow indices ``ixc``, or for rows of at most
+    :data:`quagga.bench.fp32_gather.GATHER_MAX_FEATURES` features with the sixteen-edge
+    gather kernels of :mod:`quagga.bench.fp32_gather` (the technique of the integer side's
+    narrow rows); each SMP step in two fused passes (``A x`` with the teleport combination
+    and the change ``g``, then ``A g`` with the update).  Returns the predicted class per node (int64 (N,)), or with ``logits`` the
     float32 (N, C) outputs.
     """
+    from quagga.bench.fp32_gather import (GATHER_MAX_FEATURES, smp_gap_f32_gather,
+                                          smp_prop_f32_gather)
     from quagga.bench.fp32_spmm import smp_gap_f32, smp_prop_f32, spmm_f32
 
     def lin(h: np.ndarray, k: int) -> np.ndarray:
@@ -67,6 +71,8 @@ def own_fp32_forward(fw, indptr: np.ndarray, ixc: np.ndarray, wf: np.ndarray, x:
         return h if logits else h.argmax(axis=1)
     h0 = lin(np.maximum(lin(x, 0), 0), 1)
     xk = h0
+    if h0.shape[1] <= GATHER_MAX_FEATURES:
+        smp_prop_f32, smp_gap_f32 = smp_prop_f32_gather, smp_gap_f32_gather  # noqa: F811
     if fw.arch == "appnp":
         for _ in range(fw.steps):
             xk, _g = smp_prop_f32(indptr, ixc, wf, xk, h0, fw.teleport, 64)
@@ -261,8 +267,11 @@ def _notes(res: dict, prop_ops: list) -> list[str]:
         p = prop_ops[0].params
         c = d["num_classes"]
         row = -(-c * p.x_spec.bits // 8)
-        how = ("one table lookup per packed byte and edge (message requantizer)" if p.msg is not None
-               else "the row-sum identity on packed planes")
+        how = ("sixteen edges per vector, the message requantizer in vector arithmetic or "
+               "read from one byte of every message of the edge, fused with the adds after "
+               "the propagation (sim.packed.smp_step)" if p.msg is not None and row <= 4
+               else "one table lookup per packed byte and edge (message requantizer)"
+               if p.msg is not None else "the row-sum identity on packed planes")
         notes.append(f"each propagation gathers {row} B per edge at INT{p.x_spec.bits} against "
                      f"{4 * c} B in FP32 (C={c}), summed by {how}; at a few bytes per row the "
                      "per-edge index and weight loads and the loop overhead, not the gathered "

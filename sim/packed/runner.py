@@ -3,15 +3,22 @@
 :class:`PackedRunner` prepares a :class:`quant.model_ir.IntModel` once (validated CSR with
 narrow index dtypes, edge-weight codes as uint8/uint16, centred int32 weight matrices) and
 then runs it with :mod:`sim.packed`: every propagation step packs its input codes
-into offset-binary bytes and aggregates them with the vectorised plane kernel; small linear
-layers (at most :data:`sim.packed.gemm.SMALL_GEMM_MACS` multiply-adds) run as an int32 loop
+into offset-binary bytes and aggregates them with the vectorised plane kernel; linear
+layers whose centred weights fit int8 and whose input codes fit 8 bits run on the int8
+dot-product instruction where the CPU has it (:mod:`sim.packed.vnni_gemm`), other small
+layers (at most :data:`sim.packed.gemm.SMALL_GEMM_MACS` multiply-adds) as an int32 loop
 nest, larger ones multiply the centred integer codes in numpy's float BLAS, which is exact whenever
 ``K * max|x - z_x| * max|w - z_w|`` is below 2**24 (float32) or 2**53 (float64)
 (:func:`sim.packed.gemm.exact_gemm_dtype` gives the argument), then requantize the
 integer-valued accumulators; ReLU and add-with-requantize keep int16 codes.
 
 A propagation step with a message requantizer sums lookups of one table of every
-(feature code, weight code) message (:mod:`sim.packed.msg_table`).
+(feature code, weight code) message (:mod:`sim.packed.msg_table`).  When its rows are at
+most four packed bytes (SMP and APPNP propagate the class scores), the step and the adds
+that follow it run as one pass over the rows (:mod:`sim.packed.smp_step`): sixteen edges per
+vector (:mod:`sim.packed.msg_gather`), the adds in the row epilogue, and the output that the
+next propagation reads written packed, so it is not packed again.  ``timings`` then counts
+the pass under ``propagate+add``.
 
 Results equal :meth:`IntModel.run` bit for bit.  Where a fast kernel cannot prove it is
 exact for an op (a message requantizer whose table would be too large, a GEMM bound beyond 2**53 or beyond the
@@ -30,7 +37,7 @@ from quant import model_ir as mi
 from quant.errors import invalid
 from quant.reference import _check_multiplier, _check_shift, check_finite, check_scale
 from sim.exact import functional, kernels
-from sim.packed import msg_table, propagate
+from sim.packed import msg_gather, msg_table, propagate, smp_step, vnni_gemm
 from sim.packed.elementwise import ROUNDING_CODES, add_requant_i16, quantize_f32_i16, relu_i16
 from sim.packed.gemm import (SMALL_GEMM_MACS, exact_gemm_dtype, int32_gemm_exact,
                              linear_requant_exact, linear_requant_i32)
@@ -101,6 +108,9 @@ class PackedRunner:
         self._linears: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
         self._float_weights: dict[tuple[str, type], np.ndarray] = {}
         self._tables: dict[str, tuple] = {}
+        self._mrows: dict[str, np.ndarray | None] = {}
+        self._vnni: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        use_vnni = vnni_gemm.vnni_available()
         self._thr = _Threads()
         n = int(model.graph["num_nodes"])
         for op in model.ops:
@@ -118,6 +128,7 @@ class PackedRunner:
                                             *msg_table.swar_table(tab, op.params.x_spec.bits))
                     self._weights[(op.edge_weight, op.out)] = msg_table.table_weights(
                         w, op.params.w_spec)
+                    self._mrows[op.out] = msg_gather.message_rows(op.params, w)
                     continue
                 if not propagate.packed_supported(op.params):
                     self.fallbacks[op.out] = ("message requantizer outside the table kernel"
@@ -132,6 +143,10 @@ class PackedRunner:
                      else np.zeros(w.shape[0], np.int64))
                 self._linears[op.out] = (np.ascontiguousarray(w.T), b,
                                          int(np.abs(w).max()) if w.size else 0)
+                if use_vnni and vnni_gemm.vnni_layer_ok(w.shape[1], w):
+                    self._vnni[op.out] = vnni_gemm.pack_weights_vnni(w.T)
+        # propagations with a message table run fused with the adds after them
+        self._groups = smp_step.plan_groups(model, lambda op: op.out in self._tables)
 
     # ------------------------------------------------------------------ ops
     def _input(self, op: mi.InputOp, x: np.ndarray) -> np.ndarray:
@@ -170,6 +185,14 @@ class PackedRunner:
                                     self.model.tensors[op.bias] if op.bias else None)
             return functional.requantize(acc, rq)
         c = wt.shape[1]
+        if op.out in self._vnni:
+            # int8 dot products (AVX-512 VNNI), exact int32 sums
+            self._thr.want(xin.shape[0] * k * c // 8)
+            y = vnni_gemm.linear_requant_vnni(xin, z, self._vnni[op.out], bias, rq.multiplier,
+                                              rq.shift, rq.zero_point, rq.spec.qmin,
+                                              rq.spec.qmax, self.block)
+            if y is not None:
+                return y
         if xin.shape[0] * k * c <= SMALL_GEMM_MACS and int32_gemm_exact(k, xmax, wmax):
             key = (op.out, np.int32)
             wi = self._float_weights.get(key)
@@ -220,6 +243,30 @@ class PackedRunner:
         y = unpack_rows(res.y, propagate.packed_offset(p.y_spec),
                                        p.y_spec.bits, f, self.block)
         return y, res.saturations
+
+    def _group(self, plan, xin, packed: dict, get, keep: bool):
+        """One propagation and the adds after it in one pass (:mod:`sim.packed.smp_step`);
+        None when the step's rows do not fit the gather kernel."""
+        op = plan.prop
+        p = op.params
+        f = xin.shape[1] if xin.ndim == 2 else 0
+        if not smp_step.group_supported(p, f):
+            return None
+        ip, ix, ixc = self._graphs[(op.indptr, op.indices)]
+        xpad = packed.get(op.inp)
+        if xpad is None:
+            functional.check_codes("x", xin, p.x_spec)
+            self._thr.want(xin.size)
+            xpad = smp_step.pack_padded(np.ascontiguousarray(xin), propagate.packed_offset(p.x_spec),
+                                        p.x_spec.bits, self.block)
+        self._thr.want(ixc.size * 4)
+        outs, pk, sats = smp_step.run_group(
+            plan, ip, ixc, self._weights[(op.edge_weight, op.out)], xpad, f,
+            self._tables[op.out], [get(nm) for nm in plan.ext], keep, self.block,
+            self._mrows.get(op.out))
+        if pk is not None:
+            packed[plan.slots[plan.pack_slot]] = pk
+        return outs, sats
 
     def _add(self, op: mi.AddOp, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         _check_multiplier(op.a_mult, "a_mult", signed=True)
@@ -275,8 +322,24 @@ class PackedRunner:
 
     def _run_ops(self, x, env, sats, last_use, keep, timings, get) -> None:
         model = self.model
+        packed: dict[str, np.ndarray] = {}   # outputs a later propagation reads, packed
+        skip_to = 0
         for k, op in enumerate(model.ops):
+            if k < skip_to:
+                continue
             t0 = time.perf_counter() if timings is not None else 0.0
+            plan = self._groups.get(k)
+            res = self._group(plan, get(op.inp), packed, get, keep) if plan else None
+            if res is not None:
+                outs, sats[op.out] = res
+                env.update(outs)
+                skip_to = k + 1 + len(plan.adds)
+                if timings is not None:
+                    key = "propagate+add" if plan.adds else "propagate"
+                    timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+                if not keep:
+                    self._free(env, packed, last_use, skip_to - 1)
+                continue
             if isinstance(op, mi.InputOp):
                 out = self._input(op, x)
             elif isinstance(op, mi.LinearOp):
@@ -302,6 +365,11 @@ class PackedRunner:
             if timings is not None:
                 timings[op.op] = timings.get(op.op, 0.0) + time.perf_counter() - t0
             if not keep:
-                for name in [nm for nm, last in last_use.items() if last == k and nm in env
-                             and nm != model.output]:
-                    del env[name]
+                self._free(env, packed, last_use, k)
+
+    def _free(self, env: dict, packed: dict, last_use: dict, k: int) -> None:
+        """Drop the arrays whose last reader is op ``k`` or earlier."""
+        for name in [nm for nm, last in last_use.items() if last <= k and nm in env
+                     and nm != self.model.output]:
+            del env[name]
+            packed.pop(name, None)

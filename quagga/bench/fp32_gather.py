@@ -1,0 +1,189 @@
+"""Our own FP32 propagation for narrow rows, sixteen edges per vector (a measured baseline).
+
+The integer SMP step on rows of a few packed bytes (:mod:`sim.packed.msg_gather`,
+:mod:`sim.packed.smp_step`) processes sixteen edges of a row at once: vector loads of their
+indices and weights, a gather of their source rows, and one fused pass per propagation
+with the step's combinations in the row epilogue.  This module is the same technique in
+FP32, so the FP32 baseline is not left with a slower loop: :func:`row_sums_f32_gather` loads
+sixteen indices and weights, gathers each feature ``l`` of the sixteen source rows (one
+``vgatherdps`` with AVX-512) and adds ``w * x`` with one ``llvm.fma`` into a
+``<16 x float>`` accumulator per feature; the sixteen partial sums of each feature are added
+at the end of the row.  :func:`smp_prop_f32_gather` / :func:`smp_gap_f32_gather` are the two
+fused passes of one SMP step, as :func:`quagga.bench.fp32_spmm.smp_prop_f32` /
+``smp_gap_f32``.  The tests compare them with ``torch.sparse.mm`` to float tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from sim.packed.msg_gather import _AVX512, VECTOR_EDGES, _edge_loop, _fit, _masked_load, _splat
+
+__all__ = ["GATHER_MAX_FEATURES", "row_sums_f32_gather", "smp_gap_f32_gather",
+           "smp_prop_f32_gather", "spmm_f32_gather"]
+
+#: widest rows (features) the gather kernels take; wider rows use the row-vector kernels
+GATHER_MAX_FEATURES = 16
+_I64, _I32, _I8, _I1 = ir.IntType(64), ir.IntType(32), ir.IntType(8), ir.IntType(1)
+_F32 = ir.FloatType()
+
+
+@intrinsic
+def row_sums_f32_gather(typingctx, indices, w, x, start, end, n_feat, out):
+    """``out[l] = sum_{e in [start, end)} w[e] * x[indices[e], l]`` for ``l < n_feat``.
+
+    ``x`` float32 (N, F) C-contiguous (``F = n_feat``, an integer literal up to
+    :data:`GATHER_MAX_FEATURES`); ``w`` float32 (E,); ``indices`` uint16 / int32 / int64;
+    ``out`` float32 (at least F,).  Each feature keeps sixteen partial sums (edges ``e`` with
+    the same ``e - start`` mod 16), summed at the end.
+    """
+    if not isinstance(n_feat, types.IntegerLiteral):
+        return None
+    nf = n_feat.literal_value
+    if not 0 < nf <= GATHER_MAX_FEATURES:
+        return None
+    sig = types.void(indices, w, x, start, end, n_feat, out)
+    V = VECTOR_EDGES
+    use_dpi = _AVX512 and indices.dtype.bitwidth <= 32
+
+    def codegen(context, builder, signature, args):
+        aty = signature.args
+        ind = context.make_array(aty[0])(context, builder, args[0])
+        wts = context.make_array(aty[1])(context, builder, args[1])
+        xa = context.make_array(aty[2])(context, builder, args[2])
+        outa = context.make_array(aty[6])(context, builder, args[6])
+        v32, vf, vm = ir.VectorType(_I32, V), ir.VectorType(_F32, V), ir.VectorType(_I1, V)
+        v64 = ir.VectorType(_I64, V)
+        start, end = (_fit(builder, a, _I64, True) for a in args[3:5])
+        zero = ir.Constant(vf, [0.0] * V)
+        iota = ir.Constant(v32, list(range(V)))
+        ind_elt = context.get_value_type(aty[0].dtype)
+        ind_signed = aty[0].dtype.signed
+        pty = _I8.as_pointer()
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vf, [vf, vf, vf]),
+                                             f"llvm.fma.v{V}f32")
+        if use_dpi:
+            gather = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vf, [vf, pty, v32, vm, _I32]),
+                "llvm.x86.avx512.mask.gather.dps.512")
+        else:
+            gather = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vf, [ir.VectorType(pty, V), _I32, vm, vf]),
+                f"llvm.masked.gather.v{V}f32.v{V}p0")
+            base = _splat(builder, builder.ptrtoint(xa.data, _I64), v64)
+        xbase = builder.bitcast(xa.data, pty)
+
+        def edges(e, accs):
+            rem = builder.trunc(builder.sub(end, e), _I32)
+            mask = builder.icmp_signed("<", iota, _splat(builder, rem, v32))
+            idx = _masked_load(builder, builder.gep(ind.data, [e]), ind_elt, mask, V)
+            wv = builder.bitcast(_masked_load(builder, builder.gep(wts.data, [e]), _I32, mask, V), vf)
+            new = []
+            if use_dpi:
+                row = builder.mul(_fit(builder, idx, v32, ind_signed), ir.Constant(v32, [nf] * V))
+            else:
+                row = builder.mul(_fit(builder, idx, v64, ind_signed), ir.Constant(v64, [4 * nf] * V))
+            for l, acc in enumerate(accs):
+                if use_dpi:
+                    off = builder.add(row, ir.Constant(v32, [l] * V)) if l else row
+                    xv = builder.call(gather, [zero, xbase, off, mask, ir.Constant(_I32, 4)])
+                else:
+                    off = builder.add(row, ir.Constant(v64, [4 * l] * V)) if l else row
+                    ptrs = builder.inttoptr(builder.add(base, off), ir.VectorType(pty, V))
+                    xv = builder.call(gather, [ptrs, ir.Constant(_I32, 4), mask, zero])
+                new.append(builder.call(fma, [xv, wv, acc]))
+            return new
+
+        accs = _edge_loop(builder, start, end, V, [zero] * nf, edges)
+        red = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, [_F32, vf]),
+                                             f"llvm.vector.reduce.fadd.v{V}f32")
+        for l, acc in enumerate(accs):
+            s = builder.call(red, [ir.Constant(_F32, 0.0), acc])
+            builder.store(s, builder.gep(outa.data, [ir.Constant(_I64, l)]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_KERNELS: dict = {}
+
+
+def _kernels(f: int):
+    """The three kernels compiled for ``f`` features (the intrinsic needs it as a constant)."""
+    k = _KERNELS.get(f)
+    if k is not None:
+        return k
+    F = f  # noqa: N806 - constant of the compiled closures
+
+    def spmm(indptr, indices, w, x, block):
+        n_rows = indptr.shape[0] - 1
+        y = np.empty((n_rows, F), dtype=np.float32)
+        n_blocks = (n_rows + block - 1) // block
+        for b in prange(n_blocks):
+            tmp = np.empty(F, dtype=np.float32)
+            for i in range(b * block, min(n_rows, (b + 1) * block)):
+                row_sums_f32_gather(indices, w, x, indptr[i], indptr[i + 1], F, tmp)
+                for k in range(F):
+                    y[i, k] = tmp[k]
+        return y
+
+    def prop(indptr, indices, w, xk, h0, teleport, block):
+        n_rows = indptr.shape[0] - 1
+        xt = np.empty((n_rows, F), dtype=np.float32)
+        g = np.empty((n_rows, F), dtype=np.float32)
+        a = np.float32(teleport)
+        a1 = np.float32(1.0) - a
+        n_blocks = (n_rows + block - 1) // block
+        for b in prange(n_blocks):
+            tmp = np.empty(F, dtype=np.float32)
+            for i in range(b * block, min(n_rows, (b + 1) * block)):
+                row_sums_f32_gather(indices, w, xk, indptr[i], indptr[i + 1], F, tmp)
+                for k in range(F):
+                    v = a1 * tmp[k] + a * h0[i, k]
+                    xt[i, k] = v
+                    g[i, k] = v - xk[i, k]
+        return xt, g
+
+    def gap(indptr, indices, w, g, xt, coef, paper_code, block):
+        n_rows = indptr.shape[0] - 1
+        y = np.empty((n_rows, F), dtype=np.float32)
+        c = np.float32(coef)
+        n_blocks = (n_rows + block - 1) // block
+        for b in prange(n_blocks):
+            tmp = np.empty(F, dtype=np.float32)
+            for i in range(b * block, min(n_rows, (b + 1) * block)):
+                row_sums_f32_gather(indices, w, g, indptr[i], indptr[i + 1], F, tmp)
+                if paper_code:
+                    for k in range(F):
+                        y[i, k] = xt[i, k] + c * tmp[k]
+                else:
+                    for k in range(F):
+                        y[i, k] = xt[i, k] + c * (tmp[k] - g[i, k])
+        return y
+
+    k = _KERNELS[f] = tuple(njit(parallel=True)(fn) for fn in (spmm, prop, gap))
+    return k
+
+
+def spmm_f32_gather(indptr, indices, w, x, block=64):
+    """``Y = A X`` for float32 (N, F) ``x``, F up to :data:`GATHER_MAX_FEATURES`; shapes as
+    :func:`quagga.bench.fp32_spmm.spmm_f32`."""
+    return _kernels(x.shape[1])[0](indptr, indices, w, np.ascontiguousarray(x), block)
+
+
+def smp_prop_f32_gather(indptr, indices, w, xk, h0, teleport, block=64):
+    """First pass of one SMP step (``xt = (1 - a) A x_k + a h0``, ``g = xt - x_k``) with the
+    gather kernel; as :func:`quagga.bench.fp32_spmm.smp_prop_f32`."""
+    return _kernels(xk.shape[1])[1](indptr, indices, w, np.ascontiguousarray(xk), h0, teleport,
+                                    block)
+
+
+def smp_gap_f32_gather(indptr, indices, w, g, xt, coef, paper_code, block=64):
+    """Second pass of one SMP step (``x_{k+1} = xt + c (A g - g)``) with the gather kernel; as
+    :func:`quagga.bench.fp32_spmm.smp_gap_f32`."""
+    return _kernels(g.shape[1])[2](indptr, indices, w, np.ascontiguousarray(g), xt, coef,
+                                   paper_code, block)
