@@ -58,3 +58,15 @@ def test_render_prefers_teacher_runs(tmp_path, monkeypatch):
     assert row["run"] == "cora-int2-kd-init" and row["method"] == "exact + FP32 teacher"
     assert "| INT2 | exact + FP32 teacher | 77.00 ± 1.00 |" in (tmp_path / "tables.md").read_text()
     assert "≥ 75.0 (met)" in (tmp_path / "tables.md").read_text()
+
+
+def test_low_bit_depth_compares_k64_with_k10():
+    runs = {}
+    for k, acc in ((10, [0.78, 0.80]), (64, [0.77, 0.79])):
+        m = _metrics([0, 1], acc, acc, teacher="fp32")
+        m.update(layers=k, bt="sbt", model="smp")
+        runs[f"depth-cora-smp-int2-btstar-kd-k{k}"] = m
+    runs["depth-cora-smp-k64"] = dict(runs["depth-cora-smp-int2-btstar-kd-k64"], bits=4, bt="none")
+    text = "\n".join(experiments._low_bit_depth(runs))
+    assert "SMP K=64 is 1.00 points below K=10 (integer, 2 seeds" in text
+    assert text.count("| smp |") == 2
