@@ -21,14 +21,13 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from sim.packed.msg_gather import _AVX512, VECTOR_EDGES, _edge_loop, _fit, _masked_load, _splat
+from sim.packed.llvm_ir import I32, VECTOR_EDGES, EdgeVectors, array_args, store_lane_sums
 
 __all__ = ["GATHER_MAX_FEATURES", "row_sums_f32_gather", "smp_gap_f32_gather",
            "smp_prop_f32_gather", "spmm_f32_gather"]
 
 #: widest rows (features) the gather kernels take; wider rows use the row-vector kernels
 GATHER_MAX_FEATURES = 16
-_I64, _I32, _I8, _I1 = ir.IntType(64), ir.IntType(32), ir.IntType(8), ir.IntType(1)
 _F32 = ir.FloatType()
 
 
@@ -47,63 +46,22 @@ def row_sums_f32_gather(typingctx, indices, w, x, start, end, n_feat, out):
     if not 0 < nf <= GATHER_MAX_FEATURES:
         return None
     sig = types.void(indices, w, x, start, end, n_feat, out)
-    V = VECTOR_EDGES
-    use_dpi = _AVX512 and indices.dtype.bitwidth <= 32
 
     def codegen(context, builder, signature, args):
-        aty = signature.args
-        ind = context.make_array(aty[0])(context, builder, args[0])
-        wts = context.make_array(aty[1])(context, builder, args[1])
-        xa = context.make_array(aty[2])(context, builder, args[2])
-        outa = context.make_array(aty[6])(context, builder, args[6])
-        v32, vf, vm = ir.VectorType(_I32, V), ir.VectorType(_F32, V), ir.VectorType(_I1, V)
-        v64 = ir.VectorType(_I64, V)
-        start, end = (_fit(builder, a, _I64, True) for a in args[3:5])
-        zero = ir.Constant(vf, [0.0] * V)
-        iota = ir.Constant(v32, list(range(V)))
-        ind_elt = context.get_value_type(aty[0].dtype)
-        ind_signed = aty[0].dtype.signed
-        pty = _I8.as_pointer()
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vf, [vf, vf, vf]),
-                                             f"llvm.fma.v{V}f32")
-        if use_dpi:
-            gather = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vf, [vf, pty, v32, vm, _I32]),
-                "llvm.x86.avx512.mask.gather.dps.512")
-        else:
-            gather = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vf, [ir.VectorType(pty, V), _I32, vm, vf]),
-                f"llvm.masked.gather.v{V}f32.v{V}p0")
-            base = _splat(builder, builder.ptrtoint(xa.data, _I64), v64)
-        xbase = builder.bitcast(xa.data, pty)
+        ind, wts, xa, outa = array_args(context, builder, signature, args, (0, 1, 2, 6))
+        ev = EdgeVectors(builder, ind, signature.args[0].dtype, xa.data, args[3], args[4], _F32,
+                         4, nf)
+        fma = cgutils.get_or_insert_function(builder.module,
+                                             ir.FunctionType(ev.velt, [ev.velt] * 3),
+                                             f"llvm.fma.v{VECTOR_EDGES}f32")
 
-        def edges(e, accs):
-            rem = builder.trunc(builder.sub(end, e), _I32)
-            mask = builder.icmp_signed("<", iota, _splat(builder, rem, v32))
-            idx = _masked_load(builder, builder.gep(ind.data, [e]), ind_elt, mask, V)
-            wv = builder.bitcast(_masked_load(builder, builder.gep(wts.data, [e]), _I32, mask, V), vf)
-            new = []
-            if use_dpi:
-                row = builder.mul(_fit(builder, idx, v32, ind_signed), ir.Constant(v32, [nf] * V))
-            else:
-                row = builder.mul(_fit(builder, idx, v64, ind_signed), ir.Constant(v64, [4 * nf] * V))
-            for l, acc in enumerate(accs):
-                if use_dpi:
-                    off = builder.add(row, ir.Constant(v32, [l] * V)) if l else row
-                    xv = builder.call(gather, [zero, xbase, off, mask, ir.Constant(_I32, 4)])
-                else:
-                    off = builder.add(row, ir.Constant(v64, [4 * l] * V)) if l else row
-                    ptrs = builder.inttoptr(builder.add(base, off), ir.VectorType(pty, V))
-                    xv = builder.call(gather, [ptrs, ir.Constant(_I32, 4), mask, zero])
-                new.append(builder.call(fma, [xv, wv, acc]))
-            return new
+        def edges(e, mask, accs):
+            rows = ev.rows(e, mask)
+            wv = builder.bitcast(ev.load(wts.data, e, I32, mask), ev.velt)
+            return [builder.call(fma, [ev.gather(rows, l, mask), wv, acc])
+                    for l, acc in enumerate(accs)]
 
-        accs = _edge_loop(builder, start, end, V, [zero] * nf, edges)
-        red = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, [_F32, vf]),
-                                             f"llvm.vector.reduce.fadd.v{V}f32")
-        for l, acc in enumerate(accs):
-            s = builder.call(red, [ir.Constant(_F32, 0.0), acc])
-            builder.store(s, builder.gep(outa.data, [ir.Constant(_I64, l)]))
+        store_lane_sums(builder, outa.data, ev.loop([ev.zero] * nf, edges))
         return context.get_dummy_value()
 
     return sig, codegen
