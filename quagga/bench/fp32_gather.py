@@ -68,80 +68,70 @@ def row_sums_f32_gather(typingctx, indices, w, x, start, end, n_feat, out):
 
 
 _KERNELS: dict = {}
+#: what :func:`_kernel` does after each row sum ``s = (A x)_i``
+_SPMM, _PROP, _GAP_PAPER, _GAP = 0, 1, 2, 3
 
 
-def _kernels(f: int):
-    """The three kernels compiled for ``f`` features (the intrinsic needs it as a constant)."""
-    k = _KERNELS.get(f)
+def _kernel(f: int, mode: int):
+    """One pass over the rows compiled for ``f`` features and one row epilogue (the
+    intrinsic needs ``f`` as a constant; ``mode`` picks the epilogue at compile time).
+
+    The compiled function takes ``(indptr, indices, w, x, h, coef, block)`` and returns
+    ``(y, g)``: with ``s`` the row sum of ``x``, ``y = s`` (``_SPMM``); ``y = (1 - c) s + c h``
+    and ``g = y - x`` (``_PROP``, ``c`` the teleport, ``h = h0``); ``y = h + c s``
+    (``_GAP_PAPER``) or ``y = h + c (s - x)`` (``_GAP``, ``h = xt``).  ``g`` is empty except
+    for ``_PROP``.
+    """
+    k = _KERNELS.get((f, mode))
     if k is not None:
         return k
-    F = f  # noqa: N806 - constant of the compiled closures
+    F, MODE = f, mode  # noqa: N806 - constants of the compiled closure
 
-    def spmm(indptr, indices, w, x, block):
+    def rows(indptr, indices, w, x, h, coef, block):
         n_rows = indptr.shape[0] - 1
         y = np.empty((n_rows, F), dtype=np.float32)
+        g = np.empty((n_rows if MODE == _PROP else 0, F), dtype=np.float32)
         n_blocks = (n_rows + block - 1) // block
-        for b in prange(n_blocks):
-            tmp = np.empty(F, dtype=np.float32)
-            for i in range(b * block, min(n_rows, (b + 1) * block)):
-                row_sums_f32_gather(indices, w, x, indptr[i], indptr[i + 1], F, tmp)
-                for k in range(F):
-                    y[i, k] = tmp[k]
-        return y
-
-    def prop(indptr, indices, w, xk, h0, teleport, block):
-        n_rows = indptr.shape[0] - 1
-        xt = np.empty((n_rows, F), dtype=np.float32)
-        g = np.empty((n_rows, F), dtype=np.float32)
-        a = np.float32(teleport)
-        a1 = np.float32(1.0) - a
-        n_blocks = (n_rows + block - 1) // block
-        for b in prange(n_blocks):
-            tmp = np.empty(F, dtype=np.float32)
-            for i in range(b * block, min(n_rows, (b + 1) * block)):
-                row_sums_f32_gather(indices, w, xk, indptr[i], indptr[i + 1], F, tmp)
-                for k in range(F):
-                    v = a1 * tmp[k] + a * h0[i, k]
-                    xt[i, k] = v
-                    g[i, k] = v - xk[i, k]
-        return xt, g
-
-    def gap(indptr, indices, w, g, xt, coef, paper_code, block):
-        n_rows = indptr.shape[0] - 1
-        y = np.empty((n_rows, F), dtype=np.float32)
         c = np.float32(coef)
-        n_blocks = (n_rows + block - 1) // block
+        c1 = np.float32(1.0) - c
         for b in prange(n_blocks):
-            tmp = np.empty(F, dtype=np.float32)
+            s = np.empty(F, dtype=np.float32)
             for i in range(b * block, min(n_rows, (b + 1) * block)):
-                row_sums_f32_gather(indices, w, g, indptr[i], indptr[i + 1], F, tmp)
-                if paper_code:
-                    for k in range(F):
-                        y[i, k] = xt[i, k] + c * tmp[k]
-                else:
-                    for k in range(F):
-                        y[i, k] = xt[i, k] + c * (tmp[k] - g[i, k])
-        return y
+                row_sums_f32_gather(indices, w, x, indptr[i], indptr[i + 1], F, s)
+                for k in range(F):
+                    if MODE == _SPMM:
+                        y[i, k] = s[k]
+                    elif MODE == _PROP:
+                        v = c1 * s[k] + c * h[i, k]
+                        y[i, k] = v
+                        g[i, k] = v - x[i, k]
+                    elif MODE == _GAP_PAPER:
+                        y[i, k] = h[i, k] + c * s[k]
+                    else:
+                        y[i, k] = h[i, k] + c * (s[k] - x[i, k])
+        return y, g
 
-    k = _KERNELS[f] = tuple(njit(parallel=True)(fn) for fn in (spmm, prop, gap))
+    k = _KERNELS[(f, mode)] = njit(parallel=True)(rows)
     return k
 
 
 def spmm_f32_gather(indptr, indices, w, x, block=64):
     """``Y = A X`` for float32 (N, F) ``x``, F up to :data:`GATHER_MAX_FEATURES`; shapes as
     :func:`quagga.bench.fp32_spmm.spmm_f32`."""
-    return _kernels(x.shape[1])[0](indptr, indices, w, np.ascontiguousarray(x), block)
+    x = np.ascontiguousarray(x)
+    return _kernel(x.shape[1], _SPMM)(indptr, indices, w, x, x, 0.0, block)[0]
 
 
 def smp_prop_f32_gather(indptr, indices, w, xk, h0, teleport, block=64):
     """First pass of one SMP step (``xt = (1 - a) A x_k + a h0``, ``g = xt - x_k``) with the
     gather kernel; as :func:`quagga.bench.fp32_spmm.smp_prop_f32`."""
-    return _kernels(xk.shape[1])[1](indptr, indices, w, np.ascontiguousarray(xk), h0, teleport,
-                                    block)
+    return _kernel(xk.shape[1], _PROP)(indptr, indices, w, np.ascontiguousarray(xk), h0,
+                                       teleport, block)
 
 
 def smp_gap_f32_gather(indptr, indices, w, g, xt, coef, paper_code, block=64):
     """Second pass of one SMP step (``x_{k+1} = xt + c (A g - g)``) with the gather kernel; as
     :func:`quagga.bench.fp32_spmm.smp_gap_f32`."""
-    return _kernels(g.shape[1])[2](indptr, indices, w, np.ascontiguousarray(g), xt, coef,
-                                   paper_code, block)
+    mode = _GAP_PAPER if paper_code else _GAP
+    return _kernel(g.shape[1], mode)(indptr, indices, w, np.ascontiguousarray(g), xt, coef,
+                                     block)[0]
