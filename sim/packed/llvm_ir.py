@@ -215,7 +215,8 @@ class EdgeVectors:
             self.vo = self.v32
             name = "dpi" if isinstance(elt, ir.IntType) else "dps"
             self.gather_fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(self.velt, [self.velt, pty, self.v32, self.vm, I32]),
+                builder.module,
+                ir.FunctionType(self.velt, [self.velt, pty, self.v32, self.vm, I32]),
                 f"llvm.x86.avx512.mask.gather.{name}.512")
         else:
             self.vo = ir.VectorType(I64, V)
