@@ -21,14 +21,13 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from sim.packed.msg_gather import _AVX512, VECTOR_EDGES, _edge_loop, _fit, _masked_load, _splat
+from sim.packed.llvm_ir import I32, VECTOR_EDGES, EdgeVectors, array_args, store_lane_sums
 
 __all__ = ["GATHER_MAX_FEATURES", "row_sums_f32_gather", "smp_gap_f32_gather",
            "smp_prop_f32_gather", "spmm_f32_gather"]
 
 #: widest rows (features) the gather kernels take; wider rows use the row-vector kernels
 GATHER_MAX_FEATURES = 16
-_I64, _I32, _I8, _I1 = ir.IntType(64), ir.IntType(32), ir.IntType(8), ir.IntType(1)
 _F32 = ir.FloatType()
 
 
@@ -47,143 +46,92 @@ def row_sums_f32_gather(typingctx, indices, w, x, start, end, n_feat, out):
     if not 0 < nf <= GATHER_MAX_FEATURES:
         return None
     sig = types.void(indices, w, x, start, end, n_feat, out)
-    V = VECTOR_EDGES
-    use_dpi = _AVX512 and indices.dtype.bitwidth <= 32
 
     def codegen(context, builder, signature, args):
-        aty = signature.args
-        ind = context.make_array(aty[0])(context, builder, args[0])
-        wts = context.make_array(aty[1])(context, builder, args[1])
-        xa = context.make_array(aty[2])(context, builder, args[2])
-        outa = context.make_array(aty[6])(context, builder, args[6])
-        v32, vf, vm = ir.VectorType(_I32, V), ir.VectorType(_F32, V), ir.VectorType(_I1, V)
-        v64 = ir.VectorType(_I64, V)
-        start, end = (_fit(builder, a, _I64, True) for a in args[3:5])
-        zero = ir.Constant(vf, [0.0] * V)
-        iota = ir.Constant(v32, list(range(V)))
-        ind_elt = context.get_value_type(aty[0].dtype)
-        ind_signed = aty[0].dtype.signed
-        pty = _I8.as_pointer()
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vf, [vf, vf, vf]),
-                                             f"llvm.fma.v{V}f32")
-        if use_dpi:
-            gather = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vf, [vf, pty, v32, vm, _I32]),
-                "llvm.x86.avx512.mask.gather.dps.512")
-        else:
-            gather = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vf, [ir.VectorType(pty, V), _I32, vm, vf]),
-                f"llvm.masked.gather.v{V}f32.v{V}p0")
-            base = _splat(builder, builder.ptrtoint(xa.data, _I64), v64)
-        xbase = builder.bitcast(xa.data, pty)
+        ind, wts, xa, outa = array_args(context, builder, signature, args, (0, 1, 2, 6))
+        ev = EdgeVectors(builder, ind, signature.args[0].dtype, xa.data, args[3], args[4], _F32,
+                         4, nf)
+        fma = cgutils.get_or_insert_function(builder.module,
+                                             ir.FunctionType(ev.velt, [ev.velt] * 3),
+                                             f"llvm.fma.v{VECTOR_EDGES}f32")
 
-        def edges(e, accs):
-            rem = builder.trunc(builder.sub(end, e), _I32)
-            mask = builder.icmp_signed("<", iota, _splat(builder, rem, v32))
-            idx = _masked_load(builder, builder.gep(ind.data, [e]), ind_elt, mask, V)
-            wv = builder.bitcast(_masked_load(builder, builder.gep(wts.data, [e]), _I32, mask, V), vf)
-            new = []
-            if use_dpi:
-                row = builder.mul(_fit(builder, idx, v32, ind_signed), ir.Constant(v32, [nf] * V))
-            else:
-                row = builder.mul(_fit(builder, idx, v64, ind_signed), ir.Constant(v64, [4 * nf] * V))
-            for l, acc in enumerate(accs):
-                if use_dpi:
-                    off = builder.add(row, ir.Constant(v32, [l] * V)) if l else row
-                    xv = builder.call(gather, [zero, xbase, off, mask, ir.Constant(_I32, 4)])
-                else:
-                    off = builder.add(row, ir.Constant(v64, [4 * l] * V)) if l else row
-                    ptrs = builder.inttoptr(builder.add(base, off), ir.VectorType(pty, V))
-                    xv = builder.call(gather, [ptrs, ir.Constant(_I32, 4), mask, zero])
-                new.append(builder.call(fma, [xv, wv, acc]))
-            return new
+        def edges(e, mask, accs):
+            rows = ev.rows(e, mask)
+            wv = builder.bitcast(ev.load(wts.data, e, I32, mask), ev.velt)
+            return [builder.call(fma, [ev.gather(rows, l, mask), wv, acc])
+                    for l, acc in enumerate(accs)]
 
-        accs = _edge_loop(builder, start, end, V, [zero] * nf, edges)
-        red = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, [_F32, vf]),
-                                             f"llvm.vector.reduce.fadd.v{V}f32")
-        for l, acc in enumerate(accs):
-            s = builder.call(red, [ir.Constant(_F32, 0.0), acc])
-            builder.store(s, builder.gep(outa.data, [ir.Constant(_I64, l)]))
+        store_lane_sums(builder, outa.data, ev.loop([ev.zero] * nf, edges))
         return context.get_dummy_value()
 
     return sig, codegen
 
 
 _KERNELS: dict = {}
+#: what :func:`_kernel` does after each row sum ``s = (A x)_i``
+_SPMM, _PROP, _GAP_PAPER, _GAP = 0, 1, 2, 3
 
 
-def _kernels(f: int):
-    """The three kernels compiled for ``f`` features (the intrinsic needs it as a constant)."""
-    k = _KERNELS.get(f)
+def _kernel(f: int, mode: int):
+    """One pass over the rows compiled for ``f`` features and one row epilogue (the
+    intrinsic needs ``f`` as a constant; ``mode`` picks the epilogue at compile time).
+
+    The compiled function takes ``(indptr, indices, w, x, h, coef, block)`` and returns
+    ``(y, g)``: with ``s`` the row sum of ``x``, ``y = s`` (``_SPMM``); ``y = (1 - c) s + c h``
+    and ``g = y - x`` (``_PROP``, ``c`` the teleport, ``h = h0``); ``y = h + c s``
+    (``_GAP_PAPER``) or ``y = h + c (s - x)`` (``_GAP``, ``h = xt``).  ``g`` is empty except
+    for ``_PROP``.
+    """
+    k = _KERNELS.get((f, mode))
     if k is not None:
         return k
-    F = f  # noqa: N806 - constant of the compiled closures
+    F, MODE = f, mode  # noqa: N806 - constants of the compiled closure
 
-    def spmm(indptr, indices, w, x, block):
+    def rows(indptr, indices, w, x, h, coef, block):
         n_rows = indptr.shape[0] - 1
         y = np.empty((n_rows, F), dtype=np.float32)
+        g = np.empty((n_rows if MODE == _PROP else 0, F), dtype=np.float32)
         n_blocks = (n_rows + block - 1) // block
-        for b in prange(n_blocks):
-            tmp = np.empty(F, dtype=np.float32)
-            for i in range(b * block, min(n_rows, (b + 1) * block)):
-                row_sums_f32_gather(indices, w, x, indptr[i], indptr[i + 1], F, tmp)
-                for k in range(F):
-                    y[i, k] = tmp[k]
-        return y
-
-    def prop(indptr, indices, w, xk, h0, teleport, block):
-        n_rows = indptr.shape[0] - 1
-        xt = np.empty((n_rows, F), dtype=np.float32)
-        g = np.empty((n_rows, F), dtype=np.float32)
-        a = np.float32(teleport)
-        a1 = np.float32(1.0) - a
-        n_blocks = (n_rows + block - 1) // block
-        for b in prange(n_blocks):
-            tmp = np.empty(F, dtype=np.float32)
-            for i in range(b * block, min(n_rows, (b + 1) * block)):
-                row_sums_f32_gather(indices, w, xk, indptr[i], indptr[i + 1], F, tmp)
-                for k in range(F):
-                    v = a1 * tmp[k] + a * h0[i, k]
-                    xt[i, k] = v
-                    g[i, k] = v - xk[i, k]
-        return xt, g
-
-    def gap(indptr, indices, w, g, xt, coef, paper_code, block):
-        n_rows = indptr.shape[0] - 1
-        y = np.empty((n_rows, F), dtype=np.float32)
         c = np.float32(coef)
-        n_blocks = (n_rows + block - 1) // block
+        c1 = np.float32(1.0) - c
         for b in prange(n_blocks):
-            tmp = np.empty(F, dtype=np.float32)
+            s = np.empty(F, dtype=np.float32)
             for i in range(b * block, min(n_rows, (b + 1) * block)):
-                row_sums_f32_gather(indices, w, g, indptr[i], indptr[i + 1], F, tmp)
-                if paper_code:
-                    for k in range(F):
-                        y[i, k] = xt[i, k] + c * tmp[k]
-                else:
-                    for k in range(F):
-                        y[i, k] = xt[i, k] + c * (tmp[k] - g[i, k])
-        return y
+                row_sums_f32_gather(indices, w, x, indptr[i], indptr[i + 1], F, s)
+                for k in range(F):
+                    if MODE == _SPMM:
+                        y[i, k] = s[k]
+                    elif MODE == _PROP:
+                        v = c1 * s[k] + c * h[i, k]
+                        y[i, k] = v
+                        g[i, k] = v - x[i, k]
+                    elif MODE == _GAP_PAPER:
+                        y[i, k] = h[i, k] + c * s[k]
+                    else:
+                        y[i, k] = h[i, k] + c * (s[k] - x[i, k])
+        return y, g
 
-    k = _KERNELS[f] = tuple(njit(parallel=True)(fn) for fn in (spmm, prop, gap))
+    k = _KERNELS[(f, mode)] = njit(parallel=True)(rows)
     return k
 
 
 def spmm_f32_gather(indptr, indices, w, x, block=64):
     """``Y = A X`` for float32 (N, F) ``x``, F up to :data:`GATHER_MAX_FEATURES`; shapes as
     :func:`quagga.bench.fp32_spmm.spmm_f32`."""
-    return _kernels(x.shape[1])[0](indptr, indices, w, np.ascontiguousarray(x), block)
+    x = np.ascontiguousarray(x)
+    return _kernel(x.shape[1], _SPMM)(indptr, indices, w, x, x, 0.0, block)[0]
 
 
 def smp_prop_f32_gather(indptr, indices, w, xk, h0, teleport, block=64):
     """First pass of one SMP step (``xt = (1 - a) A x_k + a h0``, ``g = xt - x_k``) with the
     gather kernel; as :func:`quagga.bench.fp32_spmm.smp_prop_f32`."""
-    return _kernels(xk.shape[1])[1](indptr, indices, w, np.ascontiguousarray(xk), h0, teleport,
-                                    block)
+    return _kernel(xk.shape[1], _PROP)(indptr, indices, w, np.ascontiguousarray(xk), h0,
+                                       teleport, block)
 
 
 def smp_gap_f32_gather(indptr, indices, w, g, xt, coef, paper_code, block=64):
     """Second pass of one SMP step (``x_{k+1} = xt + c (A g - g)``) with the gather kernel; as
     :func:`quagga.bench.fp32_spmm.smp_gap_f32`."""
-    return _kernels(g.shape[1])[2](indptr, indices, w, np.ascontiguousarray(g), xt, coef,
-                                   paper_code, block)
+    mode = _GAP_PAPER if paper_code else _GAP
+    return _kernel(g.shape[1], mode)(indptr, indices, w, np.ascontiguousarray(g), xt, coef,
+                                     block)[0]

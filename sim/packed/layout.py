@@ -7,6 +7,21 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(cache=True, inline="always")
+def pack_row(q, r, offset, bits, f, out, at):
+    """Pack row ``r`` of codes ``q`` (lanes ``0 .. f - 1``) as offset-binary bytes
+    ``out[at], out[at + 1], ...``: lane ``l`` in bits ``(l % per) * bits`` of byte
+    ``l // per`` (``per = 8 // bits``), ``0 <= q + offset < 2**bits`` (unchecked)."""
+    per = 8 // bits
+    for k in range((f + per - 1) // per):
+        v = np.uint32(0)
+        for p in range(per):
+            l = k * per + p
+            if l < f:
+                v |= np.uint32(np.int64(q[r, l]) + offset) << np.uint32(p * bits)
+        out[at + k] = np.uint8(v)
+
+
 @njit(cache=True, parallel=True)
 def pack_rows(q, offset, bits, block):
     """Pack integer codes into offset-binary bytes (the layout of :func:`quant.pack.pack_codes`
@@ -19,16 +34,11 @@ def pack_rows(q, offset, bits, block):
     per = 8 // bits
     nb_bytes = (f + per - 1) // per
     out = np.zeros((n, nb_bytes), dtype=np.uint8)
+    flat = out.reshape(n * nb_bytes)
     n_blocks = (n + block - 1) // block
     for b in prange(n_blocks):
         for i in range(b * block, min(n, (b + 1) * block)):
-            for k in range(nb_bytes):
-                v = np.uint32(0)
-                for p in range(per):
-                    l = k * per + p
-                    if l < f:
-                        v |= np.uint32(np.int64(q[i, l]) + offset) << np.uint32(p * bits)
-                out[i, k] = np.uint8(v)
+            pack_row(q, i, offset, bits, f, flat, i * nb_bytes)
     return out
 
 

@@ -37,19 +37,18 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from quant.aggregate import AggregationParams
 from quant.pack import PACKABLE_BITS
 from quant.reference import shift_half_up
 from sim.exact.functional import centred_max
+from sim.packed.llvm_ir import (I8, I32, VECTOR_EDGES, EdgeVectors, array_args, fit_int, splat,
+                                store_lane_sums)
 
 __all__ = ["MAX_ROW_BYTES", "PAD_BYTES", "VECTOR_EDGES", "gather_supported", "msg_args",
            "msg_lane_sums"]
 
-#: edges per vector
-VECTOR_EDGES = 16
 #: widest packed row (bytes) the gather reads in one 32-bit word
 MAX_ROW_BYTES = 4
 #: zero bytes after the last packed row, so a 32-bit read at any row start stays in bounds
@@ -57,7 +56,6 @@ PAD_BYTES = 4
 #: most lanes a row can have (INT1 rows of four bytes)
 MAX_LANES = 32
 
-_I64, _I32, _I8, _I1 = ir.IntType(64), ir.IntType(32), ir.IntType(8), ir.IntType(1)
 _INT32_LIMIT = 1 << 31
 
 
@@ -105,70 +103,32 @@ def gather_supported(params: AggregationParams, num_features: int) -> bool:
             and 0 < num_features * b <= 8 * MAX_ROW_BYTES and msg_args(params) is not None)
 
 
-def _splat(builder: ir.IRBuilder, val: ir.Value, vty: ir.VectorType) -> ir.Value:
-    one = builder.insert_element(ir.Constant(vty, ir.Undefined), val, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(one, ir.Constant(vty, ir.Undefined),
-                                  ir.Constant(ir.VectorType(_I32, vty.count), [0] * vty.count))
+def _lane_sums(n_lanes: int, edge_elt: ir.IntType, message):
+    """Codegen of a sixteen-edge lane-sum intrinsic whose arguments are ``(indices, per-edge
+    codes, xpad, nb, start, end, ..., out)``.
 
+    ``message(builder, args)`` is called once before the loop and returns ``per_edge(codes,
+    mask)``, called per vector with the sixteen edges' codes (``edge_elt`` each, zero-extended
+    to int32, 0 where masked off); that returns ``lane(l, word)``, the ``<16 x i32>`` term of
+    lane ``l`` for the gathered 32-bit source words.
+    """
+    def codegen(context, builder, signature, args):
+        ind, codes, xa, outa = array_args(context, builder, signature, args,
+                                          (0, 1, 2, len(args) - 1))
+        ev = EdgeVectors(builder, ind, signature.args[0].dtype, xa.data, args[4], args[5], I32,
+                         1, args[3])
+        per_edge = message(builder, args)
 
-def _fit(builder: ir.IRBuilder, val: ir.Value, ty: ir.IntType, signed: bool) -> ir.Value:
-    w = val.type.element.width if isinstance(val.type, ir.VectorType) else val.type.width
-    tw = ty.element.width if isinstance(ty, ir.VectorType) else ty.width
-    if w == tw:
-        return val
-    if w > tw:
-        return builder.trunc(val, ty)
-    return builder.sext(val, ty) if signed else builder.zext(val, ty)
+        def edges(e, mask, accs):
+            word = ev.gather(ev.rows(e, mask), 0, mask)
+            lane = per_edge(fit_int(builder, ev.load(codes.data, e, edge_elt, mask), ev.v32,
+                                    False), mask)
+            return [builder.add(acc, lane(l, word)) for l, acc in enumerate(accs)]
 
+        store_lane_sums(builder, outa.data, ev.loop([ev.zero] * n_lanes, edges))
+        return context.get_dummy_value()
 
-def _masked_load(builder, ptr, elt: ir.IntType, mask, n: int):
-    vty = ir.VectorType(elt, n)
-    fn = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(vty, [_I8.as_pointer(), _I32, mask.type, vty]),
-        f"llvm.masked.load.v{n}i{elt.width}.p0")
-    return builder.call(fn, [builder.bitcast(ptr, _I8.as_pointer()),
-                             ir.Constant(_I32, elt.width // 8), mask, ir.Constant(vty, [0] * n)])
-
-
-def _host_avx512() -> bool:
-    """Whether numba compiles for a CPU with AVX-512F (then the gathers use 32-bit offsets,
-    ``vpgatherdd``, sixteen rows per instruction)."""
-    try:
-        from llvmlite import binding
-
-        return bool(binding.get_host_cpu_features().get("avx512f", False))
-    except Exception:  # pragma: no cover - feature probe unavailable
-        return False
-
-
-_AVX512 = _host_avx512()
-
-
-def _edge_loop(builder, lo, hi, step, init, body):
-    """``for e in range(lo, hi, step): vals = body(e, vals)`` with SSA loop-carried values."""
-    pre = builder.block
-    head = builder.append_basic_block("vedges.head")
-    blk = builder.append_basic_block("vedges.body")
-    done = builder.append_basic_block("vedges.done")
-    builder.branch(head)
-    builder.position_at_end(head)
-    e = builder.phi(lo.type)
-    e.add_incoming(lo, pre)
-    phis = []
-    for v in init:
-        ph = builder.phi(v.type)
-        ph.add_incoming(v, pre)
-        phis.append(ph)
-    builder.cbranch(builder.icmp_signed("<", e, hi), blk, done)
-    builder.position_at_end(blk)
-    new = body(e, phis)
-    end = builder.block
-    e.add_incoming(builder.add(e, ir.Constant(lo.type, step)), end)
-    for ph, v in zip(phis, new):
-        ph.add_incoming(v, end)
-    builder.branch(head)
-    builder.position_at_end(done)
-    return phis
+    return codegen
 
 
 @intrinsic
@@ -203,59 +163,24 @@ def msg_lane_sums(typingctx, indices, wi, xpad, nb, start, end, bits, n_lanes, c
         return None
     sig = types.void(indices, wi, xpad, nb, start, end, bits, n_lanes, clamp, x_off, w_add,
                      mult, half, ls, rs, lo, hi, out)
-    V = VECTOR_EDGES
-    use_dpi = _AVX512 and indices.dtype.bitwidth <= 32
+    V = VECTOR_EDGES  # noqa: N806
 
-    def codegen(context, builder, signature, args):
-        aty = signature.args
-        ind = context.make_array(aty[0])(context, builder, args[0])
-        wts = context.make_array(aty[1])(context, builder, args[1])
-        xa = context.make_array(aty[2])(context, builder, args[2])
-        outa = context.make_array(aty[17])(context, builder, args[17])
-        v32, v64, vm = ir.VectorType(_I32, V), ir.VectorType(_I64, V), ir.VectorType(_I1, V)
-        nb, start, end = (_fit(builder, a, _I64, True) for a in args[3:6])
-        x_off, w_add, mult, half, ls, rs, lo, hi = (_fit(builder, a, _I32, True) for a in args[9:17])
+    def message(builder, args):
+        v32 = ir.VectorType(I32, V)
+        x_off, w_add, mult, half, ls, rs, lo, hi = (fit_int(builder, a, I32, True)
+                                                    for a in args[9:17])
         # (u - x_off) * (w + w_add) * M * 2**ls + half  ==  u * wcm + (half - x_off * wcm)
-        mult_ls = _splat(builder, builder.shl(mult, ls), v32)
-        w_add_v, x_off_v, half_v = (_splat(builder, a, v32) for a in (w_add, x_off, half))
-        rs_v, lo_v, hi_v = (_splat(builder, a, v32) for a in (rs, lo, hi))
+        mult_ls = splat(builder, builder.shl(mult, ls), v32)
+        w_add_v, x_off_v, half_v = (splat(builder, a, v32) for a in (w_add, x_off, half))
+        rs_v, lo_v, hi_v = (splat(builder, a, v32) for a in (rs, lo, hi))
         lmask = ir.Constant(v32, [(1 << b) - 1] * V)
         zero = ir.Constant(v32, [0] * V)
-        iota = ir.Constant(v32, list(range(V)))
-        ind_elt = context.get_value_type(aty[0].dtype)
-        w_elt = context.get_value_type(aty[1].dtype)
-        ind_signed = aty[0].dtype.signed
-        pty = _I8.as_pointer()
-        if use_dpi:
-            gather = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(v32, [v32, pty, v32, vm, _I32]),
-                "llvm.x86.avx512.mask.gather.dpi.512")
-            nb32 = _splat(builder, _fit(builder, nb, _I32, True), v32)
-        else:
-            gather = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(v32, [ir.VectorType(pty, V), _I32, vm, v32]),
-                f"llvm.masked.gather.v{V}i32.v{V}p0")
-            base = _splat(builder, builder.ptrtoint(xa.data, _I64), v64)
-            nbv = _splat(builder, nb, v64)
 
-        def edges(e, accs):
-            rem = builder.trunc(builder.sub(end, e), _I32)
-            mask = builder.icmp_signed("<", iota, _splat(builder, rem, v32))
-            idx = _masked_load(builder, builder.gep(ind.data, [e]), ind_elt, mask, V)
-            if use_dpi:
-                off = builder.mul(_fit(builder, idx, v32, ind_signed), nb32)
-                word = builder.call(gather, [zero, builder.bitcast(xa.data, pty), off, mask,
-                                             ir.Constant(_I32, 1)])
-            else:
-                off = builder.mul(_fit(builder, idx, v64, ind_signed), nbv)
-                ptrs = builder.inttoptr(builder.add(base, off), ir.VectorType(pty, V))
-                word = builder.call(gather, [ptrs, ir.Constant(_I32, 1), mask, zero])
-            w = _fit(builder, _masked_load(builder, builder.gep(wts.data, [e]), w_elt, mask, V),
-                     v32, False)
+        def per_edge(w, mask):
             wcm = builder.select(mask, builder.mul(builder.add(w, w_add_v), mult_ls), zero)
             c0 = builder.sub(half_v, builder.mul(x_off_v, wcm))
-            new = []
-            for l, acc in enumerate(accs):
+
+            def lane(l, word):
                 u = builder.lshr(word, ir.Constant(v32, [l * b] * V)) if l else word
                 if (l + 1) * b < 32:
                     u = builder.and_(u, lmask)
@@ -263,17 +188,13 @@ def msg_lane_sums(typingctx, indices, wi, xpad, nb, start, end, bits, n_lanes, c
                 if cl:
                     r = builder.select(builder.icmp_signed("<", r, lo_v), lo_v, r)
                     r = builder.select(builder.icmp_signed(">", r, hi_v), hi_v, r)
-                new.append(builder.add(acc, r))
-            return new
+                return r
 
-        accs = _edge_loop(builder, start, end, V, [zero] * nl, edges)
-        red = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32, [v32]),
-                                             f"llvm.vector.reduce.add.v{V}i32")
-        for l, acc in enumerate(accs):
-            builder.store(builder.call(red, [acc]), builder.gep(outa.data, [ir.Constant(_I64, l)]))
-        return context.get_dummy_value()
+            return lane
 
-    return sig, codegen
+        return per_edge
+
+    return sig, _lane_sums(nl, ir.IntType(wi.dtype.bitwidth), message)
 
 
 def message_rows(params: AggregationParams, w: np.ndarray) -> np.ndarray | None:
@@ -325,66 +246,25 @@ def msg_row_lane_sums(typingctx, indices, mrow, xpad, nb, start, end, n_lanes, o
     if not 0 < nl <= 16:
         return None
     sig = types.void(indices, mrow, xpad, nb, start, end, n_lanes, out)
-    V = VECTOR_EDGES
-    use_dpi = _AVX512 and indices.dtype.bitwidth <= 32
+    V = VECTOR_EDGES  # noqa: N806
 
-    def codegen(context, builder, signature, args):
-        aty = signature.args
-        ind = context.make_array(aty[0])(context, builder, args[0])
-        mra = context.make_array(aty[1])(context, builder, args[1])
-        xa = context.make_array(aty[2])(context, builder, args[2])
-        outa = context.make_array(aty[7])(context, builder, args[7])
-        v32, v64, vm = ir.VectorType(_I32, V), ir.VectorType(_I64, V), ir.VectorType(_I1, V)
-        nb, start, end = (_fit(builder, a, _I64, True) for a in args[3:6])
+    def message(builder, args):
+        v32 = ir.VectorType(I32, V)
         three = ir.Constant(v32, [3] * V)
         six = ir.Constant(v32, [6] * V)
-        zero = ir.Constant(v32, [0] * V)
-        iota = ir.Constant(v32, list(range(V)))
-        ind_elt = context.get_value_type(aty[0].dtype)
-        ind_signed = aty[0].dtype.signed
-        pty = _I8.as_pointer()
-        if use_dpi:
-            gather = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(v32, [v32, pty, v32, vm, _I32]),
-                "llvm.x86.avx512.mask.gather.dpi.512")
-            nb32 = _splat(builder, _fit(builder, nb, _I32, True), v32)
-        else:
-            gather = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(v32, [ir.VectorType(pty, V), _I32, vm, v32]),
-                f"llvm.masked.gather.v{V}i32.v{V}p0")
-            base = _splat(builder, builder.ptrtoint(xa.data, _I64), v64)
-            nbv = _splat(builder, nb, v64)
 
-        def edges(e, accs):
-            rem = builder.trunc(builder.sub(end, e), _I32)
-            mask = builder.icmp_signed("<", iota, _splat(builder, rem, v32))
-            idx = _masked_load(builder, builder.gep(ind.data, [e]), ind_elt, mask, V)
-            if use_dpi:
-                off = builder.mul(_fit(builder, idx, v32, ind_signed), nb32)
-                word = builder.call(gather, [zero, builder.bitcast(xa.data, pty), off, mask,
-                                             ir.Constant(_I32, 1)])
-            else:
-                off = builder.mul(_fit(builder, idx, v64, ind_signed), nbv)
-                ptrs = builder.inttoptr(builder.add(base, off), ir.VectorType(pty, V))
-                word = builder.call(gather, [ptrs, ir.Constant(_I32, 1), mask, zero])
-            mr = _fit(builder, _masked_load(builder, builder.gep(mra.data, [e]), _I8, mask, V),
-                      v32, False)  # masked-off edges: 0, their lane sums are corrected below
-            new = []
-            for l, acc in enumerate(accs):
+        def per_edge(mr, mask):  # masked-off edges: 0, their lane sums are corrected later
+
+            def lane(l, word):
                 # shift amount 2 u = (word >> (2 l - 1)) & 6
                 if l == 0:
                     amt = builder.and_(builder.shl(word, ir.Constant(v32, [1] * V)), six)
                 else:
                     amt = builder.and_(builder.lshr(word, ir.Constant(v32, [2 * l - 1] * V)), six)
-                m = builder.and_(builder.lshr(mr, amt), three)
-                new.append(builder.add(acc, m))
-            return new
+                return builder.and_(builder.lshr(mr, amt), three)
 
-        accs = _edge_loop(builder, start, end, V, [zero] * nl, edges)
-        red = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32, [v32]),
-                                             f"llvm.vector.reduce.add.v{V}i32")
-        for l, acc in enumerate(accs):
-            builder.store(builder.call(red, [acc]), builder.gep(outa.data, [ir.Constant(_I64, l)]))
-        return context.get_dummy_value()
+            return lane
 
-    return sig, codegen
+        return per_edge
+
+    return sig, _lane_sums(nl, I8, message)

@@ -38,7 +38,7 @@ from sim.packed.propagate import step_operands
 from sim.packed.row_ops import out_chain
 
 __all__ = ["TABLE_MAX_BITS", "aggregate_table", "message_table", "swar_table", "table_rows",
-           "table_supported", "table_weights"]
+           "sat_lane_sums", "table_supported", "table_weights"]
 
 #: widest edge-weight codes the table path accepts (the table has ``2**w_bits`` rows)
 TABLE_MAX_BITS = 10
@@ -111,6 +111,34 @@ def _sum_lanes(acc, tab, wi, src, xb, nb, planes, bits, mask):
         sh = p * bits
         for k in range(nb):
             acc[p * nb + k] += tab[wi, (np.int64(xb[src, k]) >> sh) & mask]
+
+
+@njit(cache=True, inline="always")
+def sat_lane_sums(acc, tab, indices, wi, x1, nb, n_feat, bits, start, end, acc_lo, acc_hi,
+                  planar):
+    """The messages of edges ``start .. end - 1`` summed edge by edge in stream order into
+    ``acc`` (int64), each add clamped to ``[acc_lo, acc_hi]`` as the reference does.
+
+    ``x1`` holds the packed source rows flat (row ``r`` at byte ``r * nb``), ``tab`` the
+    messages (:func:`message_table`), ``wi`` the edges' table rows.  Lane ``l`` (of
+    ``n_feat``) accumulates in ``acc[l]``, or with ``planar`` in ``acc[(l % per) * nb + l //
+    per]`` (``per = 8 // bits``, the layout of :func:`table_rows`).  Returns the number of
+    saturation events.
+    """
+    per = 8 // bits
+    mask = np.int64((1 << bits) - 1)
+    for l in range(n_feat):
+        acc[(l % per) * nb + l // per if planar else l] = 0
+    cnt = np.int64(0)
+    for e in range(start, end):
+        row = np.int64(indices[e]) * nb
+        we = np.int64(wi[e])
+        for l in range(n_feat):
+            u = (np.int64(x1[row + l // per]) >> ((l % per) * bits)) & mask
+            j = (l % per) * nb + l // per if planar else l
+            acc[j], c = sat_add(acc[j], np.int64(tab[we, u]), acc_lo, acc_hi)
+            cnt += c
+    return cnt
 
 
 @njit(cache=True, parallel=True)
@@ -217,22 +245,8 @@ def table_rows(indptr, indices, wi, xb, n_feat, bits, tab, row_max, sw, bias, ch
                     acc64[k] = acc[k]
             else:
                 # edge by edge in stream order, clamping and counting as the reference does
-                cnt = np.int64(0)
-                for k in range(n_lanes):
-                    acc64[k] = 0
-                for e in range(start, end):
-                    src = indices[e]
-                    we = np.int64(wi[e])
-                    for p in range(planes):
-                        sh = p * bits
-                        for k in range(nb):
-                            if k * planes + p >= n_feat:
-                                continue  # padding lane of the last byte
-                            j = p * nb + k
-                            m = np.int64(tab[we, (np.int64(xb[src, k]) >> sh) & mask])
-                            acc64[j], c = sat_add(acc64[j], m, acc_lo, acc_hi)
-                            cnt += c
-                sats[i] = cnt
+                sats[i] = sat_lane_sums(acc64, tab, indices, wi, x1, nb, n_feat, bits, start,
+                                        end, acc_lo, acc_hi, True)
             for l in range(n_feat):
                 v = acc64[(l % planes) * nb + l // planes]
                 y[i, l] = out_chain(v, out_m, out_n, out_z, out_qmin, out_qmax, upd_on, upd_m,

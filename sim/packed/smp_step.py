@@ -41,9 +41,11 @@ from quant import model_ir as mi
 from quant.aggregate import AggregationParams
 from quant.reference import _check_multiplier, _check_shift, acc_range
 from quant.spec import QuantSpec
-from sim.exact.kernels import requant_1, sat_add
+from sim.exact.kernels import requant_1
+from sim.packed.layout import pack_row
 from sim.packed.msg_gather import (PAD_BYTES, gather_supported, msg_args, msg_lane_sums,
                                    msg_row_lane_sums)
+from sim.packed.msg_table import sat_lane_sums
 from sim.packed.row_ops import out_chain
 
 __all__ = ["GroupPlan", "group_supported", "pack_padded", "plan_groups", "prop_group", "run_group"]
@@ -61,13 +63,7 @@ def pack_padded(q, offset, bits, block):
     n_blocks = (n + block - 1) // block
     for b in prange(n_blocks):
         for i in range(b * block, min(n, (b + 1) * block)):
-            for k in range(nb):
-                v = np.uint32(0)
-                for p in range(per):
-                    l = k * per + p
-                    if l < f:
-                        v |= np.uint32(np.int64(q[i, l]) + offset) << np.uint32(p * bits)
-                out[i * nb + k] = np.uint8(v)
+            pack_row(q, i, offset, bits, f, out, i * nb)
     return out
 
 
@@ -160,7 +156,6 @@ def _compile_group(bits: int, lanes: int, clamp: int, mrows: int):
             margs[0], margs[1], margs[2], margs[3], margs[4], margs[5], margs[6], margs[7])
         per_in = 8 // bits
         nb = (n_feat + per_in - 1) // per_in
-        mask = np.int64((1 << bits) - 1)
         lim = acc_hi if acc_hi < -acc_lo else -acc_lo
         lim32 = min(lim, np.int64(2147483647))
         mmax = np.int64(0)
@@ -195,17 +190,8 @@ def _compile_group(bits: int, lanes: int, clamp: int, mrows: int):
                             acc64[l] = acc[l]
                 else:
                     # edge by edge in stream order, clamping and counting as the reference does
-                    cnt = np.int64(0)
-                    for l in range(n_feat):
-                        acc64[l] = 0
-                    for e in range(start, end):
-                        row = np.int64(indices[e]) * nb
-                        we = np.int64(wi[e])
-                        for l in range(n_feat):
-                            u = (np.int64(xpad[row + l // per_in]) >> ((l % per_in) * bits)) & mask
-                            acc64[l], c = sat_add(acc64[l], np.int64(tab[we, u]), acc_lo, acc_hi)
-                            cnt += c
-                    sats[i] = cnt
+                    sats[i] = sat_lane_sums(acc64, tab, indices, wi, xpad, nb, n_feat, bits,
+                                            start, end, acc_lo, acc_hi, False)
                 for l in range(n_feat):
                     vals[0, l] = out_chain(acc64[l], chain[0], chain[1], chain[2], chain[3],
                                            chain[4], chain[5] != 0, chain[6], chain[7], chain[8],
@@ -225,13 +211,7 @@ def _compile_group(bits: int, lanes: int, clamp: int, mrows: int):
                         for l in range(n_feat):
                             o[i, l] = vals[s, l]
                 if pk_slot >= 0:
-                    for k in range(nbo):
-                        v = np.uint32(0)
-                        for p in range(per_out):
-                            l = k * per_out + p
-                            if l < n_feat:
-                                v |= np.uint32(vals[pk_slot, l] + pk_off) << np.uint32(p * pk_bits)
-                        pk_out[i * nbo + k] = np.uint8(v)
+                    pack_row(vals, pk_slot, pk_off, pk_bits, n_feat, pk_out, i * nbo)
         return sats
 
     return njit(parallel=True)(_prop_group)
