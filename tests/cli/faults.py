@@ -22,11 +22,18 @@ REPO = Path(__file__).resolve().parents[2]
 _CHILDREN: list[subprocess.Popen] = []
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux for SIGKILL when the parent (pytest) dies, so a
-    killed or crashed test run leaves no command running in its own session."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _child_setup() -> None:
+    """In the child, before exec: restore Ctrl-C's default disposition, and ask Linux for
+    SIGKILL when the parent (pytest) dies.
+
+    A shell without job control starts background commands with SIGINT ignored, and an
+    ignored signal stays ignored across ``exec``, so a test run launched that way would
+    otherwise hand its commands a deaf SIGINT.  The death signal means a killed or crashed
+    test run leaves no command running in its own session."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def spawn(argv: list[str], cwd: Path, log: Path) -> subprocess.Popen:
@@ -38,7 +45,7 @@ def spawn(argv: list[str], cwd: Path, log: Path) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "quagga.cli", *argv], cwd=cwd, env=env,
                             stdout=open(f"{log}.out", "w"), stderr=open(f"{log}.err", "w"),
                             start_new_session=True,
-                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                            preexec_fn=_child_setup)
     _CHILDREN.append(proc)
     return proc
 
