@@ -517,11 +517,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--paper-code", action="store_true")
+    p.add_argument("--teacher", action="store_true",
+                   help="table: train the quantized rows with the FP32 teacher (runs named *-kd-init)")
     p.add_argument("--kinds", default=None, help=f"scale: comma-separated subset of {list(SCALE_KINDS)}")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if a.what == "table":
-        table(a.dataset, a.seeds, a.paper_code, a.data_root, a.epochs or 200)
+        table(a.dataset, a.seeds, a.paper_code, a.data_root, a.epochs or 200, teacher=a.teacher)
     elif a.what == "depth":
         depth(a.dataset, a.seeds, a.data_root, a.epochs or 200)
     elif a.what == "scale":
