@@ -172,16 +172,22 @@ def linear_requant(x_scale: float, lin, mult_bits: int) -> Requantizer:
     return requantizer(x_scale * sw / so, lin.q_out, mult_bits)
 
 
+def message_requantizer(prop, x_scale: float, e_scale: float, mult_bits: int) -> Requantizer | None:
+    """The message requantization ``s_x s_w / s_msg`` of ``prop`` (``None`` without ``q_msg``)."""
+    if prop.q_msg is None:
+        return None
+    sm, _, _ = qparams(prop.q_msg)
+    return requantizer(x_scale * e_scale / sm, prop.q_msg, mult_bits)
+
+
 def propagate_params(prop, x_scale: float, x_zero: int, x_spec: QuantSpec, e_scale: float,
                      e_zero: int, e_spec: QuantSpec, max_degree: int, mult_bits: int):
     """``(AggregationParams, last quantizer)`` of one ``QuantPropagate`` (message ``s_x s_w /
     s_msg``, row ``s_msg / s_agg`` (or ``s_x s_w / s_agg``), update ``s_agg / s_upd``)."""
     prod = x_scale * e_scale
-    msg, acc_scale = None, prod
-    if prop.q_msg is not None:
-        sm, _, _ = qparams(prop.q_msg)
-        msg = requantizer(prod / sm, prop.q_msg, mult_bits)
-        acc_scale = sm
+    msg, acc_scale = message_requantizer(prop, x_scale, e_scale, mult_bits), prod
+    if msg is not None:
+        acc_scale, _, _ = qparams(prop.q_msg)
     sa, _, _ = qparams(prop.q_agg)
     out = requantizer(acc_scale / sa, prop.q_agg, mult_bits)
     upd, last = None, prop.q_agg
@@ -342,12 +348,19 @@ def propagate_stage(prop, x: QT, edge: QT, graph, mult_bits: int,
                     record: list | None = None) -> QT:
     """The ``propagate`` op of ``prop`` (a :class:`training.layers.QuantPropagate`) on ``x``'s
     codes: message, in-order saturating accumulation, row and update requantizations."""
-    fake = prop(x.value, graph, edge.value) if fake_needed(prop.q_msg, prop.q_agg, prop.q_upd) else None
+    from training.exact_pass import PendingPass, pending
+
+    fake, acc = None, None
+    if fake_needed(prop.q_msg, prop.q_agg, prop.q_upd):
+        with pending(PendingPass(prop, x, edge, graph, mult_bits)) as one_pass:
+            fake = prop(x.value, graph, edge.value)
     params, last = propagate_params(prop, x.scale, x.zero, x.spec, edge.scale, edge.zero,
                                     edge.spec, graph.max_degree, mult_bits)
     if is_bt(prop.q_msg) or (prop.q_upd is not None and is_bt(prop.q_agg)):
         raise ValueError("BT inside a propagation step (message / aggregate) has no integer form")
-    codes = aggregate_fast(graph, edge.codes, x.codes, params)
+    if fake is not None:
+        acc = one_pass.accumulators(params)
+    codes = aggregate_fast(graph, edge.codes, x.codes, params, acc)
     if record is not None:
         record.append(("propagate", codes))
     return wrap(last, fake, snap_codes(last, codes.to(torch.int64), record))
@@ -376,7 +389,45 @@ def _message_table(params: AggregationParams) -> torch.Tensor:
                                               params.w_spec, params.w_zero).copy())
 
 
-def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationParams) -> torch.Tensor:
+def table_key(params) -> tuple:
+    """The arguments of :func:`_message_table_np` for ``params`` (module doc of
+    :func:`table_operands`)."""
+    return params.msg, params.x_spec, params.x_zero, params.w_spec, params.w_zero
+
+
+def table_operands(graph, w: torch.Tensor, x: torch.Tensor, params
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(src, col, table)`` of :func:`training.exact_kernels.aggregate_table` for one
+    propagation op (CPU): int32 sources, each edge code's column of the message table
+    (cached per edge-code tensor) and :func:`_message_table_np`.  Codes outside their spec
+    are refused (the kernels index the table with them).
+
+    ``params`` is an :class:`AggregationParams` or anything with its fields ``msg``,
+    ``x_spec``, ``x_zero``, ``w_spec`` and ``w_zero``.  Shapes: ``w`` (E,) edge codes, ``x``
+    (N, F) node codes.
+    """
+    from training.fused_message import _cached
+
+    xs, ws = params.x_spec, params.w_spec
+
+    def check(name, arr, spec):
+        if arr.numel() and (int(arr.min()) < spec.qmin or int(arr.max()) > spec.qmax):
+            raise invalid(f"{name} codes", (int(arr.min()), int(arr.max())),
+                          f"in [{spec.qmin}, {spec.qmax}]")
+
+    def columns():                           # once per edge-code tensor
+        check("w", w, ws)
+        return (w.to(torch.int64) - ws.qmin).to(torch.int32)
+
+    check("x", x, xs)
+    table = _message_table_np(*table_key(params))
+    src = _cached("src32", graph.edge_index[0], (), lambda: graph.edge_index[0].to(torch.int32))
+    col = _cached("col32", w, (ws.qmin, ws.qmax), columns)
+    return src.numpy(), col.numpy(), table
+
+
+def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationParams,
+                   acc: torch.Tensor | None = None) -> torch.Tensor:
     """One propagation op, equal to :func:`training.integer.aggregate` (and so to
     :func:`quant.aggregate.aggregate_reference`), in one pass over the edges.
 
@@ -389,34 +440,23 @@ def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationP
     ``max in-degree * max |message|`` fits the accumulator, otherwise accumulated by
     :func:`training.integer.aggregate`.
 
+    ``acc`` (N, F) int64, optional: the accumulators, already computed (by
+    :class:`training.exact_pass.PendingPass`); only the requantizations are left.
+
     Shapes: ``w`` (E,) edge codes in the graph's canonical order, ``x`` (N, F) codes;
     returns (N, F) int32.
     """
     from training import integer
 
     lo, hi = acc_range(params.acc_bits)
-    if x.device.type == "cpu" and w.device.type == "cpu":
+    if acc is not None:
+        pass
+    elif x.device.type == "cpu" and w.device.type == "cpu":
         from training.exact_kernels import aggregate_table
 
-        from training.fused_message import _cached
-
-        xs, ws = params.x_spec, params.w_spec
-
-        def check(name, arr, spec):              # the kernel indexes the table with the codes
-            if arr.numel() and (int(arr.min()) < spec.qmin or int(arr.max()) > spec.qmax):
-                raise invalid(f"{name} codes", (int(arr.min()), int(arr.max())),
-                              f"in [{spec.qmin}, {spec.qmax}]")
-
-        def columns():                           # once per edge-code tensor
-            check("w", w, ws)
-            return (w.to(torch.int64) - ws.qmin).to(torch.int32)
-
-        check("x", x, xs)
-        table = _message_table_np(params.msg, xs, params.x_zero, ws, params.w_zero)
-        src = _cached("src32", graph.edge_index[0], (), lambda: graph.edge_index[0].to(torch.int32))
-        col = _cached("col32", w, (ws.qmin, ws.qmax), columns)
+        src, col, table = table_operands(graph, w, x, params)
         acc = torch.from_numpy(aggregate_table(
-            graph.indptr, src.numpy(), col.numpy(), x.numpy(), table, xs.qmin, lo, hi,
+            graph.indptr, src, col, x.numpy(), table, params.x_spec.qmin, lo, hi,
             graph.max_degree))
     else:
         src, dst = graph.edge_index

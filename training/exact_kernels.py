@@ -63,10 +63,16 @@ def aggregate_table(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: np.
     """
     out = np.empty((indptr.shape[0] - 1, x.shape[1]), dtype=np.int64)
     table_t = np.ascontiguousarray(table.T)
-    saturate = int(max_degree) * int(np.abs(table).max(initial=0)) > min(int(hi), -int(lo))
+    saturate = can_saturate(table, max_degree, lo, hi)
     _aggregate_table(indptr, src, col, np.ascontiguousarray(x - x_min, dtype=np.int32), table_t,
                      int(lo), int(hi), bool(saturate), np.empty(x.shape[1], dtype=np.int64), out)
     return out
+
+
+def can_saturate(table: np.ndarray, max_degree: int, lo: int, hi: int) -> bool:
+    """Whether a row of at most ``max_degree`` messages of ``table`` can have a partial sum
+    outside ``[lo, hi]`` (else the kernels skip the clamp)."""
+    return int(max_degree) * int(np.abs(table).max(initial=0)) > min(int(hi), -int(lo))
 
 
 @njit(cache=True, nogil=True)
@@ -133,3 +139,128 @@ def quantized_message_sum(indptr: np.ndarray, src: np.ndarray, w: np.ndarray, x:
                                np.empty(c, dtype=np.float32), np.empty(c, dtype=np.float32),
                                out, coef, cut)
     return out, (cut[:k].copy() if want_cut else None), (coef if want_coef else None)
+
+
+@njit(cache=True, nogil=True)
+def _pair_table(xv, wv, s, z, qmin, qmax, table_t, out):  # pragma: no cover - numba
+    zero = np.float32(0.0)
+    out_f = out.view(np.float32)
+    for b in range(wv.shape[0]):
+        for a in range(xv.shape[0]):
+            u = (xv[a] * wv[b]) / s
+            v = u + z
+            q = qmin if v < qmin else (qmax if v > qmax else v)
+            clipped = v != q
+            q = np.rint(q) - z
+            out[b, a, 0] = table_t[b, a]
+            out_f[b, a, 1] = q * s
+            out_f[b, a, 2] = q - (zero if clipped else u)
+            out[b, a, 3] = 1 if clipped else 0
+
+
+def pair_table(table: np.ndarray, xv: np.ndarray, wv: np.ndarray, s: np.float32, z: np.float32,
+               qmin: np.float32, qmax: np.float32) -> np.ndarray | None:
+    """The integer message and :func:`quantized_message_sum`'s per-message terms of every
+    pair of codes, in one table.
+
+    For node value ``xv[a]`` and edge value ``wv[b]`` the same float32 operations as that
+    kernel: ``u = (xv[a] * wv[b]) / s``, ``v = u + z``, ``q = rint(clamp(v, qmin, qmax)) - z``.
+
+    Parameters
+    ----------
+    table : (Lx, Lw) int64 integer message of each pair of codes (as :func:`aggregate_table`)
+    xv : (Lx,) float32 the value of every node code; wv : (Lw,) float32 of every edge code
+    s, z, qmin, qmax : float32 scale, zero point and code range of the message quantizer
+
+    Returns
+    -------
+    (Lw, Lx, 4) int32 or None
+        Per pair ``(b, a)``: the integer message, the bits of the float32 ``q * s`` (the
+        dequantized message) and of ``q - k u`` (``k``: the message is not clipped), and 1
+        where the message is clipped.  ``None`` when an integer message does not fit int32.
+    """
+    if table.size and int(np.abs(table).max()) >= 2 ** 31 - 1:
+        return None
+    out = np.empty((wv.shape[0], xv.shape[0], 4), dtype=np.int32)
+    _pair_table(np.ascontiguousarray(xv, dtype=np.float32), np.ascontiguousarray(wv, dtype=np.float32),
+                np.float32(s), np.float32(z), np.float32(qmin), np.float32(qmax),
+                np.ascontiguousarray(table.T), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _exact_message_pass(indptr, src, col, x, pairs, lo, hi, saturate, want_cut, want_coef,
+                        acc, acc_f, acc_c, out_i, out_f, coef, cut):  # pragma: no cover - numba
+    n, c = out_i.shape
+    ncut = 0
+    zero = np.float32(0.0)
+    pairs_f = pairs.view(np.float32)
+    for i in range(n):
+        for k in range(c):
+            acc[k] = 0
+            acc_f[k] = zero
+            acc_c[k] = zero
+        for e in range(indptr[i], indptr[i + 1]):
+            b = col[e]
+            xr = x[src[e]]
+            for k in range(c):
+                a = xr[k]
+                s = acc[k] + pairs[b, a, 0]
+                if saturate:
+                    s = hi if s > hi else (lo if s < lo else s)
+                acc[k] = s
+                acc_f[k] += pairs_f[b, a, 1]
+                if want_coef:
+                    acc_c[k] += pairs_f[b, a, 2]
+                if want_cut and pairs[b, a, 3]:
+                    cut[ncut] = e * c + k
+                    ncut += 1
+        for k in range(c):
+            out_i[i, k] = acc[k]
+            out_f[i, k] = acc_f[k]
+            if want_coef:
+                coef[i, k] = acc_c[k]
+    return ncut
+
+
+def exact_message_pass(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: np.ndarray,
+                       pairs: np.ndarray, lo: int, hi: int, saturate: bool, want_cut: bool,
+                       want_coef: bool):
+    """:func:`aggregate_table` and :func:`quantized_message_sum` in one pass over the edges,
+    when the float messages are those of codes.
+
+    In the integer-exact forward a propagation's float input is the dequantized node codes
+    and its edge weights the dequantized edge codes, so every float message, and each of its
+    terms in :func:`quantized_message_sum`, is a function of its pair of codes:
+    :func:`pair_table` gives them all, and the pass adds the looked-up terms in the same
+    order as that kernel (each row in edge order from zero; clipped positions ascending), so
+    the float results are bit-identical to it.  The integer accumulators are those of
+    :func:`aggregate_table`.
+
+    Parameters
+    ----------
+    indptr, src, col
+        As :func:`aggregate_table`.
+    x : (N_src, C) node codes minus the smallest code (column of ``pairs``)
+    pairs : (Lw, Lx, 4) int32, :func:`pair_table`
+    lo, hi : int
+        The accumulator range.
+    saturate : bool
+        Whether a partial sum can leave ``[lo, hi]`` (else the clamp is skipped).
+    want_cut, want_coef : bool
+
+    Returns
+    -------
+    acc : (N, C) int64 accumulators (as :func:`aggregate_table`)
+    out, cut, coef : as :func:`quantized_message_sum`
+    """
+    n, c = indptr.shape[0] - 1, x.shape[1]
+    out_i = np.empty((n, c), dtype=np.int64)
+    out_f = np.empty((n, c), dtype=np.float32)
+    coef = np.empty((n, c) if want_coef else (0, c), dtype=np.float32)
+    cut = np.empty(src.shape[0] * c if want_cut else 0, dtype=np.int64)
+    k = _exact_message_pass(indptr, src, col, np.ascontiguousarray(x, dtype=np.int32), pairs,
+                            int(lo), int(hi), bool(saturate), bool(want_cut), bool(want_coef),
+                            np.empty(c, dtype=np.int64), np.empty(c, dtype=np.float32),
+                            np.empty(c, dtype=np.float32), out_i, out_f, coef, cut)
+    return out_i, out_f, (cut[:k].copy() if want_cut else None), (coef if want_coef else None)

@@ -45,7 +45,8 @@ On the CPU, for a corrected-mode quantizer with half-even rounding and no trunca
 forward runs as one numba pass over the edges (:func:`training.exact_kernels.quantized_message_sum`,
 the same float32 operations in the same order, rows summed in edge order from zero), and the
 (E, C) messages are built only when the quantizer reads them (its first call, its alpha grid
-searches).
+searches).  In the integer-exact forward that pass also computes the integer op
+(:mod:`training.exact_pass`).
 
 Memory: per thread, three (E, C) float32 workspaces (reused by every step) and caches of
 the last few tensors derived from a graph or an edge-weight tensor (the weights expanded to
@@ -192,6 +193,8 @@ class _Plan:
     kernel: tuple | None = None        # (indptr, src) numpy int64: the one-pass CPU kernel
     ends: tuple | None = None          # (min, max) of the messages, 0-d tensors
     message: torch.Tensor | None = None  # the forward's (E, C) messages, consumed in place
+    exact: object | None = None        # a training.exact_pass.PendingPass that computes the
+                                       # kernel's results (the inputs are dequantized codes)
 
 
 #: a dtype as wide as a whole feature row, by feature count (rows gathered as one element)
@@ -366,8 +369,10 @@ def _forward_kernel(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, plan: _Pl
                     need_p: bool):
     """:func:`_forward_clip`'s values in one pass over the edges
     (:func:`training.exact_kernels.quantized_message_sum`: the same float32 operations in
-    the same order, rows summed in edge order from zero; half-even rounding, no truncation).
-    Same return values as :func:`_forward_clip`."""
+    the same order, rows summed in edge order from zero; half-even rounding, no truncation),
+    or, when ``plan.exact`` is set, :meth:`training.exact_pass.PendingPass.run` (the same
+    results, with the integer op's accumulators).  Same return values as
+    :func:`_forward_clip`."""
     from training.exact_kernels import quantized_message_sum as kernel
 
     spec = plan.spec
@@ -376,9 +381,10 @@ def _forward_kernel(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, plan: _Pl
     if want_cut and plan.ends is not None and _inside(
             plan.ends, s, torch.tensor(float(plan.z), dtype=torch.float32), spec):
         want_cut = False                                # no message can be clipped
-    out, cut, coef = kernel(indptr, src, w.detach().numpy(), x.detach().numpy(),
-                            float(s.detach()), float(plan.z), float(spec.qmin), float(spec.qmax),
-                            want_cut, need_p)
+    args = (float(s.detach()), float(plan.z), float(spec.qmin), float(spec.qmax), want_cut, need_p)
+    res = plan.exact.run(*args) if plan.exact is not None else None   # the integer op's pass
+    out, cut, coef = res if res is not None else kernel(
+        indptr, src, w.detach().numpy(), x.detach().numpy(), *args)
     out = torch.from_numpy(out)
     cut = (torch.from_numpy(cut) if want_cut else torch.empty(0, dtype=torch.int64)) \
         if (need_x or need_p) else None
@@ -550,6 +556,12 @@ def quantized_message_sum(q: FakeQuantizer, x: torch.Tensor, w: torch.Tensor,
         ends = _message_ends(x.detach(), w.detach(), transposed)
     s, z, lo_s, hi_s, plan.ends = _prepare(q, m, ends)
     plan.spec, plan.z = q.code_spec, z
+    if kern is not None and m is None:
+        from training.exact_pass import current
+
+        one_pass = current()
+        if one_pass is not None and one_pass.applies(x, w):
+            plan.exact = one_pass
     bt_mode = getattr(q, "bt_mode", None)
     if bt_mode is not None:
         plan.truncate = q._truncate

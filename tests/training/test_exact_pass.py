@@ -1,0 +1,96 @@
+"""The combined propagation pass (training.exact_pass): the integer op and the fake-quant
+message sum of a training forward in one pass give bit-identical results to the two
+kernels run separately, over whole training runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from trainer_fixtures import train_tiny
+
+from training import exact_pass
+
+
+def _run(monkeypatch, enabled: bool, model: str, bits: int, epochs: int, **kw):
+    monkeypatch.setattr(exact_pass, "ENABLED", enabled)
+    runs = []
+    orig = exact_pass.PendingPass.run
+
+    def counted(self, *a):
+        runs.append(1)
+        return orig(self, *a)
+    monkeypatch.setattr(exact_pass.PendingPass, "run", counted)
+    d, g, res = train_tiny(model, bits, epochs=epochs, **kw)
+    return res, len(runs)
+
+
+@pytest.mark.parametrize("model,bits,kw", [
+    ("smp", 4, {}), ("smp", 2, {}), ("smp", 8, {"dropout": 0.0}), ("appnp", 2, {}),
+    ("smp", 2, {"bt": "BT*"}), ("smp", 4, {"alpha_reinit": 2}),
+])
+def test_combined_pass_is_bit_identical(monkeypatch, model, bits, kw):
+    off, n_off = _run(monkeypatch, False, model, bits, 6, **kw)
+    on, n_on = _run(monkeypatch, True, model, bits, 6, **kw)
+    assert n_off == 0 and n_on > 0
+    a, b = off.model.state_dict(), on.model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert (off.best_epoch, off.train_acc, off.val_acc, off.test_acc) == (
+        on.best_epoch, on.train_acc, on.val_acc, on.test_acc)
+    assert off.history == on.history
+
+
+def test_pass_is_refused_for_other_inputs():
+    # a message sum whose inputs are not the stage's dequantized codes does not take the pass
+    from training.exact import QT
+    from quant.spec import QuantSpec
+
+    codes = torch.zeros((3, 2), dtype=torch.int64)
+    x = QT(torch.zeros((3, 2)), codes, 1.0, 0, QuantSpec(4))
+    e = QT(torch.zeros(4), torch.zeros(4, dtype=torch.int64), 1.0, 0, QuantSpec(8))
+
+    class P:
+        q_msg = object()
+    p = exact_pass.PendingPass(P(), x, e, None, 16)
+    assert p.applies(x.value, e.value)
+    assert not p.applies(x.value.clone(), e.value)
+    assert not p.applies(x.value, e.value.clone())
+    assert not p.applies(x.value.to(torch.float64), e.value)
+    assert p.accumulators(None) is None
+    assert exact_pass.current() is None
+    with exact_pass.pending(p) as q:
+        assert exact_pass.current() is q
+    assert exact_pass.current() is None
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_kernel_equals_the_two_kernels(seed):
+    # random CSR rows (hubs, empty rows), clipped messages, narrow saturating accumulators
+    from training.exact_kernels import (aggregate_table, can_saturate, exact_message_pass,
+                                        pair_table, quantized_message_sum)
+
+    rng = np.random.default_rng(seed)
+    n, c, lx, lw = 7, 3, [4, 16, 256][seed % 3], 256
+    deg = rng.integers(0, 12, n)
+    deg[0] = 0
+    indptr = np.concatenate([[0], np.cumsum(deg)]).astype(np.int64)
+    e = int(indptr[-1])
+    src = rng.integers(0, n, e).astype(np.int32)
+    col = rng.integers(0, lw, e).astype(np.int32)
+    x = rng.integers(0, lx, (n, c)).astype(np.int64)
+    table = rng.integers(-(1 << 12), 1 << 12, (lx, lw)).astype(np.int64)
+    lo, hi = [(-(1 << 13), (1 << 13) - 1), (-(1 << 40), 1 << 40)][seed % 2]
+    xv = ((np.arange(lx) - lx // 3) * rng.uniform(0.01, 0.2)).astype(np.float32)
+    wv = (np.arange(lw) * rng.uniform(1e-4, 1e-2)).astype(np.float32)
+    s, z, qmin, qmax = np.float32(rng.uniform(1e-3, 0.05)), np.float32(3), np.float32(0), np.float32(15)
+    pairs = pair_table(table, xv, wv, s, z, qmin, qmax)
+    sat = can_saturate(table, int(deg.max()), lo, hi)
+    acc, out, cut, coef = exact_message_pass(indptr, src, col, x, pairs, lo, hi, sat, True, True)
+    assert np.array_equal(acc, aggregate_table(indptr, src, col, x, table, 0, lo, hi, int(deg.max())))
+    r_out, r_cut, r_coef = quantized_message_sum(indptr, src, wv[col], xv[x], s, z, qmin, qmax, True, True)
+    assert np.array_equal(out.view(np.int32), r_out.view(np.int32))
+    assert np.array_equal(coef.view(np.int32), r_coef.view(np.int32))
+    assert np.array_equal(cut, r_cut)
+    assert pair_table(table * (1 << 20), xv, wv, s, z, qmin, qmax) is None
