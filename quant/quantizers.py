@@ -180,9 +180,11 @@ class FakeQuantizer(nn.Module):
         return q
 
     # -- range ----------------------------------------------------------------------------
-    def _update_range(self, x: torch.Tensor) -> None:
-        mn = x.detach().min().to(torch.float32)
-        mx = x.detach().max().to(torch.float32)
+    def _update_range(self, x: torch.Tensor, ends: tuple[torch.Tensor, torch.Tensor] | None = None
+                      ) -> None:
+        """Record the range of ``x`` (``ends``: its minimum and maximum, when known)."""
+        mn, mx = ends if ends is not None else (x.detach().min(), x.detach().max())
+        mn, mx = mn.to(torch.float32), mx.to(torch.float32)
         if self.momentum is None or not bool(self.initialized):
             self.min_val.copy_(mn)
             self.max_val.copy_(mx)
@@ -255,17 +257,25 @@ class FakeQuantizer(nn.Module):
         """Fake quantization ``(q - z) * s`` (float32, same shape as ``x``)."""
         if not self.enabled:
             return x
-        torch_ops.check_finite(x.detach())
         first = not bool(self.initialized)
+        ends = None
+        if (first or self.training) and x.numel():
+            # one scan for the range and the finiteness check: NaN and infinities reach the
+            # minimum or the maximum (the whole tensor is scanned, for the error, only then)
+            ends = torch.aminmax(x.detach())
+            if not (bool(torch.isfinite(ends[0])) and bool(torch.isfinite(ends[1]))):
+                torch_ops.check_finite(x.detach())
+        else:
+            torch_ops.check_finite(x.detach())
         if first:
-            self._update_range(x)
+            self._update_range(x, ends)
             self._on_first_call(x.detach().to(torch.float32))
             self.initialized.fill_(True)
         if self.training:
             self.calls += 1
             if not first:
                 self._on_training_call(x.detach().to(torch.float32))
-                self._update_range(x)
+                self._update_range(x, ends)
         lo_s, hi_s = self._scaled_range_t()
         s, z = self._scale_zero_t(lo_s, hi_s, self.code_spec)
         return self._fake(x.to(torch.float32), s, z, lo_s, hi_s)

@@ -267,10 +267,28 @@ def add_stage(q, a: QT, ca: float, b: QT, cb: float, mult_bits: int,
         fake = q(y)
     s, z, spec = qparams(q)
     ma, mb, n = add_multipliers(ca, a.scale, cb, b.scale, s, mult_bits)
-    codes = torch_ops.add_requantize(a.codes, a.zero, ma, b.codes, b.zero, mb, n, z, spec)
+    codes = _add_codes(a.codes, a.zero, ma, b.codes, b.zero, mb, n, z, spec)
     if record is not None:
         record.append(("add", codes))
     return wrap(q, fake, snap_codes(q, codes.to(torch.int64), record))
+
+
+def _add_codes(a: torch.Tensor, a_zero: int, ma: int, b: torch.Tensor, b_zero: int, mb: int, n: int,
+               z: int, spec: QuantSpec) -> torch.Tensor:
+    """The ``add`` op's codes: :func:`quant.torch_ops.add_requantize` (int32), or for two CPU
+    int64 tensors of one shape the same arithmetic in one numba pass
+    (:func:`training.exact_kernels.add_codes`, int64)."""
+    if (a.device.type == "cpu" and b.device.type == "cpu" and a.dtype == torch.int64
+            and b.dtype == torch.int64 and a.shape == b.shape):
+        from quant.reference import _check_multiplier, _check_shift
+        from training.exact_kernels import add_codes
+
+        _check_multiplier(ma, "a_mult", signed=True)
+        _check_multiplier(mb, "b_mult", signed=True)
+        return torch.from_numpy(add_codes(a.numpy(), a_zero, ma, b.numpy(), b_zero, mb,
+                                          _check_shift(n), spec.check_zero_point(z), spec.qmin,
+                                          spec.qmax))
+    return torch_ops.add_requantize(a, a_zero, ma, b, b_zero, mb, n, z, spec)
 
 
 def convert_stage(q, a: QT, mult_bits: int, record: list | None = None) -> QT:
@@ -284,7 +302,7 @@ def convert_stage(q, a: QT, mult_bits: int, record: list | None = None) -> QT:
         value = a.value.detach() if fake is None else _Exact.apply(fake, a.value.detach())
         return QT(value, a.codes, s, z, spec, id(q))
     ma, mb, n = add_multipliers(1.0, a.scale, 0.0, a.scale, s, mult_bits)
-    codes = torch_ops.add_requantize(a.codes, a.zero, ma, a.codes, a.zero, mb, n, z, spec)
+    codes = _add_codes(a.codes, a.zero, ma, a.codes, a.zero, mb, n, z, spec)
     if record is not None:
         record.append(("add", codes))
     return wrap(q, fake, snap_codes(q, codes.to(torch.int64), record))

@@ -264,3 +264,34 @@ def exact_message_pass(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: 
                             np.empty(c, dtype=np.int64), np.empty(c, dtype=np.float32),
                             np.empty(c, dtype=np.float32), out_i, out_f, coef, cut)
     return out_i, out_f, (cut[:k].copy() if want_cut else None), (coef if want_coef else None)
+
+
+@njit(cache=True, nogil=True)
+def _add_codes(a, za, ma, b, zb, mb, n, z, qmin, qmax, out):  # pragma: no cover - numba
+    half = np.int64(1) << (n - 1) if n > 0 else np.int64(0)
+    for i in range(out.shape[0]):
+        v = (a[i] - za) * ma + (b[i] - zb) * mb
+        if n > 0:
+            v = (v + half) >> n
+        elif n < 0:
+            v = v << -n
+        v += z
+        out[i] = qmin if v < qmin else (qmax if v > qmax else v)
+
+
+def add_codes(a: np.ndarray, a_zero: int, a_mult: int, b: np.ndarray, b_zero: int, b_mult: int,
+              shift: int, zero_point: int, qmin: int, qmax: int) -> np.ndarray:
+    """``clamp(round_shift((a - za) Ma + (b - zb) Mb, n) + z, qmin, qmax)`` in one pass: the
+    arithmetic of :func:`quant.reference.add_requantize` (int64 throughout, arithmetic
+    shifts, half-up rounding), on two int64 arrays of one shape.
+
+    The caller has validated the multipliers, shift and zero point (as
+    :func:`quant.torch_ops.add_requantize` does).  Returns int64 of that shape.
+    """
+    a = np.ascontiguousarray(a, dtype=np.int64)
+    b = np.ascontiguousarray(b, dtype=np.int64)
+    out = np.empty(a.shape, dtype=np.int64)
+    _add_codes(a.reshape(-1), np.int64(a_zero), np.int64(a_mult), b.reshape(-1), np.int64(b_zero),
+               np.int64(b_mult), np.int64(shift), np.int64(zero_point), np.int64(qmin),
+               np.int64(qmax), out.reshape(-1))
+    return out

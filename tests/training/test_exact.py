@@ -161,3 +161,23 @@ def test_fast_aggregate_equals_reference(seed):
 def test_other_stage_options_are_exact(model, kw):
     d, g, res = train_tiny(model, 4, epochs=2, **kw)
     _assert_stages_equal(res.model, d, g)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_add_codes_equals_reference(seed):
+    # signed multipliers, every shift sign, broadcast-free shapes, clamped extremes
+    from quant.reference import add_requantize
+    from quant.spec import QuantSpec
+    from training.exact_kernels import add_codes
+
+    rng = np.random.default_rng(seed)
+    spec = QuantSpec([2, 4, 8][seed % 3], signed=bool(seed % 2))
+    a = rng.integers(-255, 256, (7, 5))
+    b = rng.integers(-255, 256, (7, 5))
+    a[0, 0], b[0, 0] = 255, 255
+    ma, mb = (int(v) for v in rng.integers(-(1 << 15), 1 << 15, 2))
+    n = [0, 5, 17, -2][seed % 4]
+    za, zb, z = int(rng.integers(0, 256)), int(rng.integers(0, 256)), int(spec.qmin + seed % 2)
+    want = add_requantize(a, za, ma, b, zb, mb, n, z, spec)
+    got = add_codes(a, za, ma, b, zb, mb, n, z, spec.qmin, spec.qmax)
+    assert got.dtype == np.int64 and np.array_equal(got, want)
