@@ -17,6 +17,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+#: rows of at most this many channels take the kernels with scalar accumulators
+NARROW = 4
+
 
 @njit(cache=True, nogil=True)
 def _aggregate_table(indptr, src, col, x, table_t, lo, hi, saturate, acc, out):  # pragma: no cover - numba
@@ -36,6 +39,41 @@ def _aggregate_table(indptr, src, col, x, table_t, lo, hi, saturate, acc, out): 
                     acc[k] += row[xr[k]]
         for k in range(c):
             out[i, k] = acc[k]
+
+@njit(cache=True, nogil=True)
+def _sat(v, lo, hi, saturate):  # pragma: no cover - numba
+    if saturate:
+        return hi if v > hi else (lo if v < lo else v)
+    return v
+
+
+@njit(cache=True, nogil=True)
+def _aggregate_table_narrow(indptr, src, col, x, table_t, lo, hi, saturate, out):  # pragma: no cover - numba
+    # rows of at most four channels: the accumulators are scalars (registers), not an array
+    n, c = out.shape
+    for i in range(n):
+        a0 = np.int64(0)
+        a1 = np.int64(0)
+        a2 = np.int64(0)
+        a3 = np.int64(0)
+        for e in range(indptr[i], indptr[i + 1]):
+            row = table_t[col[e]]
+            s = src[e]
+            a0 = _sat(a0 + row[x[s, 0]], lo, hi, saturate)
+            if c > 1:
+                a1 = _sat(a1 + row[x[s, 1]], lo, hi, saturate)
+            if c > 2:
+                a2 = _sat(a2 + row[x[s, 2]], lo, hi, saturate)
+            if c > 3:
+                a3 = _sat(a3 + row[x[s, 3]], lo, hi, saturate)
+        out[i, 0] = a0
+        if c > 1:
+            out[i, 1] = a1
+        if c > 2:
+            out[i, 2] = a2
+        if c > 3:
+            out[i, 3] = a3
+
 
 
 def aggregate_table(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: np.ndarray,
@@ -64,8 +102,12 @@ def aggregate_table(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: np.
     out = np.empty((indptr.shape[0] - 1, x.shape[1]), dtype=np.int64)
     table_t = np.ascontiguousarray(table.T)
     saturate = can_saturate(table, max_degree, lo, hi)
-    _aggregate_table(indptr, src, col, np.ascontiguousarray(x - x_min, dtype=np.int32), table_t,
-                     int(lo), int(hi), bool(saturate), np.empty(x.shape[1], dtype=np.int64), out)
+    xs = np.ascontiguousarray(x - x_min, dtype=np.int32)
+    if 0 < x.shape[1] <= NARROW:
+        _aggregate_table_narrow(indptr, src, col, xs, table_t, int(lo), int(hi), bool(saturate), out)
+    else:
+        _aggregate_table(indptr, src, col, xs, table_t, int(lo), int(hi), bool(saturate),
+                         np.empty(x.shape[1], dtype=np.int64), out)
     return out
 
 
@@ -222,6 +264,87 @@ def _exact_message_pass(indptr, src, col, x, pairs, lo, hi, saturate, want_cut, 
                 coef[i, k] = acc_c[k]
     return ncut
 
+@njit(cache=True, nogil=True)
+def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, saturate, want_cut, want_coef,
+                               out_i, out_f, coef, cut):  # pragma: no cover - numba
+    # rows of at most four channels: scalar accumulators; the same order of every addition
+    n, c = out_i.shape
+    ncut = 0
+    zero = np.float32(0.0)
+    pairs_f = pairs.view(np.float32)
+    for i in range(n):
+        i0 = np.int64(0)
+        i1 = np.int64(0)
+        i2 = np.int64(0)
+        i3 = np.int64(0)
+        f0 = zero
+        f1 = zero
+        f2 = zero
+        f3 = zero
+        c0 = zero
+        c1 = zero
+        c2 = zero
+        c3 = zero
+        for e in range(indptr[i], indptr[i + 1]):
+            b = col[e]
+            s = src[e]
+            a = x[s, 0]
+            i0 = _sat(i0 + pairs[b, a, 0], lo, hi, saturate)
+            f0 += pairs_f[b, a, 1]
+            if want_coef:
+                c0 += pairs_f[b, a, 2]
+            if want_cut and pairs[b, a, 3]:
+                cut[ncut] = e * c
+                ncut += 1
+            if c > 1:
+                a = x[s, 1]
+                i1 = _sat(i1 + pairs[b, a, 0], lo, hi, saturate)
+                f1 += pairs_f[b, a, 1]
+                if want_coef:
+                    c1 += pairs_f[b, a, 2]
+                if want_cut and pairs[b, a, 3]:
+                    cut[ncut] = e * c + 1
+                    ncut += 1
+            if c > 2:
+                a = x[s, 2]
+                i2 = _sat(i2 + pairs[b, a, 0], lo, hi, saturate)
+                f2 += pairs_f[b, a, 1]
+                if want_coef:
+                    c2 += pairs_f[b, a, 2]
+                if want_cut and pairs[b, a, 3]:
+                    cut[ncut] = e * c + 2
+                    ncut += 1
+            if c > 3:
+                a = x[s, 3]
+                i3 = _sat(i3 + pairs[b, a, 0], lo, hi, saturate)
+                f3 += pairs_f[b, a, 1]
+                if want_coef:
+                    c3 += pairs_f[b, a, 2]
+                if want_cut and pairs[b, a, 3]:
+                    cut[ncut] = e * c + 3
+                    ncut += 1
+        out_i[i, 0] = i0
+        out_f[i, 0] = f0
+        if want_coef:
+            coef[i, 0] = c0
+        if c > 1:
+            out_i[i, 1] = i1
+            out_f[i, 1] = f1
+            if want_coef:
+                coef[i, 1] = c1
+        if c > 2:
+            out_i[i, 2] = i2
+            out_f[i, 2] = f2
+            if want_coef:
+                coef[i, 2] = c2
+        if c > 3:
+            out_i[i, 3] = i3
+            out_f[i, 3] = f3
+            if want_coef:
+                coef[i, 3] = c3
+    return ncut
+
+
 
 def exact_message_pass(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: np.ndarray,
                        pairs: np.ndarray, lo: int, hi: int, saturate: bool, want_cut: bool,
@@ -259,10 +382,15 @@ def exact_message_pass(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: 
     out_f = np.empty((n, c), dtype=np.float32)
     coef = np.empty((n, c) if want_coef else (0, c), dtype=np.float32)
     cut = np.empty(src.shape[0] * c if want_cut else 0, dtype=np.int64)
-    k = _exact_message_pass(indptr, src, col, np.ascontiguousarray(x, dtype=np.int32), pairs,
-                            int(lo), int(hi), bool(saturate), bool(want_cut), bool(want_coef),
-                            np.empty(c, dtype=np.int64), np.empty(c, dtype=np.float32),
-                            np.empty(c, dtype=np.float32), out_i, out_f, coef, cut)
+    xs = np.ascontiguousarray(x, dtype=np.int32)
+    if 0 < c <= NARROW:
+        k = _exact_message_pass_narrow(indptr, src, col, xs, pairs, int(lo), int(hi), bool(saturate),
+                                       bool(want_cut), bool(want_coef), out_i, out_f, coef, cut)
+    else:
+        k = _exact_message_pass(indptr, src, col, xs, pairs, int(lo), int(hi), bool(saturate),
+                                bool(want_cut), bool(want_coef), np.empty(c, dtype=np.int64),
+                                np.empty(c, dtype=np.float32), np.empty(c, dtype=np.float32),
+                                out_i, out_f, coef, cut)
     return out_i, out_f, (cut[:k].copy() if want_cut else None), (coef if want_coef else None)
 
 
