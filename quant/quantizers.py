@@ -239,11 +239,23 @@ class FakeQuantizer(nn.Module):
 
     # -- public API -----------------------------------------------------------------------
     def qparams(self) -> tuple[np.float32, int, QuantSpec]:
-        """``(scale, zero_point, spec)`` of the codes, from the stored range and alpha."""
+        """``(scale, zero_point, spec)`` of the codes, from the stored range and alpha.
+
+        A pure function of the stored minimum, maximum and alpha (the rest of the
+        quantizer's configuration is fixed at construction), so the last result is kept
+        with those three values and returned while they are unchanged.
+        """
         self._check_ready()
+        a = self._alpha()
+        key = (self.min_val.item(), self.max_val.item(), None if a is None else a.item())
+        cached = getattr(self, "_qparams_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         lo, hi = self.scaled_range()
         s, z = qparams_from_range(lo, hi, self.code_spec)
-        return np.float32(s), int(z), self.code_spec
+        result = (np.float32(s), int(z), self.code_spec)
+        self._qparams_cache = (key, result)
+        return result
 
     def to_int(self, x: torch.Tensor) -> torch.Tensor:
         """Integer codes of ``x`` (int32, same shape) with the current :meth:`qparams`."""
