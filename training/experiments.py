@@ -403,11 +403,12 @@ def render() -> None:
             lines.append(f"| {r['config']} | {r['method']} | {_pct(r['fake_quant'])} | {_pct(r['integer'])} | {gap} | "
                          f"{tgt} | {goal} | {nb} | {ri} | {len(r['seeds'])} | {per} |")
         lines.append("")
-    depth_rows = sorted((m["model"], m["layers"], m["test_acc"]["fake_quant"], m["test_acc"]["integer"])
+    depth_rows = sorted((m["model"], m["layers"], m["test_acc"]["fake_quant"], m["test_acc"]["integer"],
+                         _method(m))
                         for n, m in runs.items() if n.startswith("depth-") and m.get("bits") == 4)
     if depth_rows:
         reinit = sorted({str(m["model_config"].get("alpha_reinit")) for n, m in runs.items() if n.startswith("depth-")})
-        k_acc = {k: fq["mean"] for model, k, fq, _ in depth_rows if model == "smp"}
+        k_acc = {k: fq["mean"] for model, k, fq, _, _ in depth_rows if model == "smp"}
         verdict = ""
         if 10 in k_acc and 64 in k_acc:
             d = 100 * (k_acc[10] - k_acc[64])
@@ -415,9 +416,9 @@ def render() -> None:
         lines += ["## Depth (INT4, Cora; every stage quantized, per-edge message quantization)", "",
                   verdict + "The plain GCN collapses past 4 layers.", "",
                   f"Alpha grid search every {'/'.join(reinit)} epochs (None: only at the first call).", "",
-                  "| model | depth | fake-quant | integer |", "|---|---|---|---|"]
-        for model, k, fq, it in depth_rows:
-            lines.append(f"| {model} | {k} | {_pct(fq)} | {_pct(it)} |")
+                  "| model | depth | method | fake-quant | integer |", "|---|---|---|---|---|"]
+        for model, k, fq, it, method in depth_rows:
+            lines.append(f"| {model} | {k} | {method} | {_pct(fq)} | {_pct(it)} |")
         lines.append("")
         _plot_depth(depth_rows)
         lines += ["![accuracy against depth](depth.png)", ""]
@@ -426,7 +427,8 @@ def render() -> None:
         lines += _render_scale(json.loads(p.read_text()))
     _write(REPORTS / "tables.md", "\n".join(lines))
     _write(REPORTS / "tables.json", json.dumps({"tables": tables, "depth": [
-        {"model": m, "layers": k, "fake_quant": fq, "integer": it} for m, k, fq, it in depth_rows]},
+        {"model": m, "layers": k, "fake_quant": fq, "integer": it, "method": meth}
+        for m, k, fq, it, meth in depth_rows]},
         indent=2, sort_keys=True) + "\n")
 
 
@@ -492,7 +494,7 @@ def _plot_depth(rows) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
     for model, style in (("smp", "o-"), ("gcn", "s--")):
-        pts = [(k, fq["mean"] * 100, fq["std"] * 100) for m, k, fq, _ in rows if m == model and fq]
+        pts = [(k, fq["mean"] * 100, fq["std"] * 100) for m, k, fq, _, _ in rows if m == model and fq]
         if pts:
             ks, mu, sd = zip(*pts)
             ax.errorbar(ks, mu, yerr=sd, fmt=style, capsize=3,
