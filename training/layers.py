@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import MessagePassing
 
+from quant.reference import BIAS_MAX, BIAS_MIN
 from training.fused_message import fusable, quantized_message_sum
 from training.graph import PropGraph, csr_matmul
 from training.quantizer_factory import QuantizerFactory
@@ -34,13 +35,15 @@ def fake_quant_bias(bias: torch.Tensor, scale_x: torch.Tensor, scale_w: torch.Te
     """The bias the integer model adds: ``round(b / (s_x s_w)) * s_x s_w``, straight-through.
 
     The integer code is computed as :func:`quant.reference.quantize_bias` computes it (float64
-    product of the float32 scales, half to even), so it equals the exported int32 bias
-    exactly; the value is returned in float32.  Gradient: identity on ``bias``.
+    product of the float32 scales, half to even, saturated to int32), so it equals the
+    exported int32 bias; the value is returned in float32 as ``b + (v - b)`` (straight-through),
+    which is ``v`` exactly unless the bias saturated (then to one float32 rounding of ``b``).
+    Gradient: identity on ``bias``.
 
     Shapes: ``bias`` (C,) float32, scales 0-d float32; returns (C,) float32.
     """
     s = scale_x.to(torch.float64) * scale_w.to(torch.float64)
-    bq = torch.round(bias.detach().to(torch.float64) / s)
+    bq = torch.clamp(torch.round(bias.detach().to(torch.float64) / s), BIAS_MIN, BIAS_MAX)
     return bias + ((bq * s).to(bias.dtype) - bias).detach()
 
 

@@ -37,6 +37,24 @@ def test_fake_quant_bias_is_the_exported_int32_bias(b, sx, sw):
     assert torch.equal(bias.grad, torch.ones_like(bias))  # straight-through
 
 
+def test_bias_saturates_to_int32_in_both_paths():
+    # a layer whose s_x * s_w is tiny against its bias (a collapsed deep GCN): the bias code is
+    # the nearest int32, the same in the export and in the fake-quant path
+    from quant.reference import BIAS_MAX, BIAS_MIN
+
+    b = np.array([3.0, -3.0, 1e-9, 0.0], dtype=np.float32)
+    sx, sw = np.float32(1e-6), np.float32(1e-4)
+    want = quantize_bias(b, sx, sw)
+    assert want.dtype == np.int32 and want.tolist()[:2] == [BIAS_MAX, BIAS_MIN]
+    s = float(sx) * float(sw)
+    assert want.tolist()[2:] == [int(np.rint(1e-9 / s)), 0]
+    out = fake_quant_bias(torch.tensor(b), torch.tensor(sx), torch.tensor(sw))
+    # the straight-through form b + (v - b) is v up to one float32 rounding at b's magnitude
+    # when v is far from b
+    np.testing.assert_allclose(out.numpy(), (want.astype(np.float64) * s).astype(np.float32),
+                               rtol=0, atol=float(np.spacing(np.abs(b)).max()))
+
+
 def _fake_linear_codes(model, x, graph) -> list[torch.Tensor]:
     """The q_out codes of every QuantLinear of an eval-mode forward, in call order."""
     lins = [m for m in model.modules() if isinstance(m, QuantLinear)]
