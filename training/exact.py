@@ -408,25 +408,24 @@ def _message_table(params: AggregationParams) -> torch.Tensor:
 
 
 def table_key(params) -> tuple:
-    """The arguments of :func:`_message_table_np` for ``params`` (module doc of
-    :func:`table_operands`)."""
+    """The arguments of :func:`_message_table_np` for ``params`` (an
+    :class:`~quant.aggregate.AggregationParams`)."""
     return params.msg, params.x_spec, params.x_zero, params.w_spec, params.w_zero
 
 
-def table_operands(graph, w: torch.Tensor, x: torch.Tensor, params
+def table_operands(graph, w: torch.Tensor, x: torch.Tensor, key: tuple
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(src, col, table)`` of :func:`training.exact_kernels.aggregate_table` for one
     propagation op (CPU): int32 sources, each edge code's column of the message table
-    (cached per edge-code tensor) and :func:`_message_table_np`.  Codes outside their spec
+    (cached per edge-code tensor) and :func:`_message_table_np` of ``key`` (a
+    :func:`table_key`: ``(msg, x_spec, x_zero, w_spec, w_zero)``).  Codes outside their spec
     are refused (the kernels index the table with them).
 
-    ``params`` is an :class:`AggregationParams` or anything with its fields ``msg``,
-    ``x_spec``, ``x_zero``, ``w_spec`` and ``w_zero``.  Shapes: ``w`` (E,) edge codes, ``x``
-    (N, F) node codes.
+    Shapes: ``w`` (E,) edge codes, ``x`` (N, F) node codes.
     """
     from training.fused_message import _cached
 
-    xs, ws = params.x_spec, params.w_spec
+    _, xs, _, ws, _ = key
 
     def check(name, arr, spec):
         if arr.numel() and (int(arr.min()) < spec.qmin or int(arr.max()) > spec.qmax):
@@ -438,7 +437,7 @@ def table_operands(graph, w: torch.Tensor, x: torch.Tensor, params
         return (w.to(torch.int64) - ws.qmin).to(torch.int32)
 
     check("x", x, xs)
-    table = _message_table_np(*table_key(params))
+    table = _message_table_np(*key)
     src = _cached("src32", graph.edge_index[0], (), lambda: graph.edge_index[0].to(torch.int32))
     col = _cached("col32", w, (ws.qmin, ws.qmax), columns)
     return src.numpy(), col.numpy(), table
@@ -467,16 +466,14 @@ def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationP
     from training import integer
 
     lo, hi = acc_range(params.acc_bits)
-    if acc is not None:
-        pass
-    elif x.device.type == "cpu" and w.device.type == "cpu":
+    if acc is None and x.device.type == "cpu" and w.device.type == "cpu":
         from training.exact_kernels import aggregate_table
 
-        src, col, table = table_operands(graph, w, x, params)
+        src, col, table = table_operands(graph, w, x, table_key(params))
         acc = torch.from_numpy(aggregate_table(
             graph.indptr, src, col, x.numpy(), table, params.x_spec.qmin, lo, hi,
             graph.max_degree))
-    else:
+    elif acc is None:
         src, dst = graph.edge_index
         table = _message_table(params).to(x.device)
         nw = table.shape[1]

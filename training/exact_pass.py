@@ -75,13 +75,13 @@ class PendingPass:
         integer message does not fit the pass's int32 table (the caller then runs that
         kernel).
         """
-        from training.exact import message_requantizer, table_key, table_operands
+        from training.exact import message_requantizer, table_operands
         from training.exact_kernels import can_saturate, exact_message_pass, pair_table
 
         x, e, g = self.x, self.edge, self.graph
         msg = message_requantizer(self.prop, x.scale, e.scale, self.mult_bits)
-        fields = _Fields(msg, x.spec, x.zero, e.spec, e.zero)
-        src, col, table = table_operands(g, e.codes, x.codes, fields)
+        key = (msg, x.spec, x.zero, e.spec, e.zero)          # training.exact.table_key
+        src, col, table = table_operands(g, e.codes, x.codes, key)
         xv = torch_ops.dequantize(torch.arange(x.spec.qmin, x.spec.qmax + 1), x.scale, x.zero)
         wv = torch_ops.dequantize(torch.arange(e.spec.qmin, e.spec.qmax + 1), e.scale, e.zero)
         pairs = pair_table(table, xv.numpy(), wv.numpy(), s, z, qmin, qmax)
@@ -92,7 +92,7 @@ class PendingPass:
         acc, out, cut, coef = exact_message_pass(
             g.indptr, src, col, x.codes.numpy() - x.spec.qmin, pairs, lo, hi,
             can_saturate(table, g.max_degree, lo, hi), want_cut, want_coef)
-        self._key = (table_key(fields), acc_bits)
+        self._key = (key, acc_bits)
         self._acc = acc
         return out, cut, coef
 
@@ -105,13 +105,6 @@ class PendingPass:
         if self._key is None or self._key != (table_key(params), params.acc_bits):
             return None
         return torch.from_numpy(self._acc)
-
-
-class _Fields:
-    """The message-table fields of :class:`~quant.aggregate.AggregationParams`."""
-
-    def __init__(self, msg, x_spec, x_zero, w_spec, w_zero) -> None:
-        self.msg, self.x_spec, self.x_zero, self.w_spec, self.w_zero = msg, x_spec, x_zero, w_spec, w_zero
 
 
 @contextmanager
