@@ -134,7 +134,7 @@ def host_model_table(results: dict[str, dict]) -> list[str]:
     JSON with ``workloads.aggregation``, or ``python -m quagga.bench.aggregation`` JSON)."""
     lines = ["| result | graph | width | kernel | load (1 min, start) | measured median ms | fastest ms | "
              "predicted ms | predicted / measured | within ±30% | busy ms (CPU / threads) | predicted / busy | "
-             "binds (model) | compute ms | memory ms | table in |",
+             "larger term (model) | compute ms | memory ms | table in |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, res in results.items():
         if not isinstance(res, dict):
@@ -518,7 +518,7 @@ def render(run: str | os.PathLike, out: str | os.PathLike | None = None) -> Path
     host_lines = host_model_table(host_results)
     if host_lines:
         lines += ["### Host model: predicted against measured aggregation time", "",
-                  "The CPU roofline model of the `host` design point (`sim.accel.host_model`, probe "
+                  "The CPU model of the `host` design point (`sim.accel.host_model`, probe "
                   "`quagga.bench.host_probe`; docs/benchmarks.md) beside each measured kernel of one "
                   "64-feature aggregation. Ratios use the statistic the probe was taken with. "
                   f"Results from `{data.get('bench_host_origin', '')}` where the run has none.", "",

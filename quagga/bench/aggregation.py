@@ -143,7 +143,7 @@ def measure(indptr: np.ndarray, indices: np.ndarray, w_codes: np.ndarray, w_floa
     num_features : int
         ``F``: columns of the random feature matrix.
     host : sim.design.host.HostPoint, optional
-        A host probe: each kernel the CPU roofline model covers (``own_fp32`` and the
+        A host probe: each kernel the CPU model covers (``own_fp32`` and the
         integer widths) gets ``predicted_s``, ``predicted`` (the model's breakdown) and
         ``predicted_over_measured`` (:func:`add_predictions`).
 
@@ -228,7 +228,7 @@ def measure(indptr: np.ndarray, indices: np.ndarray, w_codes: np.ndarray, w_floa
 def add_predictions(res: dict, host, num_rows: int, num_edges: int, index_bytes: int,
                     num_features: int, int_rows: dict[int, tuple[int, int]],
                     indices: np.ndarray | None = None) -> None:
-    """Add the host roofline model's prediction (:mod:`sim.accel.host_model`) beside each
+    """Add the host model's prediction (:mod:`sim.accel.host_model`) beside each
     measured median of a :func:`measure` result ``res`` (in place).
 
     ``int_rows`` maps a width ``b`` to ``(packed row bytes, output bits)``; ``indices`` (the
@@ -255,9 +255,10 @@ def add_predictions(res: dict, host, num_rows: int, num_edges: int, index_bytes:
             4 * num_features, threads, cov)
     for b, (row_bytes, out_bits) in int_rows.items():
         if f"int{b}" in res and f"int{b}" in kernels:
+            # a packed call writes its packed output codes and an int64 saturation count per row
             works[(None, f"int{b}")] = AggregationWork(
                 f"int{b}", num_rows, num_edges, num_rows, row_bytes, index_bytes, 1,
-                -(-num_features * out_bits // 8), threads, cov)
+                -(-num_features * out_bits // 8) + 8, threads, cov)
     for (group, name), work in works.items():
         ent = res[group][name] if group else res[name]
         pred = predict_aggregation(host, work)

@@ -238,7 +238,7 @@ def run(dataset: str = "quick", bits: tuple[int, ...] = (2, 4, 8), repeats: int 
         host=None) -> dict:
     """Run the benchmark and return the JSON-ready result (see the module docstring).
 
-    ``host`` (a :class:`sim.design.host.HostPoint`) adds the host roofline model's prediction
+    ``host`` (a :class:`sim.design.host.HostPoint`) adds the host model's prediction
     beside each aggregation kernel it covers (:func:`quagga.bench.aggregation.add_predictions`).
 
     Raises

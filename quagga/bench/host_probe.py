@@ -1,4 +1,4 @@
-"""Measure the host for the CPU roofline model: the ``host`` design point.
+"""Measure the host for the CPU model: the ``host`` design point.
 
 :func:`probe` returns a :class:`sim.design.host.HostPoint` from
 
@@ -14,12 +14,19 @@
 * **random-row gathers** (:func:`measure_gathers`): rows of 16, 32, 64 and 256 bytes at
   uniformly random uint32 row indices (a streamed index array) from tables of the same sizes,
   one load per 64-byte line of a row (the line traffic, not the arithmetic);
+* **first touch** (:func:`measure_first_touch`): writing a freshly allocated array of 64 KiB
+  to 256 MiB, as the kernels allocate and write their outputs on every call;
 * **kernel costs** (:func:`calibrate_kernels`): each aggregation kernel the benchmark times
   (our FP32 row kernel and the packed INT2/INT4/INT8 kernel, F = 64) run on micro-graphs
-  whose source table is 64 rows (16 KiB in FP32: in L1) with 64 to 8,192 destination rows
-  of 1, 8 or 64 uniformly random edges (at most 64k edges: every stream stays in L2), fitted ``t = call + row N + edge E`` by non-negative least
-  squares.  These graphs share nothing with the benchmark graphs, whose times the model
-  predicts; the constants are measured once per probe and saved with it.
+  whose source table is 64 rows (16 KiB in FP32: in L1) with 64 to 16,384 destination rows
+  of 1 to 64 uniformly random edges (at most 64k edges: every stream stays in L2), fitted
+  ``t = call + row N + edge E`` (less the output's first touch) by non-negative least
+  squares; then **per-edge costs by table size** (:func:`table_edge_s`): the kernel on one
+  uniform graph of 2**21 edges (:data:`TABLE_GRAPH`) whose source table is each probe size,
+  less the call, row and output terms.  These are not the benchmark graphs, and nothing is
+  fitted to a benchmark result; the constants are measured once per probe and saved with it.
+  The table-size graph is uniform, like the synthetic benchmark graph (which has 500k rows of
+  11 edges on average), so that graph checks the model less than a real, skewed graph does.
 
 Every rate is measured with the threads the benchmark will use (``threads``) and reported as
 the median wall time (``statistic="median"``, compared with the benchmark's medians), the
@@ -46,17 +53,21 @@ import numpy as np
 from numba import njit, prange
 
 from quagga.bench import machine
-from sim.design.host import CacheLevel, GatherRate, HostPoint, KernelCost, StreamRate
+from sim.design.host import CacheLevel, GatherRate, HostPoint, KernelCost, StreamRate, TouchRate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GATHER_ROW_BYTES", "PROBE_SIZES", "calibrate_kernels", "measure_clock", "measure_gathers",
-           "measure_streams", "parse_size", "probe", "read_caches", "read_cpuinfo", "simd_bytes"]
+__all__ = ["GATHER_ROW_BYTES", "PROBE_SIZES", "TABLE_GRAPH", "TOUCH_SIZES", "calibrate_kernels",
+           "kernel_out_bytes", "kernel_row_bytes", "measure_clock", "measure_first_touch", "measure_gathers",
+           "measure_streams", "parse_size", "probe", "read_caches", "read_cpuinfo", "simd_bytes",
+           "table_edge_s"]
 
 #: working-set sizes of the stream and gather probes, bytes (L1, L2, L3-sized, DRAM)
 PROBE_SIZES = (16 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20)
 #: gathered row widths, bytes (INT2, INT4, INT8 and FP32 rows at F = 64)
 GATHER_ROW_BYTES = (16, 32, 64, 256)
+#: fresh-array sizes of the first-touch probe, bytes
+TOUCH_SIZES = (64 << 10, 1 << 20, 16 << 20, 256 << 20)
 
 
 # --------------------------------------------------------------------------- the OS
@@ -245,6 +256,33 @@ def _gather_kernel(words: int) -> Callable:
     return _GATHERS[words]
 
 
+@njit(cache=True, parallel=True)
+def _touch(n, blocks):
+    a = np.empty(n, dtype=np.uint8)
+    per = (n + blocks - 1) // blocks
+    for b in prange(blocks):
+        a[b * per:min(n, (b + 1) * per)] = 1
+    return a[n - 1]
+
+
+def measure_first_touch(threads: int, sizes: tuple[int, ...] = TOUCH_SIZES, repeats: int = 15,
+                        statistic: str = "median") -> list[TouchRate]:
+    """Write rate of a freshly allocated array at each size (bytes/s, all threads): a numba
+    call that allocates ``size`` bytes and writes every byte, as a kernel allocates and writes
+    its output, the page faults included, less the same call on 64 bytes (the call term).
+    Whether an array gets fresh pages follows the allocator (glibc maps large arrays anew each
+    time and reuses smaller ones), as it does for the kernels' outputs."""
+    blocks = max(1, threads)
+    # the parallel call itself (a 64-byte array) is the kernels' call term, not the output's
+    t0 = _time(lambda: _touch(64, blocks), repeats, statistic, threads)
+    out = []
+    for size in sizes:
+        t = _time(lambda size=size: _touch(size, blocks), repeats, statistic, threads)
+        out.append(TouchRate(int(size), size / max(t - t0, 1e-9)))
+        log.info("first touch of %d KiB: %.1f GB/s", size >> 10, size / t / 1e9)
+    return out
+
+
 STATISTICS = ("median", "best", "busy")
 
 
@@ -361,8 +399,16 @@ def measure_gathers(threads: int, sizes: tuple[int, ...] = PROBE_SIZES,
 # --------------------------------------------------------------------------- kernel costs
 #: micro-graphs of the kernel calibration: (destination rows, edges per row); at most 64k
 #: edges, so that indices, weights and output stay in L2 and the times are the kernels' own
-CALIBRATION_GRAPHS = ((64, 1), (4096, 8), (8192, 8), (512, 64), (1024, 64))
+CALIBRATION_GRAPHS = ((64, 1), (2048, 1), (16384, 1), (4096, 8), (8192, 8), (2048, 32), (512, 64),
+                      (1024, 64))
 CALIBRATION_SRC_ROWS = 64
+#: the uniform micro-graph of each table size of a kernel's ``table_edge_s``: destination rows
+#: and edges per row (two million edges: the index and weight streams leave the L2 and compete
+#: with the table for the L3, as on a large real graph)
+TABLE_GRAPH = (1 << 16, 32)
+#: rows of distinct random codes in a calibration table; larger tables repeat them (the
+#: kernels' time does not depend on the values, and this keeps a 256 MiB table cheap to make)
+_DISTINCT_ROWS = 1 << 14
 
 
 def _micro_graph(n_dst: int, degree: int, n_src: int, rng: np.random.Generator):
@@ -381,9 +427,10 @@ def kernel_callable(kernel: str, indptr: np.ndarray, indices: np.ndarray, n_src:
 
     ixc = propagate.compact_indices(indices, n_src)
     e = indices.size
+    distinct = min(n_src, _DISTINCT_ROWS)
     if kernel == "own_fp32":
         wf = rng.random(e, dtype=np.float32)
-        x = rng.standard_normal((n_src, num_features)).astype(np.float32)
+        x = np.resize(rng.standard_normal((distinct, num_features)).astype(np.float32), (n_src, num_features))
         return lambda: spmm_f32(indptr, ixc, wf, x, 64)
     bits = int(kernel.removeprefix("int"))
     deg = np.diff(indptr)
@@ -392,19 +439,68 @@ def kernel_callable(kernel: str, indptr: np.ndarray, indices: np.ndarray, n_src:
     w = rng.integers(0, 64, e).astype(np.int64)
     row_w = float(w.sum()) / max(1, deg.size)
     p = bench_params(bits, int(deg.max(initial=1)), row_w, rng)
-    x = rng.integers(p.x_spec.qmin, p.x_spec.qmax + 1, (n_src, num_features))
+    x = rng.integers(p.x_spec.qmin, p.x_spec.qmax + 1, (distinct, num_features))
     xb = propagate.pack_operand(x, p.x_spec)
+    xb = np.resize(xb, (n_src, xb.shape[1]))
     w8 = w.astype(np.uint8)
     return lambda: propagate.aggregate_packed(indptr, ixc, w8, xb, num_features, p, block=64,
                                               validate=False, packed_out=True)
 
 
+def kernel_row_bytes(kernel: str, num_features: int) -> int:
+    """Bytes of one source row the kernel gathers: ``4 F`` in FP32, ``F b / 8`` packed."""
+    if kernel == "own_fp32":
+        return 4 * num_features
+    return -(-num_features * int(kernel.removeprefix("int")) // 8)
+
+
+def kernel_out_bytes(kernel: str, num_features: int) -> int:
+    """Bytes per destination row a timed call allocates and writes: FP32 rows, or the packed
+    output codes and the int64 saturation count of the packed kernels."""
+    if kernel == "own_fp32":
+        return 4 * num_features
+    return kernel_row_bytes(kernel, num_features) + 8
+
+
+def _out_s(kernel: str, n_rows: int, num_features: int, touch: tuple[TouchRate, ...]) -> float:
+    """Seconds of the first touch of a call's output (0 without first-touch rates)."""
+    from sim.accel.host_model import touch_bandwidth
+
+    size = n_rows * kernel_out_bytes(kernel, num_features)
+    return size / touch_bandwidth(touch, size) if touch and size else 0.0
+
+
+def table_edge_s(kernel: str, call_s: float, row_s: float, threads: int, sizes: tuple[int, ...],
+                 repeats: int, num_features: int, rng: np.random.Generator, statistic: str,
+                 touch: tuple[TouchRate, ...] = ()) -> tuple[tuple[int, float], ...]:
+    """The kernel's seconds per edge at each source-table size (``KernelCost.table_edge_s``):
+    :data:`TABLE_GRAPH` with a uniform table of ``size`` bytes, timed, less the call, row and
+    output terms, over its edges (clipped at 0)."""
+    rb = kernel_row_bytes(kernel, num_features)
+    n_dst, degree = TABLE_GRAPH
+    fixed = call_s + row_s * n_dst + _out_s(kernel, n_dst, num_features, touch)
+    out = []
+    for size in sizes:
+        n_src = max(CALIBRATION_SRC_ROWS, size // rb)
+        indptr, indices = _micro_graph(n_dst, degree, n_src, rng)
+        fn = kernel_callable(kernel, indptr, indices, n_src, num_features, rng)
+        t = _time(fn, repeats, statistic, threads)
+        del fn
+        e = max(0.0, (t - fixed) / indices.size)
+        out.append((int(n_src * rb), e))
+        log.info("kernel %s from a %d KiB table: %.2f ns per edge", kernel, n_src * rb >> 10, e * 1e9)
+    return tuple(out)
+
+
 def calibrate_kernels(threads: int, kernels: tuple[str, ...] = ("own_fp32", "int2", "int4", "int8"),
                       repeats: int = 9, num_features: int = 64, seed: int = 0,
-                      statistic: str = "median") -> list[KernelCost]:
+                      statistic: str = "median", sizes: tuple[int, ...] = PROBE_SIZES,
+                      table_repeats: int = 7, touch: tuple[TouchRate, ...] = ()) -> list[KernelCost]:
     """Fit ``t = call + row N + edge E`` for each kernel on :data:`CALIBRATION_GRAPHS`
     (source table of :data:`CALIBRATION_SRC_ROWS` rows), by non-negative least squares on the
-    median times (``threads`` threads)."""
+    median times (``threads`` threads), less the output's first touch at the ``touch`` rates;
+    then its :func:`table_edge_s` at each of ``sizes`` (``table_repeats`` calls each; none
+    when ``sizes`` is empty)."""
     from scipy.optimize import nnls
 
     rng = np.random.default_rng(seed)
@@ -414,9 +510,10 @@ def calibrate_kernels(threads: int, kernels: tuple[str, ...] = ("own_fp32", "int
         rows, ts = [], []
         for indptr, indices in graphs:
             fn = kernel_callable(k, indptr, indices, CALIBRATION_SRC_ROWS, num_features, rng)
-            t = _time(fn, repeats, statistic, threads)
+            # the output's first touch is the model's own term: take it out of the fit
+            t = _time(fn, repeats, statistic, threads) - _out_s(k, indptr.size - 1, num_features, touch)
             rows.append([1.0, indptr.size - 1, indices.size])
-            ts.append(t)
+            ts.append(max(t, 1e-9))
         a = np.array(rows)
         tv = np.array(ts)
         # relative weighting: every calibration point counts alike
@@ -425,7 +522,13 @@ def calibrate_kernels(threads: int, kernels: tuple[str, ...] = ("own_fp32", "int
         desc = (f"nnls over {len(graphs)} micro-graphs (N_dst, degree) = {list(CALIBRATION_GRAPHS)}, "
                 f"{CALIBRATION_SRC_ROWS} source rows, F={num_features}, {threads} threads, "
                 f"{statistic} of {repeats}; times {[round(t * 1e3, 4) for t in ts]} ms")
-        out.append(KernelCost(k, float(coef[0]), float(coef[1]), float(coef[2]), desc, resid))
+        tc = table_edge_s(k, float(coef[0]), float(coef[1]), threads, tuple(sizes), table_repeats,
+                          num_features, rng, statistic, touch) if sizes else ()
+        if tc:
+            desc += (f"; edge costs on a uniform graph (N_dst, degree) = {TABLE_GRAPH} with tables "
+                     f"{[c[0] for c in tc]} bytes, {statistic} of {table_repeats}")
+        out.append(KernelCost(k, float(coef[0]), float(coef[1]), float(coef[2]), desc, resid, tc,
+                              TABLE_GRAPH[0] * TABLE_GRAPH[1] if tc else 0))
         log.info("kernel %s: call %.1f us, row %.2f ns, edge %.3f ns (fit residual %.0f%%)", k,
                  coef[0] * 1e6, coef[1] * 1e9, coef[2] * 1e9, 100 * resid)
     return out
@@ -462,13 +565,16 @@ def probe(threads: int = 2, sysfs_root: str | Path = "/sys", cpuinfo: str | Path
     streams = measure_streams(threads, sizes, 3 * repeats, statistic=statistic)
     say("gathers")
     gathers = measure_gathers(threads, sizes, repeats=3 * repeats, statistic=statistic)
+    say("first touch")
+    touch = tuple(measure_first_touch(threads, repeats=3 * repeats, statistic=statistic))
     say("kernel costs")
     costs = calibrate_kernels(threads, kernels, repeats=max(8 * repeats, 21),
-                              statistic=statistic)
+                              statistic=statistic, sizes=sizes, touch=touch)
     return HostPoint(name="host", cpu=info["cpu"], logical_cpus=os.cpu_count() or 1,
                      threads=threads, simd_bytes=info["simd_bytes"], clock_hz=clock,
                      clock_hz_reported=info["mhz"] * 1e6, caches=tuple(caches),
-                     stream=tuple(streams), gather=tuple(gathers), kernel_costs=tuple(costs),
+                     stream=tuple(streams), gather=tuple(gathers), first_touch=touch,
+                     kernel_costs=tuple(costs),
                      load_average=tuple(load), statistic=statistic,
                      measured_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
@@ -486,6 +592,9 @@ def describe_host(h: HostPoint) -> str:
     for rb in sorted({g.row_bytes for g in h.gather}):
         lines.append(f"  gather {rb:>3} B rows, M rows/s: " + ", ".join(
             f"{g.table_bytes >> 10} KiB {g.rows_per_s / 1e6:.0f}" for g in h.gather if g.row_bytes == rb))
+    if h.first_touch:
+        lines.append("  first touch GB/s: " + ", ".join(f"{t.size_bytes >> 10} KiB {t.bps / 1e9:.1f}"
+                                                        for t in h.first_touch))
     for c in h.kernel_costs:
         lines.append(f"  kernel {c.kernel:<9} call {c.call_s * 1e6:7.1f} us  row {c.row_s * 1e9:6.2f} ns  "
                      f"edge {c.edge_s * 1e9:6.3f} ns  (fit residual {100 * c.fit_residual:.0f}%)")

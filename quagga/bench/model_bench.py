@@ -114,7 +114,7 @@ def run_model_bench(model_path: str | Path, dataset: str | None = None, data_roo
     checkpoint : the run's ``checkpoint.pt`` (default: next to the model file).
     repeats, threads : timed rounds and numba / torch threads.
     host : a :class:`sim.design.host.HostPoint`: the aggregation's kernels get the host
-        roofline model's ``predicted_s`` beside their medians.
+        host model's ``predicted_s`` beside their medians.
     aggregation_features : also time one aggregation of this many features on the model's
         graph at the model's width (None: skip).
 

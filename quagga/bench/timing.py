@@ -71,6 +71,6 @@ def timing_table(workload: dict, ratios: list[tuple[str, str]], width: int = 20)
     if pred:
         stat = workload.get("host_model", {}).get("compared_with", "median_s")
         what = {"median_s": "median", "min_s": "fastest round", "busy_s": "busy time (CPU s / threads)"}
-        lines.append(f"  (predicted: the host roofline model's ms and predicted / measured "
+        lines.append(f"  (predicted: the host model's ms and predicted / measured "
                      f"{what.get(stat, stat)})")
     return lines

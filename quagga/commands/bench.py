@@ -46,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="write the result as JSON")
     parser.add_argument("--host-probe", metavar="FILE",
                         help="a host probe (python -m quagga.bench.host_probe --out FILE): print the "
-                             "host roofline model's predicted time beside each measured aggregation "
+                             "host model's predicted time beside each measured aggregation "
                              "kernel and store it in the JSON")
     parser.add_argument("--probe", action="store_true",
                         help="measure the host probe now, with --threads, before the benchmark (saved "

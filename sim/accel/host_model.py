@@ -1,6 +1,37 @@
-"""Roofline model of one aggregation step on the host CPU (the ``host`` design point).
+"""Model of one aggregation step on the host CPU (the ``host`` design point).
 
-The prediction of one call of an aggregation kernel on a graph is ::
+With a probe that measured each kernel's table costs (:attr:`sim.design.host.KernelCost.
+table_edge_s`, every probe of this version) the prediction of one call is ::
+
+    t = call_s + row_s N + N out_bytes / touch_bw(N out_bytes) + edge(T_eff) E
+
+* ``call_s`` and ``row_s`` come from the kernel's calibration on cache-resident micro-graphs
+  (:class:`sim.design.host.KernelCost`).
+* The output term is the first touch of the freshly allocated output (``out_bytes`` per
+  row): the kernels allocate it per call, and writing a new array pays its page faults.
+  ``touch_bw`` is the probe's first-touch write rate (:class:`sim.design.host.TouchRate`) at
+  the array's size.
+* ``edge(T)`` is the kernel's measured seconds per edge when its gathers read uniformly
+  random rows of a ``T``-byte source table, interpolated in ``log2 T`` between the probe's
+  table sizes (clamped at the ends).  It holds the kernel's own arithmetic, its index and
+  weight streams and however many of its misses overlap, which no bandwidth figure says: a
+  loop that adds each gathered row into accumulators in memory keeps fewer misses in flight
+  than one whose accumulators live in registers.
+* ``T_eff`` is the table size at which the probe's uniform micro-graph would hit the L2 as
+  often as this graph does.  A real graph's gathers are skewed (a hub is the source of many
+  edges), so the share ``h`` of its gathers that read the most gathered rows fitting in one
+  core's L2 (:attr:`AggregationWork.source_coverage`) can be far above a uniform graph's.
+  The micro-graph's own share at table size ``T`` is that of uniformly random sources,
+  ``q + phi(z) / sqrt(lambda)`` with ``q = L2 / T`` of the rows, ``z`` the standard normal
+  quantile of ``1 - q`` and ``lambda`` its edges per source row (:func:`uniform_hot_share`,
+  the normal approximation of the Poisson counts); ``T_eff`` solves ``share(T_eff) = h``.  A
+  table within L2, or a graph without a measured skew, keeps ``T_eff = T``.
+* ``compute`` is reported as ``row_s N + edge(T_min) E`` (the smallest, cache-resident
+  table) and ``memory`` as the rest (the output's first touch and the gathers' extra cost);
+  they add, since ``edge(T)`` was measured with both in play.
+
+A probe without the curve (older files) gets the roofline below, from the probe's random-row
+gather and streaming rates:
 
     t = call_s + max(compute, memory)
     compute = row_s N + edge_s E                       (the kernel's calibrated cost)
@@ -23,9 +54,11 @@ The prediction of one call of an aggregation kernel on a graph is ::
   evict one another before the next call reuses them.
 
 Compute and memory overlap (out-of-order cores and hardware prefetch), so the larger of the
-two binds, as in the accelerator's roofline (:mod:`sim.accel.cycle`).  All quantities are
-seconds with the probe's threads; a different thread count scales the compute term by
-``probe_threads / threads`` (the memory rates are those of the probe's threads).
+two binds, as in the accelerator's roofline (:mod:`sim.accel.cycle`).
+
+All quantities are seconds with the probe's threads.  A different thread count scales the
+compute term (with table costs: the row and edge terms) by ``probe_threads / threads``;
+the roofline's memory rates stay those of the probe's threads.
 
 Torch-free and does not touch the machine: it reads a :class:`sim.design.host.HostPoint`.
 """
@@ -34,12 +67,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 
-from sim.design.host import HostPoint
+from sim.design.host import HostPoint, TouchRate
 from sim.design.point import DesignError
 
-__all__ = ["AggregationWork", "HostPrediction", "gather_rate", "predict_aggregation", "read_bandwidth",
-           "source_coverage"]
+__all__ = ["AggregationWork", "HostPrediction", "effective_table_bytes", "gather_rate", "kernel_edge_s",
+           "predict_aggregation", "read_bandwidth", "source_coverage", "touch_bandwidth",
+           "uniform_hot_share"]
 
 
 def source_coverage(indices, num_src_rows: int) -> tuple[float, ...]:
@@ -142,8 +177,12 @@ class AggregationWork:
 class HostPrediction:
     """Predicted time of one call and its parts (seconds).
 
-    ``binds`` is ``compute`` or ``memory``; ``table_level`` / ``stream_level`` the cache level
-    (or DRAM) that holds the table / the whole working set.
+    ``binds`` is the larger of ``compute`` and ``memory`` (with table costs they add; in the
+    roofline the larger binds); ``table_level`` / ``stream_level`` the cache level (or DRAM)
+    that holds the table / the whole working set; ``effective_table_bytes`` the ``T_eff`` of
+    the table-cost model (0 for the roofline), whose ``stream_s`` is the output's first touch
+    (the roofline's: indices, weights, row pointers and output); ``gather_rows_per_s`` the
+    interpolated rate (``1 / edge(T_eff)`` with table costs, or the probe's random-row rate).
     """
 
     time_s: float
@@ -158,6 +197,7 @@ class HostPrediction:
     gather_rows_per_s: float
     read_bps: float
     l2_hot_fraction: float = 0.0
+    effective_table_bytes: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -209,8 +249,95 @@ def read_bandwidth(host: HostPoint, size_bytes: float) -> float:
     return 1.0 / _interp_log(pts, size_bytes)
 
 
+def uniform_hot_share(q: float, edges_per_row: float) -> float:
+    """Share of the gathers that read the most gathered fraction ``q`` of the rows when each
+    edge picks its source uniformly at random, ``edges_per_row`` edges per source row on
+    average: ``min(1, q + phi(z) / sqrt(edges_per_row))``, ``z`` the standard normal quantile
+    of ``1 - q`` (the Poisson counts in the normal approximation)."""
+    if q >= 1.0:
+        return 1.0
+    if q <= 0.0 or edges_per_row <= 0:
+        return max(0.0, q)
+    nd = NormalDist()
+    z = nd.inv_cdf(1.0 - q)
+    return min(1.0, q + nd.pdf(z) / math.sqrt(edges_per_row))
+
+
+def effective_table_bytes(host: HostPoint, work: AggregationWork) -> float:
+    """``T_eff`` (module docstring): the table size at which the probe's uniform micro-graph
+    hits the L2 as often as ``work``'s gathers do; ``T`` for a table within one core's L2, a
+    graph without a measured skew or a probe without table costs."""
+    l2 = host.cache_bytes(2)
+    t = float(work.table_bytes)
+    cal_edges = host.cost(work.kernel).table_edges
+    if not l2 or t <= l2 or not work.source_coverage or not cal_edges:
+        return t
+    h = work.hot_fraction(l2 / work.row_bytes)
+
+    def share(size: float) -> float:  # the micro-graph's L2 share at a table of ``size`` bytes
+        return uniform_hot_share(l2 / size, cal_edges * work.row_bytes / size)
+
+    if h >= share(l2):
+        return float(l2)
+    lo, hi = math.log2(l2), math.log2(t)
+    while share(2.0 ** hi) > h and hi < 60:
+        hi += 1.0
+    for _ in range(60):  # share falls as the table grows: bisect in log2 of the size
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if share(2.0 ** mid) > h else (lo, mid)
+    return 2.0 ** hi
+
+
+def touch_bandwidth(first_touch: tuple[TouchRate, ...], size_bytes: float) -> float:
+    """First-touch write bytes/s of a fresh ``size_bytes`` array from a probe's
+    ``first_touch`` rates (interpolated in ``log2`` of the size, clamped); ``inf`` without
+    rates."""
+    if not first_touch:
+        return math.inf
+    return 1.0 / _interp_log([(t.size_bytes, 1.0 / t.bps) for t in first_touch], size_bytes)
+
+
+def kernel_edge_s(host: HostPoint, kernel: str, table_bytes: float) -> float:
+    """``edge(T)``: the kernel's measured seconds per edge at a uniform ``table_bytes`` source
+    table, interpolated in ``log2`` of the size (clamped).
+
+    Raises
+    ------
+    DesignError
+        When the probe has no cost or no table costs for ``kernel``.
+    """
+    curve = host.cost(kernel).table_edge_s
+    if not curve:
+        raise DesignError(f"kernel {kernel!r} has no measured table costs (table_edge_s) in this host "
+                          f"probe; measure a new probe")
+    return _interp_log(list(curve), table_bytes)
+
+
+def _predict_from_table_costs(host: HostPoint, work: AggregationWork) -> HostPrediction:
+    cost = host.cost(work.kernel)
+    scale = host.threads / work.threads
+    t_eff = effective_table_bytes(host, work)
+    e_min = cost.table_edge_s[0][1]
+    edge = kernel_edge_s(host, work.kernel, t_eff)
+    out_bytes = work.num_rows * work.out_row_bytes
+    out_s = out_bytes / touch_bandwidth(host.first_touch, out_bytes) if out_bytes else 0.0
+    compute = (cost.row_s * work.num_rows + e_min * work.num_edges) * scale
+    gather = max(0.0, edge - e_min) * work.num_edges * scale
+    memory = gather + out_s * scale
+    l2 = host.cache_bytes(2)
+    hot = work.hot_fraction(l2 / work.row_bytes) if l2 and work.table_bytes > l2 else 0.0
+    return HostPrediction(time_s=cost.call_s + compute + memory, call_s=cost.call_s, compute_s=compute,
+                          memory_s=memory, gather_s=gather, stream_s=out_s * scale,
+                          binds="compute" if compute >= memory else "memory",
+                          table_level=host.cache_level_of(work.table_bytes),
+                          stream_level=host.cache_level_of(work.working_set_bytes),
+                          gather_rows_per_s=1.0 / edge if edge > 0 else math.inf, read_bps=0.0,
+                          l2_hot_fraction=hot, effective_table_bytes=t_eff)
+
+
 def predict_aggregation(host: HostPoint, work: AggregationWork) -> HostPrediction:
-    """Predicted wall time of one aggregation call on ``host`` (module docstring).
+    """Predicted wall time of one aggregation call on ``host`` (module docstring): from the
+    kernel's table costs when the probe measured them, else the roofline.
 
     Raises
     ------
@@ -218,6 +345,8 @@ def predict_aggregation(host: HostPoint, work: AggregationWork) -> HostPredictio
         When the probe has no calibrated cost for ``work.kernel``.
     """
     cost = host.cost(work.kernel)
+    if cost.table_edge_s:
+        return _predict_from_table_costs(host, work)
     scale = host.threads / work.threads
     compute = (cost.row_s * work.num_rows + cost.edge_s * work.num_edges) * scale
     call = cost.call_s

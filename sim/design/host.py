@@ -2,9 +2,10 @@
 
 :class:`HostPoint` is a frozen, validated record of what :mod:`quagga.bench.host_probe`
 measured on one machine: cache sizes (from the OS), SIMD width, clock, STREAM-like stream
-bandwidth and random-row gather rates at several working-set sizes, and the compute cost of
-each aggregation kernel calibrated once on cache-resident micro-graphs.  The roofline model
-of the CPU (:mod:`sim.accel.host_model`) reads only this record.  Nothing here probes the
+bandwidth, random-row gather rates and first-touch write rates at several working-set sizes,
+and each aggregation kernel's costs: per call, row and edge on cache-resident micro-graphs,
+and per edge from uniform tables of each probe size.  The CPU model
+(:mod:`sim.accel.host_model`) reads only this record.  Nothing here probes the
 machine (and nothing imports torch): a probe file is written by ``quagga.bench`` and read
 here with every field checked, errors naming the field and the value.
 
@@ -22,7 +23,7 @@ from typing import Any
 from sim.design.point import DesignError, DesignPoint
 
 __all__ = ["HOST_FORMAT", "HOST_KERNELS", "CacheLevel", "GatherRate", "HostPoint", "KernelCost",
-           "StreamRate", "load_host"]
+           "StreamRate", "TouchRate", "load_host"]
 
 #: ``format`` tag and version of a probe file
 HOST_FORMAT = "quagga-host-probe"
@@ -125,6 +126,28 @@ class GatherRate:
 
 
 @dataclass(frozen=True)
+class TouchRate:
+    """First-touch write rate: bytes/s of writing every byte of a freshly allocated array of
+    ``size_bytes`` (the page faults included), all threads together.  A kernel that allocates
+    its output per call pays it on every call.
+
+    Parameters
+    ----------
+    size_bytes : int
+        Bytes of the fresh array.
+    bps : float
+        Bytes written per second.
+    """
+
+    size_bytes: int
+    bps: float
+
+    def __post_init__(self) -> None:
+        _int("first_touch", "size_bytes", self.size_bytes)
+        _num("first_touch", "bps", self.bps)
+
+
+@dataclass(frozen=True)
 class KernelCost:
     """Compute cost of one aggregation kernel, ``t = call_s + row_s N + edge_s E`` (seconds
     with the probe's threads), fitted by non-negative least squares on cache-resident
@@ -140,6 +163,16 @@ class KernelCost:
         How the constants were measured (graphs, repeats).
     fit_residual : float
         Largest relative residual of the fit over the calibration points.
+    table_edge_s : tuple of (int, float)
+        ``(table_bytes, seconds)`` at increasing source-table sizes: the kernel's seconds per
+        edge when every gather reads a uniformly random row of a ``table_bytes`` table,
+        measured on a large uniform micro-graph per size with the call, row and output terms
+        taken out.  Each holds the kernel's own gathers, its index and weight streams and
+        however many of its misses overlap.  Empty for a probe without them (the model then
+        uses the probe's gather and stream rates).
+    table_edges : int
+        Edges of the uniform micro-graph ``table_edge_s`` was measured on (0 without one):
+        with the table's rows it gives that graph's own access skew.
     """
 
     kernel: str
@@ -148,17 +181,33 @@ class KernelCost:
     edge_s: float
     calibration: str = ""
     fit_residual: float = 0.0
+    table_edge_s: tuple[tuple[int, float], ...] = ()
+    table_edges: int = 0
 
     def __post_init__(self) -> None:
         if self.kernel not in HOST_KERNELS:
             raise DesignError(f"kernel_costs.kernel must be one of {HOST_KERNELS}, not {self.kernel!r}")
         for f in ("call_s", "row_s", "edge_s", "fit_residual"):
             _num(f"kernel_costs[{self.kernel}]", f, getattr(self, f), strict=False)
+        _int(f"kernel_costs[{self.kernel}]", "table_edges", self.table_edges, lo=0)
+        owner = f"kernel_costs[{self.kernel}].table_edge_s"
+        rows = self.table_edge_s
+        if not isinstance(rows, (tuple, list)):
+            raise DesignError(f"{owner} must be a list of [table_bytes, seconds] pairs, not {rows!r}")
+        out = []
+        for i, e in enumerate(rows):
+            if not isinstance(e, (tuple, list)) or len(e) != 2:
+                raise DesignError(f"{owner}[{i}] must be a [table_bytes, seconds] pair, not {e!r}")
+            out.append((_int(f"{owner}[{i}]", "table_bytes", e[0]),
+                        _num(f"{owner}[{i}]", "seconds", e[1], strict=False)))
+        if any(b[0] <= a[0] for a, b in zip(out, out[1:])):
+            raise DesignError(f"{owner} must list increasing table sizes, not {[r[0] for r in out]}")
+        object.__setattr__(self, "table_edge_s", tuple(out))
 
 
 @dataclass(frozen=True, kw_only=True)
 class HostPoint:
-    """The measured host: the design point of the CPU roofline model.
+    """The measured host: the design point of the CPU model (:mod:`sim.accel.host_model`).
 
     Parameters
     ----------
@@ -180,6 +229,8 @@ class HostPoint:
     stream : tuple of StreamRate
         Increasing ``size_bytes``.
     gather : tuple of GatherRate
+    first_touch : tuple of TouchRate
+        Increasing ``size_bytes``; empty in older probes (no output term then).
     kernel_costs : tuple of KernelCost
     load_average : tuple of float
         1/5/15-minute load averages when the probe ran.
@@ -202,6 +253,7 @@ class HostPoint:
     caches: tuple[CacheLevel, ...] = ()
     stream: tuple[StreamRate, ...] = ()
     gather: tuple[GatherRate, ...] = ()
+    first_touch: tuple[TouchRate, ...] = ()
     kernel_costs: tuple[KernelCost, ...] = ()
     load_average: tuple[float, ...] = ()
     measured_at: str = ""
@@ -218,7 +270,7 @@ class HostPoint:
         if self.statistic not in ("median", "best", "busy"):
             raise DesignError(f"statistic must be 'median', 'best' or 'busy', not {self.statistic!r}")
         for f, typ in (("caches", CacheLevel), ("stream", StreamRate), ("gather", GatherRate),
-                       ("kernel_costs", KernelCost)):
+                       ("first_touch", TouchRate), ("kernel_costs", KernelCost)):
             v = getattr(self, f)
             if not isinstance(v, tuple) or not all(isinstance(x, typ) for x in v):
                 raise DesignError(f"{f} must be a tuple of {typ.__name__}, not {v!r}")
@@ -296,7 +348,7 @@ class HostPoint:
             if k not in known:
                 raise DesignError(f"host probe key {k!r} is unknown; known keys: {sorted(known)}")
         subs = {"caches": CacheLevel, "stream": StreamRate, "gather": GatherRate,
-                "kernel_costs": KernelCost}
+                "first_touch": TouchRate, "kernel_costs": KernelCost}
         for k, typ in subs.items():
             if k in d:
                 rows = d[k]

@@ -83,8 +83,14 @@ def test_probe_record(tiny_probe):
     assert {g.row_bytes for g in h.gather} == set(host_probe.GATHER_ROW_BYTES)
     assert [s.size_bytes for s in h.stream] == [16 << 10, 64 << 10]
     assert [c.kernel for c in h.kernel_costs] == ["own_fp32", "int2", "int4", "int8"]
+    assert [t.size_bytes for t in h.first_touch] == list(host_probe.TOUCH_SIZES)
     for c in h.kernel_costs:
         assert min(c.call_s, c.row_s, c.edge_s) >= 0 and "micro-graphs" in c.calibration
+        rb = host_probe.kernel_row_bytes(c.kernel, 64)
+        # one edge cost per probe size, at the table the probe built (whole rows)
+        assert [t for t, _ in c.table_edge_s] == [(s // rb) * rb for s in (16 << 10, 64 << 10)]
+        assert all(e >= 0 for _, e in c.table_edge_s)
+        assert c.table_edges == host_probe.TABLE_GRAPH[0] * host_probe.TABLE_GRAPH[1]
 
 
 def test_bench_json_has_predictions(tiny_probe, tmp_path):
@@ -105,7 +111,9 @@ def test_bench_json_has_predictions(tiny_probe, tmp_path):
         assert ent["predicted_over_busy"] == pytest.approx(ent["predicted_s"] / ent["busy_s"])
         assert len(ent["cpu_times_s"]) == len(ent["times_s"]) == 1
         assert p["binds"] in ("compute", "memory")
-        assert p["time_s"] == pytest.approx(p["call_s"] + max(p["compute_s"], p["memory_s"]))
+        # the probe measured table costs: the terms add
+        assert p["time_s"] == pytest.approx(p["call_s"] + p["compute_s"] + p["memory_s"])
+        assert p["effective_table_bytes"] > 0
     for form in ("torch_csr_spmm", "pyg_sparse_csr"):
         assert "predicted_s" not in agg["baselines"][form]
 

@@ -1,5 +1,6 @@
-"""The CPU roofline model of the host design point: units, monotonicity, binding resource,
-interpolation and the probe record's validation (no timing)."""
+"""The CPU model of the host design point: the table-cost model and the roofline of older
+probes (units, monotonicity, binding resource, interpolation, access skew) and the probe
+record's validation (no timing)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import json
 
 import pytest
 
-from sim.accel.host_model import AggregationWork, gather_rate, predict_aggregation, read_bandwidth
-from sim.design.host import (CacheLevel, GatherRate, HostPoint, KernelCost, StreamRate, load_host)
+from sim.accel.host_model import (AggregationWork, effective_table_bytes, gather_rate, kernel_edge_s,
+                                  predict_aggregation, read_bandwidth, touch_bandwidth, uniform_hot_share)
+from sim.design.host import (CacheLevel, GatherRate, HostPoint, KernelCost, StreamRate, TouchRate,
+                             load_host)
 from sim.design.point import DesignError, DesignPoint
 
 KIB = 1 << 10
@@ -165,3 +168,106 @@ def test_source_coverage_and_skewed_gathers():
     assert p_skew.gather_s < p_uni.gather_s
     with pytest.raises(DesignError, match="source_coverage"):
         dataclasses.replace(base, source_coverage=(0.5, 0.2))
+
+
+# --------------------------------------------------------------------------- table costs
+def curve_host(**changes) -> HostPoint:
+    """:func:`example_host` with table costs: 1 ns per edge from a 16 KiB table rising to
+    20 ns from 256 MiB, measured on a 2**21-edge graph, and first-touch rates."""
+    curve = ((16 * KIB, 1e-9), (1 * MIB, 2e-9), (32 * MIB, 8e-9), (256 * MIB, 20e-9))
+    costs = tuple(KernelCost(k, 10e-6, 5e-9, 1e-9, table_edge_s=curve, table_edges=1 << 21)
+                  for k in ("own_fp32", "int2", "int4", "int8"))
+    fields = dict(kernel_costs=costs, first_touch=(TouchRate(64 * KIB, 100e9), TouchRate(256 * MIB, 4e9)))
+    fields.update(changes)
+    return example_host(**fields)
+
+
+def test_table_costs_add_up():
+    h = curve_host()
+    w = work(num_src_rows=4_000_000, row_bytes=16)  # a 64 MiB table, no skew given
+    p = predict_aggregation(h, w)
+    out = w.num_rows * w.out_row_bytes
+    edge = kernel_edge_s(h, "int2", w.table_bytes)
+    assert 8e-9 < edge < 20e-9
+    assert p.effective_table_bytes == w.table_bytes
+    assert p.compute_s == pytest.approx(5e-9 * w.num_rows + 1e-9 * w.num_edges)
+    assert p.gather_s == pytest.approx((edge - 1e-9) * w.num_edges)
+    assert p.stream_s == pytest.approx(out / touch_bandwidth(h.first_touch, out))
+    assert p.time_s == pytest.approx(p.call_s + p.compute_s + p.gather_s + p.stream_s)
+    assert p.memory_s == pytest.approx(p.gather_s + p.stream_s) and p.binds == "memory"
+    # clamped at the curve's ends; log-linear between its points
+    assert kernel_edge_s(h, "int2", 1) == pytest.approx(1e-9)
+    assert kernel_edge_s(h, "int2", 1 << 40) == pytest.approx(20e-9)
+    assert kernel_edge_s(h, "int2", 128 * KIB) == pytest.approx(1.5e-9)
+    # no first-touch rates: no output term
+    assert touch_bandwidth((), 1 << 30) == float("inf")
+    assert predict_aggregation(curve_host(first_touch=()), w).stream_s == 0.0
+
+
+def test_table_costs_monotone_and_threads():
+    h = curve_host()
+    t = [predict_aggregation(h, work(num_src_rows=n)).time_s for n in (1_000, 100_000, 10_000_000)]
+    assert t == sorted(t) and t[0] < t[-1]
+    p2, p1 = predict_aggregation(h, work(threads=2)), predict_aggregation(h, work(threads=1))
+    assert p1.time_s - p1.call_s == pytest.approx(2 * (p2.time_s - p2.call_s))
+
+
+def test_uniform_hot_share():
+    assert uniform_hot_share(1.0, 5) == 1.0 and uniform_hot_share(0.0, 5) == 0.0
+    # many edges per row: every row alike, the share is the row fraction
+    assert uniform_hot_share(0.25, 1e12) == pytest.approx(0.25, abs=1e-5)
+    # few edges per row: Poisson counts make the top rows hotter, as a simulation shows
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n, lam, q = 200_000, 8, 0.1
+    counts = np.sort(np.bincount(rng.integers(0, n, lam * n), minlength=n))[::-1]
+    sim = counts[: int(q * n)].sum() / counts.sum()
+    assert uniform_hot_share(q, lam) == pytest.approx(sim, abs=0.01)
+
+
+def test_skewed_graph_reads_a_smaller_effective_table():
+    h = curve_host()
+    base = work(num_rows=1_000_000, num_src_rows=4_000_000, num_edges=10_000_000, row_bytes=16)
+    # inside L2: the table itself
+    small = dataclasses.replace(base, num_src_rows=1000, source_coverage=(0.5, 1.0))
+    assert effective_table_bytes(h, small) == small.table_bytes
+    # uniform sources as many as the probe's micro-graph (2**21 edges): T_eff is T
+    def uniform(edges):
+        lam = edges / base.num_src_rows
+        cov = tuple(uniform_hot_share(min(1.0, 2 ** j / base.num_src_rows), lam) for j in range(23))
+        return dataclasses.replace(base, num_edges=edges, source_coverage=cov)
+
+    assert effective_table_bytes(h, uniform(1 << 21)) == pytest.approx(base.table_bytes, rel=0.05)
+    # more edges per source row than the micro-graph: fewer lucky hits, a larger T_eff
+    uni = uniform(base.num_edges)
+    assert effective_table_bytes(h, uni) > 1.5 * base.table_bytes
+    # hubs: most gathers read a few rows, as from a table not much larger than L2
+    hub = dataclasses.replace(base, source_coverage=tuple(min(1.0, 0.8 + 0.01 * j) for j in range(23)))
+    t_hub = effective_table_bytes(h, hub)
+    assert MIB <= t_hub < 2 * MIB
+    assert predict_aggregation(h, hub).time_s < predict_aggregation(h, uni).time_s
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda d: d["kernel_costs"][0].update(table_edge_s=[[1024, 1e-9], [512, 2e-9]]), "increasing"),
+    (lambda d: d["kernel_costs"][0].update(table_edge_s=[[1024, 1e-9, 3]]), r"table_edge_s\[0\]"),
+    (lambda d: d["kernel_costs"][0].update(table_edge_s=[[1024, -1.0]]), "seconds"),
+    (lambda d: d["kernel_costs"][0].update(table_edge_s=5), "table_edge_s"),
+    (lambda d: d["kernel_costs"][0].update(table_edges=-3), "table_edges"),
+    (lambda d: d["first_touch"][0].update(bps=0), "bps"),
+])
+def test_bad_table_costs_name_the_field(tmp_path, edit, field):
+    d = json.loads(curve_host().to_json())
+    edit(d)
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps(d))
+    with pytest.raises(DesignError, match=field):
+        load_host(p)
+
+
+def test_table_costs_round_trip(tmp_path):
+    h = curve_host()
+    assert load_host(h.save(tmp_path / "host.json")) == h
+    with pytest.raises(DesignError, match="table costs"):
+        kernel_edge_s(example_host(), "int2", 1 << 20)
