@@ -21,9 +21,10 @@
   whose source table is 64 rows (16 KiB in FP32: in L1) with 64 to 16,384 destination rows
   of 1 to 64 uniformly random edges (at most 64k edges: every stream stays in L2), fitted
   ``t = call + row N + edge E`` (less the output's first touch) by non-negative least
-  squares; then **per-edge costs by table size** (:func:`table_edge_s`): the kernel on one
-  uniform graph of 2**21 edges (:data:`TABLE_GRAPH`) whose source table is each probe size,
-  less the call, row and output terms.  These are not the benchmark graphs, and nothing is
+  squares; then **per-row and per-edge costs by table size** (:func:`table_costs`): the
+  kernel on two uniform graphs of 2**21 edges (:data:`TABLE_GRAPHS`, degrees 4 and 32) whose
+  source table is each probe size,
+  less the call and output terms.  These are not the benchmark graphs, and nothing is
   fitted to a benchmark result; the constants are measured once per probe and saved with it.
   The table-size graph is uniform, like the synthetic benchmark graph (which has 500k rows of
   11 edges on average), so that graph checks the model less than a real, skewed graph does.
@@ -57,10 +58,10 @@ from sim.design.host import CacheLevel, GatherRate, HostPoint, KernelCost, Strea
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GATHER_ROW_BYTES", "PROBE_SIZES", "TABLE_GRAPH", "TOUCH_SIZES", "calibrate_kernels",
+__all__ = ["GATHER_ROW_BYTES", "PROBE_SIZES", "TABLE_GRAPHS", "TOUCH_SIZES", "calibrate_kernels",
            "kernel_out_bytes", "kernel_row_bytes", "measure_clock", "measure_first_touch", "measure_gathers",
            "measure_streams", "parse_size", "probe", "read_caches", "read_cpuinfo", "simd_bytes",
-           "table_edge_s"]
+           "table_costs"]
 
 #: working-set sizes of the stream and gather probes, bytes (L1, L2, L3-sized, DRAM)
 PROBE_SIZES = (16 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20)
@@ -402,10 +403,11 @@ def measure_gathers(threads: int, sizes: tuple[int, ...] = PROBE_SIZES,
 CALIBRATION_GRAPHS = ((64, 1), (2048, 1), (16384, 1), (4096, 8), (8192, 8), (2048, 32), (512, 64),
                       (1024, 64))
 CALIBRATION_SRC_ROWS = 64
-#: the uniform micro-graph of each table size of a kernel's ``table_edge_s``: destination rows
-#: and edges per row (two million edges: the index and weight streams leave the L2 and compete
-#: with the table for the L3, as on a large real graph)
-TABLE_GRAPH = (1 << 16, 32)
+#: the two uniform micro-graphs of each table size of a kernel's ``table_costs``: (destination
+#: rows, edges per row), the same 2**21 edges at two degrees, so that the per-row and per-edge
+#: seconds separate; their index, weight and output streams (several MB) leave the L2 and
+#: compete with the table for the L3, as on a large real graph
+TABLE_GRAPHS = ((1 << 19, 4), (1 << 16, 32))
 #: rows of distinct random codes in a calibration table; larger tables repeat them (the
 #: kernels' time does not depend on the values, and this keeps a 256 MiB table cheap to make)
 _DISTINCT_ROWS = 1 << 14
@@ -470,25 +472,30 @@ def _out_s(kernel: str, n_rows: int, num_features: int, touch: tuple[TouchRate, 
     return size / touch_bandwidth(touch, size) if touch and size else 0.0
 
 
-def table_edge_s(kernel: str, call_s: float, row_s: float, threads: int, sizes: tuple[int, ...],
-                 repeats: int, num_features: int, rng: np.random.Generator, statistic: str,
-                 touch: tuple[TouchRate, ...] = ()) -> tuple[tuple[int, float], ...]:
-    """The kernel's seconds per edge at each source-table size (``KernelCost.table_edge_s``):
-    :data:`TABLE_GRAPH` with a uniform table of ``size`` bytes, timed, less the call, row and
-    output terms, over its edges (clipped at 0)."""
+def table_costs(kernel: str, call_s: float, threads: int, sizes: tuple[int, ...], repeats: int,
+                num_features: int, rng: np.random.Generator, statistic: str,
+                touch: tuple[TouchRate, ...] = ()) -> tuple[tuple[int, float, float], ...]:
+    """The kernel's seconds per destination row and per edge at each source-table size
+    (``KernelCost.table_costs``): both :data:`TABLE_GRAPHS` with a uniform table of ``size``
+    bytes, timed, less the call and output terms (``t'``); ``row = (t'_a - t'_b) / (N_a -
+    N_b)`` (the same edge count ``E``), ``edge = (t'_b - row N_b) / E``, each clipped at 0."""
     rb = kernel_row_bytes(kernel, num_features)
-    n_dst, degree = TABLE_GRAPH
-    fixed = call_s + row_s * n_dst + _out_s(kernel, n_dst, num_features, touch)
+    (na, _), (nb, _) = TABLE_GRAPHS
     out = []
     for size in sizes:
         n_src = max(CALIBRATION_SRC_ROWS, size // rb)
-        indptr, indices = _micro_graph(n_dst, degree, n_src, rng)
-        fn = kernel_callable(kernel, indptr, indices, n_src, num_features, rng)
-        t = _time(fn, repeats, statistic, threads)
-        del fn
-        e = max(0.0, (t - fixed) / indices.size)
-        out.append((int(n_src * rb), e))
-        log.info("kernel %s from a %d KiB table: %.2f ns per edge", kernel, n_src * rb >> 10, e * 1e9)
+        ts = []
+        for n_dst, degree in TABLE_GRAPHS:
+            indptr, indices = _micro_graph(n_dst, degree, n_src, rng)
+            fn = kernel_callable(kernel, indptr, indices, n_src, num_features, rng)
+            ts.append(_time(fn, repeats, statistic, threads) - call_s
+                      - _out_s(kernel, n_dst, num_features, touch))
+            del fn
+        row = max(0.0, (ts[0] - ts[1]) / (na - nb))
+        edge = max(0.0, (ts[1] - row * nb) / indices.size)
+        out.append((int(n_src * rb), row, edge))
+        log.info("kernel %s from a %d KiB table: %.2f ns per row, %.2f ns per edge", kernel,
+                 n_src * rb >> 10, row * 1e9, edge * 1e9)
     return tuple(out)
 
 
@@ -499,7 +506,7 @@ def calibrate_kernels(threads: int, kernels: tuple[str, ...] = ("own_fp32", "int
     """Fit ``t = call + row N + edge E`` for each kernel on :data:`CALIBRATION_GRAPHS`
     (source table of :data:`CALIBRATION_SRC_ROWS` rows), by non-negative least squares on the
     median times (``threads`` threads), less the output's first touch at the ``touch`` rates;
-    then its :func:`table_edge_s` at each of ``sizes`` (``table_repeats`` calls each; none
+    then its :func:`table_costs` at each of ``sizes`` (``table_repeats`` calls each; none
     when ``sizes`` is empty)."""
     from scipy.optimize import nnls
 
@@ -522,13 +529,13 @@ def calibrate_kernels(threads: int, kernels: tuple[str, ...] = ("own_fp32", "int
         desc = (f"nnls over {len(graphs)} micro-graphs (N_dst, degree) = {list(CALIBRATION_GRAPHS)}, "
                 f"{CALIBRATION_SRC_ROWS} source rows, F={num_features}, {threads} threads, "
                 f"{statistic} of {repeats}; times {[round(t * 1e3, 4) for t in ts]} ms")
-        tc = table_edge_s(k, float(coef[0]), float(coef[1]), threads, tuple(sizes), table_repeats,
-                          num_features, rng, statistic, touch) if sizes else ()
+        tc = table_costs(k, float(coef[0]), threads, tuple(sizes), table_repeats, num_features, rng,
+                         statistic, touch) if sizes else ()
         if tc:
-            desc += (f"; edge costs on a uniform graph (N_dst, degree) = {TABLE_GRAPH} with tables "
+            desc += (f"; table costs on uniform graphs (N_dst, degree) = {list(TABLE_GRAPHS)} with tables "
                      f"{[c[0] for c in tc]} bytes, {statistic} of {table_repeats}")
         out.append(KernelCost(k, float(coef[0]), float(coef[1]), float(coef[2]), desc, resid, tc,
-                              TABLE_GRAPH[0] * TABLE_GRAPH[1] if tc else 0))
+                              TABLE_GRAPHS[0][0] * TABLE_GRAPHS[0][1] if tc else 0))
         log.info("kernel %s: call %.1f us, row %.2f ns, edge %.3f ns (fit residual %.0f%%)", k,
                  coef[0] * 1e6, coef[1] * 1e9, coef[2] * 1e9, 100 * resid)
     return out
@@ -569,7 +576,8 @@ def probe(threads: int = 2, sysfs_root: str | Path = "/sys", cpuinfo: str | Path
     touch = tuple(measure_first_touch(threads, repeats=3 * repeats, statistic=statistic))
     say("kernel costs")
     costs = calibrate_kernels(threads, kernels, repeats=max(8 * repeats, 21),
-                              statistic=statistic, sizes=sizes, touch=touch)
+                              statistic=statistic, sizes=sizes, table_repeats=max(2 * repeats + 1, 3),
+                              touch=touch)
     return HostPoint(name="host", cpu=info["cpu"], logical_cpus=os.cpu_count() or 1,
                      threads=threads, simd_bytes=info["simd_bytes"], clock_hz=clock,
                      clock_hz_reported=info["mhz"] * 1e6, caches=tuple(caches),

@@ -1,22 +1,24 @@
 """Model of one aggregation step on the host CPU (the ``host`` design point).
 
 With a probe that measured each kernel's table costs (:attr:`sim.design.host.KernelCost.
-table_edge_s`, every probe of this version) the prediction of one call is ::
+table_costs`, every probe of this version) the prediction of one call is ::
 
-    t = call_s + row_s N + N out_bytes / touch_bw(N out_bytes) + edge(T_eff) E
+    t = call_s + row(T_eff) N + N out_bytes / touch_bw(N out_bytes) + edge(T_eff) E
 
-* ``call_s`` and ``row_s`` come from the kernel's calibration on cache-resident micro-graphs
+* ``call_s`` comes from the kernel's calibration on cache-resident micro-graphs
   (:class:`sim.design.host.KernelCost`).
+* ``row(T)`` and ``edge(T)`` are the kernel's measured seconds per destination row and per
+  edge when its gathers read uniformly random rows of a ``T``-byte source table,
+  interpolated in ``log2 T`` between the probe's table sizes (clamped at the ends).  They hold
+  the kernel's own arithmetic, its index and weight streams and however many of its misses
+  overlap, which no bandwidth figure says: a loop that adds each gathered row into
+  accumulators in memory keeps fewer misses in flight than one whose accumulators live in
+  registers, and a kernel that decides a row's path from its weights before gathering
+  exposes a miss at the start of every row, so its row cost grows with the table.
 * The output term is the first touch of the freshly allocated output (``out_bytes`` per
   row): the kernels allocate it per call, and writing a new array pays its page faults.
   ``touch_bw`` is the probe's first-touch write rate (:class:`sim.design.host.TouchRate`) at
   the array's size.
-* ``edge(T)`` is the kernel's measured seconds per edge when its gathers read uniformly
-  random rows of a ``T``-byte source table, interpolated in ``log2 T`` between the probe's
-  table sizes (clamped at the ends).  It holds the kernel's own arithmetic, its index and
-  weight streams and however many of its misses overlap, which no bandwidth figure says: a
-  loop that adds each gathered row into accumulators in memory keeps fewer misses in flight
-  than one whose accumulators live in registers.
 * ``T_eff`` is the table size at which the probe's uniform micro-graph would hit the L2 as
   often as this graph does.  A real graph's gathers are skewed (a hub is the source of many
   edges), so the share ``h`` of its gathers that read the most gathered rows fitting in one
@@ -26,9 +28,9 @@ table_edge_s`, every probe of this version) the prediction of one call is ::
   quantile of ``1 - q`` and ``lambda`` its edges per source row (:func:`uniform_hot_share`,
   the normal approximation of the Poisson counts); ``T_eff`` solves ``share(T_eff) = h``.  A
   table within L2, or a graph without a measured skew, keeps ``T_eff = T``.
-* ``compute`` is reported as ``row_s N + edge(T_min) E`` (the smallest, cache-resident
-  table) and ``memory`` as the rest (the output's first touch and the gathers' extra cost);
-  they add, since ``edge(T)`` was measured with both in play.
+* ``compute`` is reported as ``row(T_min) N + edge(T_min) E`` (the smallest,
+  cache-resident table) and ``memory`` as the rest (the output's first touch and what the
+  larger table adds); they add, since the costs were measured with both in play.
 
 A probe without the curve (older files) gets the roofline below, from the probe's random-row
 gather and streaming rates:
@@ -72,9 +74,8 @@ from statistics import NormalDist
 from sim.design.host import HostPoint, TouchRate
 from sim.design.point import DesignError
 
-__all__ = ["AggregationWork", "HostPrediction", "effective_table_bytes", "gather_rate", "kernel_edge_s",
-           "predict_aggregation", "read_bandwidth", "source_coverage", "touch_bandwidth",
-           "uniform_hot_share"]
+__all__ = ["AggregationWork", "HostPrediction", "effective_table_bytes", "gather_rate", "predict_aggregation",
+           "read_bandwidth", "source_coverage", "table_cost", "touch_bandwidth", "uniform_hot_share"]
 
 
 def source_coverage(indices, num_src_rows: int) -> tuple[float, ...]:
@@ -297,32 +298,34 @@ def touch_bandwidth(first_touch: tuple[TouchRate, ...], size_bytes: float) -> fl
     return 1.0 / _interp_log([(t.size_bytes, 1.0 / t.bps) for t in first_touch], size_bytes)
 
 
-def kernel_edge_s(host: HostPoint, kernel: str, table_bytes: float) -> float:
-    """``edge(T)``: the kernel's measured seconds per edge at a uniform ``table_bytes`` source
-    table, interpolated in ``log2`` of the size (clamped).
+def table_cost(host: HostPoint, kernel: str, table_bytes: float) -> tuple[float, float]:
+    """``(row(T), edge(T))``: the kernel's measured seconds per destination row and per edge
+    at a uniform ``table_bytes`` source table, each interpolated in ``log2`` of the size
+    (clamped).
 
     Raises
     ------
     DesignError
         When the probe has no cost or no table costs for ``kernel``.
     """
-    curve = host.cost(kernel).table_edge_s
-    if not curve:
-        raise DesignError(f"kernel {kernel!r} has no measured table costs (table_edge_s) in this host "
+    tc = host.cost(kernel).table_costs
+    if not tc:
+        raise DesignError(f"kernel {kernel!r} has no measured table costs (table_costs) in this host "
                           f"probe; measure a new probe")
-    return _interp_log(list(curve), table_bytes)
+    return (_interp_log([(t, r) for t, r, _ in tc], table_bytes),
+            _interp_log([(t, e) for t, _, e in tc], table_bytes))
 
 
 def _predict_from_table_costs(host: HostPoint, work: AggregationWork) -> HostPrediction:
     cost = host.cost(work.kernel)
     scale = host.threads / work.threads
     t_eff = effective_table_bytes(host, work)
-    e_min = cost.table_edge_s[0][1]
-    edge = kernel_edge_s(host, work.kernel, t_eff)
+    _, r_min, e_min = cost.table_costs[0]
+    row, edge = table_cost(host, work.kernel, t_eff)
     out_bytes = work.num_rows * work.out_row_bytes
     out_s = out_bytes / touch_bandwidth(host.first_touch, out_bytes) if out_bytes else 0.0
-    compute = (cost.row_s * work.num_rows + e_min * work.num_edges) * scale
-    gather = max(0.0, edge - e_min) * work.num_edges * scale
+    compute = (r_min * work.num_rows + e_min * work.num_edges) * scale
+    gather = max(0.0, (row * work.num_rows + edge * work.num_edges) * scale - compute)
     memory = gather + out_s * scale
     l2 = host.cache_bytes(2)
     hot = work.hot_fraction(l2 / work.row_bytes) if l2 and work.table_bytes > l2 else 0.0
@@ -345,7 +348,7 @@ def predict_aggregation(host: HostPoint, work: AggregationWork) -> HostPredictio
         When the probe has no calibrated cost for ``work.kernel``.
     """
     cost = host.cost(work.kernel)
-    if cost.table_edge_s:
+    if cost.table_costs:
         return _predict_from_table_costs(host, work)
     scale = host.threads / work.threads
     compute = (cost.row_s * work.num_rows + cost.edge_s * work.num_edges) * scale

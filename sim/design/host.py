@@ -4,7 +4,7 @@
 measured on one machine: cache sizes (from the OS), SIMD width, clock, STREAM-like stream
 bandwidth, random-row gather rates and first-touch write rates at several working-set sizes,
 and each aggregation kernel's costs: per call, row and edge on cache-resident micro-graphs,
-and per edge from uniform tables of each probe size.  The CPU model
+and per row and edge from uniform tables of each probe size.  The CPU model
 (:mod:`sim.accel.host_model`) reads only this record.  Nothing here probes the
 machine (and nothing imports torch): a probe file is written by ``quagga.bench`` and read
 here with every field checked, errors naming the field and the value.
@@ -163,16 +163,17 @@ class KernelCost:
         How the constants were measured (graphs, repeats).
     fit_residual : float
         Largest relative residual of the fit over the calibration points.
-    table_edge_s : tuple of (int, float)
-        ``(table_bytes, seconds)`` at increasing source-table sizes: the kernel's seconds per
-        edge when every gather reads a uniformly random row of a ``table_bytes`` table,
-        measured on a large uniform micro-graph per size with the call, row and output terms
-        taken out.  Each holds the kernel's own gathers, its index and weight streams and
-        however many of its misses overlap.  Empty for a probe without them (the model then
-        uses the probe's gather and stream rates).
+    table_costs : tuple of (int, float, float)
+        ``(table_bytes, row_s, edge_s)`` at increasing source-table sizes: the kernel's
+        seconds per destination row and per edge when every gather reads a uniformly random
+        row of a ``table_bytes`` table, measured on two large uniform micro-graphs per size
+        (the same edges at two degrees) with the call and output terms taken out.  They hold
+        the kernel's own gathers, its index and weight streams and however many of its misses
+        overlap, within a row and across row boundaries.  Empty for a probe without them (the
+        model then uses the probe's gather and stream rates).
     table_edges : int
-        Edges of the uniform micro-graph ``table_edge_s`` was measured on (0 without one):
-        with the table's rows it gives that graph's own access skew.
+        Edges of the uniform micro-graphs ``table_costs`` was measured on (0 without them):
+        with the table's rows it gives those graphs' own access skew.
     """
 
     kernel: str
@@ -181,7 +182,7 @@ class KernelCost:
     edge_s: float
     calibration: str = ""
     fit_residual: float = 0.0
-    table_edge_s: tuple[tuple[int, float], ...] = ()
+    table_costs: tuple[tuple[int, float, float], ...] = ()
     table_edges: int = 0
 
     def __post_init__(self) -> None:
@@ -190,19 +191,20 @@ class KernelCost:
         for f in ("call_s", "row_s", "edge_s", "fit_residual"):
             _num(f"kernel_costs[{self.kernel}]", f, getattr(self, f), strict=False)
         _int(f"kernel_costs[{self.kernel}]", "table_edges", self.table_edges, lo=0)
-        owner = f"kernel_costs[{self.kernel}].table_edge_s"
-        rows = self.table_edge_s
+        owner = f"kernel_costs[{self.kernel}].table_costs"
+        rows = self.table_costs
         if not isinstance(rows, (tuple, list)):
-            raise DesignError(f"{owner} must be a list of [table_bytes, seconds] pairs, not {rows!r}")
+            raise DesignError(f"{owner} must be a list of [table_bytes, row_s, edge_s], not {rows!r}")
         out = []
         for i, e in enumerate(rows):
-            if not isinstance(e, (tuple, list)) or len(e) != 2:
-                raise DesignError(f"{owner}[{i}] must be a [table_bytes, seconds] pair, not {e!r}")
+            if not isinstance(e, (tuple, list)) or len(e) != 3:
+                raise DesignError(f"{owner}[{i}] must be a [table_bytes, row_s, edge_s] triple, not {e!r}")
             out.append((_int(f"{owner}[{i}]", "table_bytes", e[0]),
-                        _num(f"{owner}[{i}]", "seconds", e[1], strict=False)))
+                        _num(f"{owner}[{i}]", "row_s", e[1], strict=False),
+                        _num(f"{owner}[{i}]", "edge_s", e[2], strict=False)))
         if any(b[0] <= a[0] for a, b in zip(out, out[1:])):
             raise DesignError(f"{owner} must list increasing table sizes, not {[r[0] for r in out]}")
-        object.__setattr__(self, "table_edge_s", tuple(out))
+        object.__setattr__(self, "table_costs", tuple(out))
 
 
 @dataclass(frozen=True, kw_only=True)

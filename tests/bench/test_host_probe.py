@@ -87,10 +87,11 @@ def test_probe_record(tiny_probe):
     for c in h.kernel_costs:
         assert min(c.call_s, c.row_s, c.edge_s) >= 0 and "micro-graphs" in c.calibration
         rb = host_probe.kernel_row_bytes(c.kernel, 64)
-        # one edge cost per probe size, at the table the probe built (whole rows)
-        assert [t for t, _ in c.table_edge_s] == [(s // rb) * rb for s in (16 << 10, 64 << 10)]
-        assert all(e >= 0 for _, e in c.table_edge_s)
-        assert c.table_edges == host_probe.TABLE_GRAPH[0] * host_probe.TABLE_GRAPH[1]
+        # one row and edge cost per probe size, at the table the probe built (whole rows)
+        assert [t for t, _, _ in c.table_costs] == [(s // rb) * rb for s in (16 << 10, 64 << 10)]
+        assert all(r >= 0 and e >= 0 for _, r, e in c.table_costs)
+        (n, d), _ = host_probe.TABLE_GRAPHS
+        assert c.table_edges == n * d
 
 
 def test_bench_json_has_predictions(tiny_probe, tmp_path):

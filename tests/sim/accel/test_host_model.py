@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from sim.accel.host_model import (AggregationWork, effective_table_bytes, gather_rate, kernel_edge_s,
-                                  predict_aggregation, read_bandwidth, touch_bandwidth, uniform_hot_share)
+from sim.accel.host_model import (AggregationWork, effective_table_bytes, gather_rate, predict_aggregation,
+                                  read_bandwidth, table_cost, touch_bandwidth, uniform_hot_share)
 from sim.design.host import (CacheLevel, GatherRate, HostPoint, KernelCost, StreamRate, TouchRate,
                              load_host)
 from sim.design.point import DesignError, DesignPoint
@@ -172,10 +172,12 @@ def test_source_coverage_and_skewed_gathers():
 
 # --------------------------------------------------------------------------- table costs
 def curve_host(**changes) -> HostPoint:
-    """:func:`example_host` with table costs: 1 ns per edge from a 16 KiB table rising to
-    20 ns from 256 MiB, measured on a 2**21-edge graph, and first-touch rates."""
-    curve = ((16 * KIB, 1e-9), (1 * MIB, 2e-9), (32 * MIB, 8e-9), (256 * MIB, 20e-9))
-    costs = tuple(KernelCost(k, 10e-6, 5e-9, 1e-9, table_edge_s=curve, table_edges=1 << 21)
+    """:func:`example_host` with table costs: per edge 1 ns from a 16 KiB table rising to 20 ns
+    from 256 MiB, per row 5 ns rising to 50 ns, measured on 2**21-edge graphs, and
+    first-touch rates."""
+    curve = ((16 * KIB, 5e-9, 1e-9), (1 * MIB, 10e-9, 2e-9), (32 * MIB, 30e-9, 8e-9),
+             (256 * MIB, 50e-9, 20e-9))
+    costs = tuple(KernelCost(k, 10e-6, 5e-9, 1e-9, table_costs=curve, table_edges=1 << 21)
                   for k in ("own_fp32", "int2", "int4", "int8"))
     fields = dict(kernel_costs=costs, first_touch=(TouchRate(64 * KIB, 100e9), TouchRate(256 * MIB, 4e9)))
     fields.update(changes)
@@ -187,18 +189,18 @@ def test_table_costs_add_up():
     w = work(num_src_rows=4_000_000, row_bytes=16)  # a 64 MiB table, no skew given
     p = predict_aggregation(h, w)
     out = w.num_rows * w.out_row_bytes
-    edge = kernel_edge_s(h, "int2", w.table_bytes)
-    assert 8e-9 < edge < 20e-9
+    row, edge = table_cost(h, "int2", w.table_bytes)
+    assert 8e-9 < edge < 20e-9 and 30e-9 < row < 50e-9
     assert p.effective_table_bytes == w.table_bytes
     assert p.compute_s == pytest.approx(5e-9 * w.num_rows + 1e-9 * w.num_edges)
-    assert p.gather_s == pytest.approx((edge - 1e-9) * w.num_edges)
+    assert p.gather_s == pytest.approx((row - 5e-9) * w.num_rows + (edge - 1e-9) * w.num_edges)
     assert p.stream_s == pytest.approx(out / touch_bandwidth(h.first_touch, out))
     assert p.time_s == pytest.approx(p.call_s + p.compute_s + p.gather_s + p.stream_s)
     assert p.memory_s == pytest.approx(p.gather_s + p.stream_s) and p.binds == "memory"
     # clamped at the curve's ends; log-linear between its points
-    assert kernel_edge_s(h, "int2", 1) == pytest.approx(1e-9)
-    assert kernel_edge_s(h, "int2", 1 << 40) == pytest.approx(20e-9)
-    assert kernel_edge_s(h, "int2", 128 * KIB) == pytest.approx(1.5e-9)
+    assert table_cost(h, "int2", 1) == pytest.approx((5e-9, 1e-9))
+    assert table_cost(h, "int2", 1 << 40) == pytest.approx((50e-9, 20e-9))
+    assert table_cost(h, "int2", 128 * KIB) == pytest.approx((7.5e-9, 1.5e-9))
     # no first-touch rates: no output term
     assert touch_bandwidth((), 1 << 30) == float("inf")
     assert predict_aggregation(curve_host(first_touch=()), w).stream_s == 0.0
@@ -250,10 +252,11 @@ def test_skewed_graph_reads_a_smaller_effective_table():
 
 
 @pytest.mark.parametrize("edit, field", [
-    (lambda d: d["kernel_costs"][0].update(table_edge_s=[[1024, 1e-9], [512, 2e-9]]), "increasing"),
-    (lambda d: d["kernel_costs"][0].update(table_edge_s=[[1024, 1e-9, 3]]), r"table_edge_s\[0\]"),
-    (lambda d: d["kernel_costs"][0].update(table_edge_s=[[1024, -1.0]]), "seconds"),
-    (lambda d: d["kernel_costs"][0].update(table_edge_s=5), "table_edge_s"),
+    (lambda d: d["kernel_costs"][0].update(table_costs=[[1024, 1e-9, 1e-9], [512, 2e-9, 1e-9]]), "increasing"),
+    (lambda d: d["kernel_costs"][0].update(table_costs=[[1024, 1e-9]]), r"table_costs\[0\]"),
+    (lambda d: d["kernel_costs"][0].update(table_costs=[[1024, -1.0, 1e-9]]), "row_s"),
+    (lambda d: d["kernel_costs"][0].update(table_costs=[[1024, 1e-9, float("nan")]]), "edge_s"),
+    (lambda d: d["kernel_costs"][0].update(table_costs=5), "table_costs"),
     (lambda d: d["kernel_costs"][0].update(table_edges=-3), "table_edges"),
     (lambda d: d["first_touch"][0].update(bps=0), "bps"),
 ])
@@ -270,4 +273,4 @@ def test_table_costs_round_trip(tmp_path):
     h = curve_host()
     assert load_host(h.save(tmp_path / "host.json")) == h
     with pytest.raises(DesignError, match="table costs"):
-        kernel_edge_s(example_host(), "int2", 1 << 20)
+        table_cost(example_host(), "int2", 1 << 20)
