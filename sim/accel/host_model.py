@@ -32,7 +32,7 @@ table_costs`, every probe of this version) the prediction of one call is ::
   cache-resident table) and ``memory`` as the rest (the output's first touch and what the
   larger table adds); they add, since the costs were measured with both in play.
 
-A probe without the curve (older files) gets the roofline below, from the probe's random-row
+A probe without table costs (older files) gets the roofline below, from the probe's random-row
 gather and streaming rates:
 
     t = call_s + max(compute, memory)
