@@ -242,6 +242,7 @@ def add_predictions(res: dict, host, num_rows: int, num_edges: int, index_bytes:
     """
     import numba
 
+    from quagga.bench.host_probe import kernel_out_bytes
     from sim.accel.host_model import AggregationWork, predict_aggregation, source_coverage
 
     threads = int(numba.get_num_threads())
@@ -252,13 +253,12 @@ def add_predictions(res: dict, host, num_rows: int, num_edges: int, index_bytes:
     if "own_fp32" in res["baselines"] and "own_fp32" in kernels:
         works[("baselines", "own_fp32")] = AggregationWork(
             "own_fp32", num_rows, num_edges, num_rows, 4 * num_features, index_bytes, 4,
-            4 * num_features, threads, cov)
+            kernel_out_bytes("own_fp32", num_features), threads, cov)
     for b, (row_bytes, out_bits) in int_rows.items():
         if f"int{b}" in res and f"int{b}" in kernels:
-            # a packed call writes its packed output codes and an int64 saturation count per row
             works[(None, f"int{b}")] = AggregationWork(
                 f"int{b}", num_rows, num_edges, num_rows, row_bytes, index_bytes, 1,
-                -(-num_features * out_bits // 8) + 8, threads, cov)
+                kernel_out_bytes(f"int{b}", num_features, out_bits), threads, cov)
     for (group, name), work in works.items():
         ent = res[group][name] if group else res[name]
         pred = predict_aggregation(host, work)

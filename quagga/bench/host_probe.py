@@ -54,6 +54,7 @@ import numpy as np
 from numba import njit, prange
 
 from quagga.bench import machine
+from sim.accel.host_model import touch_bandwidth
 from sim.design.host import CacheLevel, GatherRate, HostPoint, KernelCost, StreamRate, TouchRate
 
 log = logging.getLogger(__name__)
@@ -280,7 +281,7 @@ def measure_first_touch(threads: int, sizes: tuple[int, ...] = TOUCH_SIZES, repe
     for size in sizes:
         t = _time(lambda size=size: _touch(size, blocks), repeats, statistic, threads)
         out.append(TouchRate(int(size), size / max(t - t0, 1e-9)))
-        log.info("first touch of %d KiB: %.1f GB/s", size >> 10, size / t / 1e9)
+        log.info("first touch of %d KiB: %.1f GB/s", size >> 10, out[-1].bps / 1e9)
     return out
 
 
@@ -456,18 +457,18 @@ def kernel_row_bytes(kernel: str, num_features: int) -> int:
     return -(-num_features * int(kernel.removeprefix("int")) // 8)
 
 
-def kernel_out_bytes(kernel: str, num_features: int) -> int:
-    """Bytes per destination row a timed call allocates and writes: FP32 rows, or the packed
-    output codes and the int64 saturation count of the packed kernels."""
+def kernel_out_bytes(kernel: str, num_features: int, out_bits: int | None = None) -> int:
+    """Bytes per destination row a call allocates and writes: FP32 rows, or the packed output
+    codes (``out_bits`` per lane, default the kernel's width) and the int64 saturation count
+    of the packed kernels."""
     if kernel == "own_fp32":
         return 4 * num_features
-    return kernel_row_bytes(kernel, num_features) + 8
+    bits = int(kernel.removeprefix("int")) if out_bits is None else out_bits
+    return -(-num_features * bits // 8) + 8
 
 
 def _out_s(kernel: str, n_rows: int, num_features: int, touch: tuple[TouchRate, ...]) -> float:
     """Seconds of the first touch of a call's output (0 without first-touch rates)."""
-    from sim.accel.host_model import touch_bandwidth
-
     size = n_rows * kernel_out_bytes(kernel, num_features)
     return size / touch_bandwidth(touch, size) if touch and size else 0.0
 

@@ -250,6 +250,13 @@ def read_bandwidth(host: HostPoint, size_bytes: float) -> float:
     return 1.0 / _interp_log(pts, size_bytes)
 
 
+def _l2_hot_fraction(host: HostPoint, work: AggregationWork) -> float:
+    """Share of ``work``'s gathers that read its most gathered rows fitting in one core's L2
+    (0 when the whole table fits there, or the OS reports no L2)."""
+    l2 = host.cache_bytes(2)
+    return work.hot_fraction(l2 / work.row_bytes) if l2 and work.table_bytes > l2 else 0.0
+
+
 def uniform_hot_share(q: float, edges_per_row: float) -> float:
     """Share of the gathers that read the most gathered fraction ``q`` of the rows when each
     edge picks its source uniformly at random, ``edges_per_row`` edges per source row on
@@ -273,7 +280,7 @@ def effective_table_bytes(host: HostPoint, work: AggregationWork) -> float:
     cal_edges = host.cost(work.kernel).table_edges
     if not l2 or t <= l2 or not work.source_coverage or not cal_edges:
         return t
-    h = work.hot_fraction(l2 / work.row_bytes)
+    h = _l2_hot_fraction(host, work)
 
     def share(size: float) -> float:  # the micro-graph's L2 share at a table of ``size`` bytes
         return uniform_hot_share(l2 / size, cal_edges * work.row_bytes / size)
@@ -327,15 +334,13 @@ def _predict_from_table_costs(host: HostPoint, work: AggregationWork) -> HostPre
     compute = (r_min * work.num_rows + e_min * work.num_edges) * scale
     gather = max(0.0, (row * work.num_rows + edge * work.num_edges) * scale - compute)
     memory = gather + out_s * scale
-    l2 = host.cache_bytes(2)
-    hot = work.hot_fraction(l2 / work.row_bytes) if l2 and work.table_bytes > l2 else 0.0
     return HostPrediction(time_s=cost.call_s + compute + memory, call_s=cost.call_s, compute_s=compute,
                           memory_s=memory, gather_s=gather, stream_s=out_s * scale,
                           binds="compute" if compute >= memory else "memory",
                           table_level=host.cache_level_of(work.table_bytes),
                           stream_level=host.cache_level_of(work.working_set_bytes),
                           gather_rows_per_s=1.0 / edge if edge > 0 else math.inf, read_bps=0.0,
-                          l2_hot_fraction=hot, effective_table_bytes=t_eff)
+                          l2_hot_fraction=_l2_hot_fraction(host, work), effective_table_bytes=t_eff)
 
 
 def predict_aggregation(host: HostPoint, work: AggregationWork) -> HostPrediction:
@@ -357,7 +362,7 @@ def predict_aggregation(host: HostPoint, work: AggregationWork) -> HostPredictio
     bw = read_bandwidth(host, work.working_set_bytes)
     # the most gathered rows that fit in one core's L2 hit there; the rest at the table's rate
     l2 = host.cache_bytes(2)
-    hot = work.hot_fraction(l2 / work.row_bytes) if l2 and work.table_bytes > l2 else 0.0
+    hot = _l2_hot_fraction(host, work)
     gather = work.num_edges * (hot / gather_rate(host, work.row_bytes, l2) if hot else 0.0) \
         + work.num_edges * (1 - hot) / g_rate
     stream = work.stream_bytes / bw
