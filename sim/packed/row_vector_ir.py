@@ -9,7 +9,9 @@ overlap the feature table).  Here the accumulators are SSA vector values (``<CH 
 phi nodes) that stay in registers for the whole row, the feature bytes are one unaligned
 vector load per edge, and the requantization and packing happen on the same registers
 before one store.  The IR is target independent (LLVM picks AVX2 / AVX-512 / NEON
-instructions); nothing here is x86 specific.
+instructions), except on a CPU with AVX-512 VNNI: there, for 8-bit weights and chunks of 16
+or 32 bytes, the sums are taken four edges at a time with ``vpdpbusd``
+(:mod:`sim.packed.row_vnni_ir`); the result is the same.
 
 Semantics (what :func:`row_chunk_packed` computes)
 --------------------------------------------------
@@ -27,8 +29,8 @@ resolved with no per-row bookkeeping.  :func:`sim.packed.thresholds.level_thresh
 requantizer chain into such thresholds exactly.
 
 Developer note: numba's on-disk cache of a kernel that calls this intrinsic is keyed on the
-kernel's own source file, not on this one.  After editing this module or
-:mod:`sim.packed.llvm_ir`, delete ``sim/packed/__pycache__/*.nbi`` / ``*.nbc`` (and
+kernel's own source file, not on this one.  After editing this module,
+:mod:`sim.packed.row_vnni_ir` or :mod:`sim.packed.llvm_ir`, delete ``sim/packed/__pycache__/*.nbi`` / ``*.nbc`` (and
 ``quagga/bench/__pycache__`` for the FP32 baseline), or a stale compiled kernel is used.
 """
 
@@ -40,6 +42,7 @@ from numba.extending import intrinsic
 
 from sim.packed.llvm_ir import (I8, I16, I64, RowEdges, array_args, fit_int, splat, store_row,
                                 switch_widths)
+from sim.packed.row_vnni_ir import HOST_VNNI, VNNI_CHUNK_BYTES, vnni_plane_sums
 
 __all__ = ["CHUNK_BYTES", "row_chunk_packed"]
 
@@ -104,6 +107,7 @@ def row_chunk_packed(typingctx, indices, w, xb, start, end, chunk, bits, chunk_b
         return None
     planes = 8 // b
     lane_mask = (1 << b) - 1
+    vnni = HOST_VNNI and w.dtype == types.uint8
     sig = types.void(indices, w, xb, start, end, chunk, bits, chunk_bytes, t, base, yb, row)
 
     def codegen(context, builder, signature, args):
@@ -126,7 +130,10 @@ def row_chunk_packed(typingctx, indices, w, xb, start, end, chunk, bits, chunk_b
                     new.append(builder.add(acc, builder.mul(u, wv)))
                 return new
 
-            accs = edges.loop([ir.Constant(v16, [0] * ch)] * planes, edge)
+            if vnni and ch in VNNI_CHUNK_BYTES:
+                accs = vnni_plane_sums(builder, edges, columns, ch, b)
+            else:
+                accs = edges.loop([ir.Constant(v16, [0] * ch)] * planes, edge)
             tv = [splat(builder, fit_int(builder, builder.load(
                       builder.gep(thr.data, [ir.Constant(I64, j)])), I16, False), v16)
                   for j in range(lane_mask)]

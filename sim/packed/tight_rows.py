@@ -42,7 +42,7 @@ def tight_rows_vector(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim, th
             start = indptr[i]
             end = indptr[i + 1]
             s_w = np.int64(0)
-            for e in range(start, end):
+            for e in range(np.uint64(start), np.uint64(end)):  # unsigned: no wraparound check
                 s_w += np.int64(w[e])
             if s_w > budget or s_w * x_cmax > lim:
                 todo[i] = True

@@ -320,3 +320,34 @@ def test_unpack_rows_inverts_pack_rows(bits, signed, f):
     off = propagate.packed_offset(spec)
     packed = pack_rows(q, off, bits, 8)
     assert np.array_equal(unpack_rows(packed, off, bits, f, 8).astype(np.int64), q)
+
+
+@pytest.mark.parametrize("bits,f", [(2, 64), (2, 128), (4, 32), (4, 64), (2, 60), (4, 120)])
+def test_vnni_row_sums_equal_edge_loop(bits, f):
+    """8-bit weights take the four-edges-per-``vpdpbusd`` sums where the CPU has AVX-512 VNNI
+    (sim.packed.row_vnni_ir); 16-bit weights of the same values take the edge-at-a-time loop.
+    Both equal the reference for every degree remainder mod 4, all-255 weights and extreme
+    codes."""
+    from sim.packed.row_vnni_ir import HOST_VNNI
+
+    rng = np.random.default_rng(bits * 100 + f)
+    xs = QuantSpec(bits)
+    n = 70
+    deg = np.concatenate([np.arange(0, 14), rng.integers(0, 40, n - 14)])
+    indptr = np.concatenate([[0], np.cumsum(deg)]).astype(np.int64)
+    e = int(indptr[-1])
+    indices = rng.integers(0, n, e)
+    for trial in range(3):
+        w = rng.integers(0, 256, e) if trial else np.full(e, 255)
+        x = rng.integers(xs.qmin, xs.qmax + 1, (n, f))
+        if trial == 2:
+            x[::2] = xs.qmax
+        m, sh = derive_multiplier(xs.levels / (2 * 20 * 128 * xs.qmax), 16)
+        out = Requantizer(m, sh, 0, xs)
+        params = AggregationParams(xs, 0, QuantSpec(8), 0, acc_bits_required(bits, 8, 40) + 1, out)
+        xb = propagate.pack_operand(x, xs)
+        ref = propagate.pack_operand(aggregate_reference(indptr, indices, w, x, params).y, xs)
+        for wd in (np.uint8, np.uint16):
+            r = propagate.aggregate_packed(indptr, indices, w.astype(wd), xb, f, params,
+                                           packed_out=True)
+            assert np.array_equal(r.y, ref), (wd, HOST_VNNI)
