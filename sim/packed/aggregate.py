@@ -54,7 +54,7 @@ from sim.packed.swar import LITTLE_ENDIAN, tight_rows_int4_words, tight_rows_swa
 from sim.packed.tight_rows import tight_rows, tight_rows_vector
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def aggregate_planes(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, w_zero, acc_lo, acc_hi,
                      out_m, out_n, out_z, out_qmin, out_qmax,
                      upd_on, upd_m, upd_n, upd_z, upd_qmin, upd_qmax, block, pack_bits, pack_off,
