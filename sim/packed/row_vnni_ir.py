@@ -14,16 +14,16 @@ int32 sums truncate exactly).
 How
 ---
 ``vpdpbusd`` multiplies unsigned bytes by signed bytes and adds each group of four products
-to one int32 lane.  Four edges are taken at a time: their 16-byte slices of the chunk are
-interleaved into 64 bytes, byte ``4 k + i`` holding byte ``k`` of edge ``i`` (one byte
-permute), so each int32 lane ``k`` receives ``sum_i lane(x_i[k]) w_i``.  Per plane, one
-AND (the top plane: one shift) and one ``vpdpbusd`` with the four weights in every lane
-(unsigned operand, 0..255) against the lane bits left in place (signed operand, below 128;
-the sum of plane ``p`` is shifted right by ``b p`` after the row) advance 64 lane sums by four
-edges; the
-edge-at-a-time loop needs a widening, and per plane a shift, a mask, a multiply and an add,
-for each edge.  A row whose degree is not a multiple of four ends with one group in which the
-missing edges have weight 0 (and read the row's last source again).
+to one int32 lane.  Four edges are taken at a time: their chunks are loaded (one load per
+edge) and each 16-byte slice of them is interleaved into 64 bytes, byte ``4 k + i`` holding
+byte ``k`` of the slice in edge ``i`` (one two-source byte permute), so each int32 lane ``k``
+receives ``sum_i lane(x_i[k]) w_i``.  Per plane, one AND (the top plane: one shift) and one
+``vpdpbusd`` with the four weights in every lane (unsigned operand, 0..255) against the lane
+bits left in place (signed operand, below 128; the sum of plane ``p`` is shifted right by
+``b p`` after the row) advance 64 lane sums by four edges; the edge-at-a-time loop needs a
+widening, and per plane a shift, a mask, a multiply and an add, for each edge.  A row whose
+degree is not a multiple of four ends with one group in which the missing edges have weight
+0 (and read the row's last source again).
 
 Only 8-bit weight codes fit the unsigned byte operand; callers use this when
 :data:`HOST_VNNI` and the weights are ``uint8``.
@@ -48,15 +48,20 @@ GROUP = 4
 _SLICE = 16
 
 
-def _interleave(builder: ir.IRBuilder, slices: list[ir.Value]) -> ir.Value:
-    """Four ``<16 x i8>`` slices -> ``<64 x i8>`` with byte ``4 k + i`` = byte ``k`` of
-    slice ``i``."""
-    lo = builder.shuffle_vector(slices[0], slices[1], ir.Constant(
-        ir.VectorType(I32, 2 * _SLICE), list(range(2 * _SLICE))))
-    hi = builder.shuffle_vector(slices[2], slices[3], ir.Constant(
-        ir.VectorType(I32, 2 * _SLICE), list(range(2 * _SLICE))))
-    order = [_SLICE * i + k for k in range(_SLICE) for i in range(GROUP)]
-    return builder.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(I32, GROUP * _SLICE), order))
+def _interleave(builder: ir.IRBuilder, rows: list[ir.Value], slices: int) -> list[ir.Value]:
+    """Four ``<CH x i8>`` source rows -> one ``<64 x i8>`` per 16-byte slice ``s``, byte
+    ``4 k + i`` = byte ``16 s + k`` of row ``i`` (the rows are joined in pairs, then each slice
+    is one two-source byte permute)."""
+    ch = rows[0].type.count
+    pair = ir.Constant(ir.VectorType(I32, 2 * ch), list(range(2 * ch)))
+    lo = builder.shuffle_vector(rows[0], rows[1], pair)
+    hi = builder.shuffle_vector(rows[2], rows[3], pair)
+    out = []
+    for s in range(slices):
+        order = [ch * i + _SLICE * s + k for k in range(_SLICE) for i in range(GROUP)]
+        out.append(builder.shuffle_vector(lo, hi, ir.Constant(
+            ir.VectorType(I32, GROUP * _SLICE), order)))
+    return out
 
 
 def vnni_plane_sums(builder: ir.IRBuilder, edges: RowEdges, columns: ir.Value, ch: int,
@@ -79,11 +84,10 @@ def vnni_plane_sums(builder: ir.IRBuilder, edges: RowEdges, columns: ir.Value, c
         raise ValueError(f"chunk_bytes={ch} is not one of {VNNI_CHUNK_BYTES}")
     planes, slices = 8 // b, ch // _SLICE
     lane_mask = (1 << b) - 1
-    v8s, v8, v32 = (ir.VectorType(I8, _SLICE), ir.VectorType(I8, GROUP * _SLICE),
-                    ir.VectorType(I32, _SLICE))
+    vrow, v8, v32 = (ir.VectorType(I8, ch), ir.VectorType(I8, GROUP * _SLICE),
+                     ir.VectorType(I32, _SLICE))
     dpb = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v32, [v32, v8, v8]),
                                          "llvm.x86.avx512.vpdpbusd.512")
-    slice_cols = [builder.gep(columns, [ir.Constant(I64, _SLICE * s)]) for s in range(slices)]
     # plane p < P - 1 enters as (x & (mask << b p)) = 2**(b p) u_p, below 128 (one AND, and a
     # positive signed byte); the top plane as x >> b (P - 1).  The sums are shifted back at
     # the end.
@@ -94,8 +98,8 @@ def vnni_plane_sums(builder: ir.IRBuilder, edges: RowEdges, columns: ir.Value, c
     def group(es: list[ir.Value], wword: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
         wv = builder.bitcast(splat(builder, wword, v32), v8)
         new = list(accs)
-        for s in range(slices):
-            x = _interleave(builder, [edges.load_source(slice_cols[s], e, v8s, 1) for e in es])
+        xs = _interleave(builder, [edges.load_source(columns, e, vrow, 1) for e in es], slices)
+        for s, x in enumerate(xs):
             for p in range(planes):
                 u = builder.and_(x, extract[p]) if p < planes - 1 else builder.lshr(x, extract[p])
                 k = s * planes + p
