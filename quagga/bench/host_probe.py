@@ -293,17 +293,24 @@ def _time(fn: Callable[[], object], repeats: int, statistic: str = "median", thr
     """Seconds of one call of ``fn`` after a warm-up: the median (``median``) or the fastest
     (``best``) wall time of ``repeats`` calls, or the median busy time (``busy``: process CPU
     seconds / ``threads``, which leaves out the time the scheduler gave other processes)."""
-    fn()
-    ts = []
-    for _ in range(repeats):
-        c0 = time.process_time()
-        t0 = time.perf_counter()
+    return _time_alternating([fn], repeats, statistic, threads)[0]
+
+
+def _time_alternating(fns: list[Callable[[], object]], repeats: int, statistic: str = "median",
+                      threads: int = 1) -> list[float]:
+    """:func:`_time` of each of ``fns``, their calls alternating: one warm-up each, then
+    ``repeats`` rounds in which every callable runs once."""
+    for fn in fns:
         fn()
-        if statistic == "busy":
-            ts.append((time.process_time() - c0) / threads)
-        else:
-            ts.append(time.perf_counter() - t0)
-    return min(ts) if statistic == "best" else float(statistics.median(ts))
+    ts: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            fn()
+            ts[k].append((time.process_time() - c0) / threads if statistic == "busy"
+                         else time.perf_counter() - t0)
+    return [min(t) if statistic == "best" else float(statistics.median(t)) for t in ts]
 
 
 def measure_clock(repeats: int = 51, iterations: int = 2_000_000) -> float:
@@ -485,13 +492,16 @@ def table_costs(kernel: str, call_s: float, threads: int, sizes: tuple[int, ...]
     out = []
     for size in sizes:
         n_src = max(CALIBRATION_SRC_ROWS, size // rb)
-        ts = []
+        fns = []
         for n_dst, degree in TABLE_GRAPHS:
             indptr, indices = _micro_graph(n_dst, degree, n_src, rng)
-            fn = kernel_callable(kernel, indptr, indices, n_src, num_features, rng)
-            ts.append(_time(fn, repeats, statistic, threads) - call_s
-                      - _out_s(kernel, n_dst, num_features, touch))
-            del fn
+            fns.append(kernel_callable(kernel, indptr, indices, n_src, num_features, rng))
+        # the two graphs alternate, so a slow spell of the machine reaches both of them
+        # rather than one, which would skew the row / edge split
+        ts = [t - call_s - _out_s(kernel, n_dst, num_features, touch)
+              for t, (n_dst, _) in zip(_time_alternating(fns, repeats, statistic, threads),
+                                       TABLE_GRAPHS)]
+        del fns
         row = max(0.0, (ts[0] - ts[1]) / (na - nb))
         edge = max(0.0, (ts[1] - row * nb) / indices.size)
         out.append((int(n_src * rb), row, edge))
