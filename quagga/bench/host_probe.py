@@ -268,21 +268,35 @@ def _touch(n, blocks):
 
 
 def measure_first_touch(threads: int, sizes: tuple[int, ...] = TOUCH_SIZES, repeats: int = 15,
-                        statistic: str = "median") -> list[TouchRate]:
+                        statistic: str = "median", streams: tuple[StreamRate, ...] = ()
+                        ) -> list[TouchRate]:
     """Write rate of a freshly allocated array at each size (bytes/s, all threads): a numba
     call that allocates ``size`` bytes and writes every byte, as a kernel allocates and writes
     its output, the page faults included, less the same call on 64 bytes (the call term).
     Whether an array gets fresh pages follows the allocator (glibc maps large arrays anew each
-    time and reuses smaller ones), as it does for the kernels' outputs."""
+    time and reuses smaller ones), as it does for the kernels' outputs.
+
+    The two calls of a size alternate round by round.  A small array's write can take less
+    time than the spread of the call term, so the difference is bounded below by the write at
+    the stream copy rate of the nearest measured working set (``streams``; without them, by
+    1 ns): no rate above what the caches stream is recorded."""
     blocks = max(1, threads)
-    # the parallel call itself (a 64-byte array) is the kernels' call term, not the output's
-    t0 = _time(lambda: _touch(64, blocks), repeats, statistic, threads)
     out = []
     for size in sizes:
-        t = _time(lambda size=size: _touch(size, blocks), repeats, statistic, threads)
-        out.append(TouchRate(int(size), size / max(t - t0, 1e-9)))
+        # the parallel call itself (a 64-byte array) is the kernels' call term, not the output's
+        t0, t = _time_alternating([lambda: _touch(64, blocks),
+                                   lambda size=size: _touch(size, blocks)],
+                                  repeats, statistic, threads)
+        floor = size / _stream_copy_bps(streams, size) if streams else 1e-9
+        out.append(TouchRate(int(size), size / max(t - t0, floor)))
         log.info("first touch of %d KiB: %.1f GB/s", size >> 10, out[-1].bps / 1e9)
     return out
+
+
+def _stream_copy_bps(streams: tuple[StreamRate, ...], size: int) -> float:
+    """The copy rate (bytes/s) of the stream working set nearest ``size`` in log2."""
+    near = min(streams, key=lambda s: abs(np.log2(s.size_bytes) - np.log2(size)))
+    return near.copy_bps
 
 
 STATISTICS = ("median", "best", "busy")
@@ -584,7 +598,8 @@ def probe(threads: int = 2, sysfs_root: str | Path = "/sys", cpuinfo: str | Path
     say("gathers")
     gathers = measure_gathers(threads, sizes, repeats=3 * repeats, statistic=statistic)
     say("first touch")
-    touch = tuple(measure_first_touch(threads, repeats=3 * repeats, statistic=statistic))
+    touch = tuple(measure_first_touch(threads, repeats=3 * repeats, statistic=statistic,
+                                      streams=tuple(streams)))
     say("kernel costs")
     costs = calibrate_kernels(threads, kernels, repeats=max(8 * repeats, 21),
                               statistic=statistic, sizes=sizes, table_repeats=max(2 * repeats + 1, 3),

@@ -94,6 +94,18 @@ def test_probe_record(tiny_probe):
         assert c.table_edges == n * d
 
 
+def test_first_touch_rate_is_bounded_by_the_stream_copy_rate():
+    """A small array's write can hide in the spread of the call term; its rate is then the
+    stream copy rate of the nearest working set, never an unbounded figure."""
+    from sim.design.host import StreamRate
+
+    slow = (StreamRate(16 << 10, 1e6, 1e6, 1e6), StreamRate(1 << 30, 1e6, 2e6, 1e6))
+    rates = host_probe.measure_first_touch(1, sizes=(4 << 10, 64 << 10), repeats=3, streams=slow)
+    assert [r.size_bytes for r in rates] == [4 << 10, 64 << 10]
+    assert all(0 < r.bps <= 1e6 for r in rates)
+    assert host_probe._stream_copy_bps(slow, 1 << 29) == 2e6
+
+
 def test_bench_json_has_predictions(tiny_probe, tmp_path):
     out = tmp_path / "b.json"
     r = subprocess.run([QUAGGA, "bench", "--quick", "--workload", "aggregation", "--repeats", "1",
