@@ -209,7 +209,7 @@ def _triad_all(a, b, c, s, reps):
 @njit(cache=True, parallel=True)
 def _read_sum(a, blocks, reps):
     per = (a.shape[0] + blocks - 1) // blocks
-    out = np.zeros(blocks, dtype=np.uint64)
+    out = np.empty(blocks, dtype=np.uint64)  # set for every block: one parallel region
     for b in prange(blocks):
         out[b] = _sum_all(a[b * per:(b + 1) * per], reps)
     return out
@@ -244,7 +244,7 @@ def _gather_kernel(words: int) -> Callable:
         @njit(parallel=True)
         def gather(table, idx, blocks):
             per = (idx.shape[0] + blocks - 1) // blocks
-            out = np.zeros(blocks, dtype=np.uint64)
+            out = np.empty(blocks, dtype=np.uint64)  # set for every block
             for b in prange(blocks):
                 s = np.uint64(0)
                 for j in range(b * per, min(idx.shape[0], (b + 1) * per)):

@@ -171,7 +171,7 @@ def add_requantize_2d(a, a_zero, a_mult, b, b_zero, b_mult, shift, z, qmin, qmax
 def argmax_rows(q):
     """Index of the first largest value of each row of an int64 (N, C) array; int64 (N,)."""
     n, c = q.shape
-    out = np.zeros(n, dtype=np.int64)
+    out = np.empty(n, dtype=np.int64)  # set for every row below
     for i in prange(n):
         best = q[i, 0] if c else 0
         k = 0

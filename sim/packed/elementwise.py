@@ -44,7 +44,7 @@ def quantize_f32_i16(x, scale, zero_point, qmin, qmax, mode, block):
     hi = np.float32(qmax)
     half = np.float32(0.5)
     n_blocks = (rows + block - 1) // block
-    bad = np.zeros(n_blocks, dtype=np.int64)
+    bad = np.empty(n_blocks, dtype=np.int64)  # set for every block below
     for b in prange(n_blocks):
         nb = 0
         for i in range(b * block, min(rows, (b + 1) * block)):
@@ -69,7 +69,10 @@ def quantize_f32_i16(x, scale, zero_point, qmin, qmax, mode, block):
                     fl = hi
                 out[i, j] = np.int16(fl)
         bad[b] = nb
-    return out, bad.sum()
+    n_bad = 0
+    for b in range(n_blocks):  # a plain loop: no second parallel region
+        n_bad += bad[b]
+    return out, n_bad
 
 
 def add_requant_i16(a, a_zero, a_mult, b, b_zero, b_mult, shift, z, qmin, qmax):

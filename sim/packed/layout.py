@@ -33,7 +33,7 @@ def pack_rows(q, offset, bits, block):
     n, f = q.shape
     per = 8 // bits
     nb_bytes = (f + per - 1) // per
-    out = np.zeros((n, nb_bytes), dtype=np.uint8)
+    out = np.empty((n, nb_bytes), dtype=np.uint8)  # pack_row writes every byte of a row
     flat = out.reshape(n * nb_bytes)
     n_blocks = (n + block - 1) // block
     for b in prange(n_blocks):

@@ -181,7 +181,7 @@ def table_rows(indptr, indices, wi, xb, n_feat, bits, tab, row_max, sw, bias, ch
     lim = acc_hi if acc_hi < -acc_lo else -acc_lo
     lim32 = min(lim, np.int64(2147483647))
     y = np.empty((n_rows, n_feat), dtype=np.int16)
-    sats = np.zeros(n_rows, dtype=np.int64)
+    sats = np.empty(n_rows, dtype=np.int64)  # set for every row below
     n_blocks = (n_rows + block - 1) // block
     use_sw = sw.shape[0] > 0
     swf = sw.reshape(sw.size)  # entry (w, v) at w * 256 + v
@@ -196,6 +196,7 @@ def table_rows(indptr, indices, wi, xb, n_feat, bits, tab, row_max, sw, bias, ch
         for i in range(b * block, min(n_rows, (b + 1) * block)):
             start = indptr[i]
             end = indptr[i + 1]
+            sats[i] = 0
             bound = (end - start) * mmax
             if bound > lim32:  # the tighter per-edge bound
                 bound = np.int64(0)

@@ -59,7 +59,9 @@ def pack_padded(q, offset, bits, block):
     n, f = q.shape
     per = 8 // bits
     nb = (f + per - 1) // per
-    out = np.zeros(n * nb + PAD_BYTES, dtype=np.uint8)
+    out = np.empty(n * nb + PAD_BYTES, dtype=np.uint8)  # pack_row writes every byte of a row
+    for k in range(n * nb, n * nb + PAD_BYTES):
+        out[k] = 0
     n_blocks = (n + block - 1) // block
     for b in prange(n_blocks):
         for i in range(b * block, min(n, (b + 1) * block)):
@@ -163,7 +165,7 @@ def _compile_group(bits: int, lanes: int, clamp: int, mrows: int):
             mmax = max(mmax, row_max[j])
         per_out = 8 // pk_bits if pk_slot >= 0 else 1
         nbo = (n_feat + per_out - 1) // per_out
-        sats = np.zeros(n_rows, dtype=np.int64)
+        sats = np.empty(n_rows, dtype=np.int64)  # set for every row below
         n_blocks = (n_rows + block - 1) // block
         for b in prange(n_blocks):
             acc = np.zeros(32, dtype=np.int32)
@@ -172,6 +174,7 @@ def _compile_group(bits: int, lanes: int, clamp: int, mrows: int):
             for i in range(b * block, min(n_rows, (b + 1) * block)):
                 start = indptr[i]
                 end = indptr[i + 1]
+                sats[i] = 0
                 bound = (end - start) * mmax
                 if bound > lim32:
                     bound = np.int64(0)

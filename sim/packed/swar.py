@@ -54,7 +54,7 @@ def tight_rows_swar(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
     umask = (1 << bits) - 1
     budget16 = np.int64(65535 // umask)
     spread = spread_table(bits)
-    todo = np.zeros(n_rows, dtype=np.bool_)
+    todo = np.empty(n_rows, dtype=np.bool_)  # set for every row below
     n_blocks = (n_rows + block - 1) // block
     for b in prange(n_blocks):
         r = np.zeros(2 * planes, dtype=np.int64)
@@ -74,8 +74,8 @@ def tight_rows_swar(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
                     s_w += np.int64(we)
                     a0 += spread[xb[src, 0]] * np.uint64(we)
                     a1 += spread[xb[src, 1]] * np.uint64(we)
-            if s_w > budget16 or s_w * x_cmax > lim:
-                todo[i] = True
+            todo[i] = s_w > budget16 or s_w * x_cmax > lim
+            if todo[i]:
                 continue
             n_l = min(n_feat, nb * planes)
             for l in range(n_l):
@@ -110,7 +110,7 @@ def tight_rows_int4_words(indptr, indices, w, xw, n_feat, z_u, x_cmax, lim,
     nw = xw.shape[1]
     budget16 = np.int64(65535 // 15)
     last_lanes = n_feat - (2 * nw - 1) * 2  # valid lanes in the last byte (1 or 2)
-    todo = np.zeros(n_rows, dtype=np.bool_)
+    todo = np.empty(n_rows, dtype=np.bool_)  # set for every row below
     n_blocks = (n_rows + block - 1) // block
     for b in prange(n_blocks):
         acc = np.zeros((4, nw), dtype=np.uint16)
@@ -132,8 +132,8 @@ def tight_rows_int4_words(indptr, indices, w, xw, n_feat, z_u, x_cmax, lim,
                     acc[1, k] += ((v >> np.uint16(4)) & np.uint16(15)) * wv
                     acc[2, k] += ((v >> np.uint16(8)) & np.uint16(15)) * wv
                     acc[3, k] += (v >> np.uint16(12)) * wv
-            if s_w > budget16 or s_w * x_cmax > lim:
-                todo[i] = True
+            todo[i] = s_w > budget16 or s_w * x_cmax > lim
+            if todo[i]:
                 continue
             requant_planes(acc, r, 4, nw, z_u * s_w, out_m, out_n, out_z, out_qmin,
                            out_qmax, upd_on, upd_m, upd_n, upd_z, upd_qmin, upd_qmax)

@@ -34,7 +34,7 @@ def tight_rows_vector(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim, th
     base = fqmin + pack_off
     last_lanes = n_feat - (nb - 1) * (8 // bits)  # valid lanes in the last byte
     last_mask = np.uint8((1 << (last_lanes * bits)) - 1) if last_lanes < 8 // bits else np.uint8(255)
-    todo = np.zeros(n_rows, dtype=np.bool_)
+    todo = np.empty(n_rows, dtype=np.bool_)  # set for every row below
     n_blocks = (n_rows + block - 1) // block
     for b in prange(n_blocks):
         t = np.full(umax, 65535, dtype=np.uint16)
@@ -44,8 +44,8 @@ def tight_rows_vector(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim, th
             s_w = np.int64(0)
             for e in range(np.uint64(start), np.uint64(end)):  # unsigned: no wraparound check
                 s_w += np.int64(w[e])
-            if s_w > budget or s_w * x_cmax > lim:
-                todo[i] = True
+            todo[i] = s_w > budget or s_w * x_cmax > lim
+            if todo[i]:
                 continue
             zs = z_u * s_w
             for j in range(n_th):
@@ -102,7 +102,7 @@ def tight_rows(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
     planes = 8 // bits
     budget16 = np.int64(65535 // ((1 << bits) - 1))
     last_lanes = n_feat - (nb - 1) * planes  # valid lanes in the last byte
-    todo = np.zeros(n_rows, dtype=np.bool_)
+    todo = np.empty(n_rows, dtype=np.bool_)  # set for every row below
     n_blocks = (n_rows + block - 1) // block
     for b in prange(n_blocks):
         acc = np.zeros((planes, nb), dtype=np.uint16)
@@ -117,8 +117,8 @@ def tight_rows(indptr, indices, w, xb, n_feat, bits, z_u, x_cmax, lim,
                 s_w = _sum_planes(acc, indices, w, xb, start, end, 2)
             else:
                 s_w = _sum_planes(acc, indices, w, xb, start, end, 4)
-            if s_w > budget16 or s_w * x_cmax > lim:
-                todo[i] = True
+            todo[i] = s_w > budget16 or s_w * x_cmax > lim
+            if todo[i]:
                 continue
             # sum_e (u - z_u) w_e = T - z_u S_w; requantize (and update-requantize) per lane
             requant_planes(acc, r, planes, nb, z_u * s_w, out_m, out_n, out_z, out_qmin,
