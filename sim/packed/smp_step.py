@@ -69,13 +69,6 @@ def pack_padded(q, offset, bits, block):
     return out
 
 
-@njit(cache=True, inline="always")
-def _operand(src, vals, exts, i, l):
-    if src >= 0:
-        return vals[src, l]
-    return np.int64(exts[-src - 1][i, l])
-
-
 _KERNELS: dict = {}
 
 
@@ -170,8 +163,12 @@ def _compile_group(bits: int, lanes: int, clamp: int, mrows: int):
         for b in prange(n_blocks):
             acc = np.zeros(32, dtype=np.int32)
             acc64 = np.zeros(n_feat, dtype=np.int64)
-            vals = np.zeros((n_add + 1, n_feat), dtype=np.int64)
-            for i in range(b * block, min(n_rows, (b + 1) * block)):
+            i0 = b * block
+            nr = min(n_rows, i0 + block) - i0
+            # slot values of the block's rows: the propagation (0) and each add (j + 1)
+            vals = np.empty((n_add + 1, nr, n_feat), dtype=np.int64)
+            for r in range(nr):
+                i = i0 + r
                 start = indptr[i]
                 end = indptr[i + 1]
                 sats[i] = 0
@@ -196,25 +193,61 @@ def _compile_group(bits: int, lanes: int, clamp: int, mrows: int):
                     sats[i] = sat_lane_sums(acc64, tab, indices, wi, xpad, nb, n_feat, bits,
                                             start, end, acc_lo, acc_hi, False)
                 for l in range(n_feat):
-                    vals[0, l] = out_chain(acc64[l], chain[0], chain[1], chain[2], chain[3],
-                                           chain[4], chain[5] != 0, chain[6], chain[7], chain[8],
-                                           chain[9], chain[10])
-                for j in range(n_add):
-                    za, ma, zb, mb, sh, z, qmin, qmax = (
-                        aparams[j, 0], aparams[j, 1], aparams[j, 2], aparams[j, 3], aparams[j, 4],
-                        aparams[j, 5], aparams[j, 6], aparams[j, 7])
-                    for l in range(n_feat):
-                        a = _operand(prog[j, 0], vals, exts, i, l)
-                        bb = _operand(prog[j, 1], vals, exts, i, l)
-                        vals[j + 1, l] = requant_1((a - za) * ma + (bb - zb) * mb, 1, sh, z,
-                                                   qmin, qmax)
-                for s in range(n_add + 1):
-                    if write[s]:
-                        o = outs[s]
-                        for l in range(n_feat):
-                            o[i, l] = vals[s, l]
-                if pk_slot >= 0:
-                    pack_row(vals, pk_slot, pk_off, pk_bits, n_feat, pk_out, i * nbo)
+                    vals[0, r, l] = acc64[l]
+            # the block's lanes as flat runs (rows are contiguous), so that LLVM vectorises
+            # the requantizer chain and the adds across rows and lanes
+            m = nr * n_feat
+            v0 = vals[0].reshape(m)
+            if chain[5] != 0:
+                for k in range(m):
+                    v0[k] = out_chain(v0[k], chain[0], chain[1], chain[2], chain[3], chain[4],
+                                      True, chain[6], chain[7], chain[8], chain[9], chain[10])
+            else:
+                for k in range(m):
+                    v0[k] = requant_1(v0[k], chain[0], chain[1], chain[2], chain[3], chain[4])
+            # the adds, one after another over the block's lanes: each operand array is
+            # picked from its tuple once per block
+            for j in range(n_add):
+                za, ma, zb, mb, sh, z, qmin, qmax = (
+                    aparams[j, 0], aparams[j, 1], aparams[j, 2], aparams[j, 3], aparams[j, 4],
+                    aparams[j, 5], aparams[j, 6], aparams[j, 7])
+                sa = prog[j, 0]
+                sb = prog[j, 1]
+                vo = vals[j + 1].reshape(m)
+                if sa >= 0 and sb >= 0:
+                    va = vals[sa].reshape(m)
+                    vb = vals[sb].reshape(m)
+                    for k in range(m):
+                        vo[k] = requant_1((va[k] - za) * ma + (vb[k] - zb) * mb, 1, sh, z,
+                                          qmin, qmax)
+                elif sa >= 0:
+                    va = vals[sa].reshape(m)
+                    eb = exts[-sb - 1][i0:i0 + nr].reshape(m)
+                    for k in range(m):
+                        vo[k] = requant_1((va[k] - za) * ma + (np.int64(eb[k]) - zb) * mb, 1, sh,
+                                          z, qmin, qmax)
+                elif sb >= 0:
+                    ea = exts[-sa - 1][i0:i0 + nr].reshape(m)
+                    vb = vals[sb].reshape(m)
+                    for k in range(m):
+                        vo[k] = requant_1((np.int64(ea[k]) - za) * ma + (vb[k] - zb) * mb, 1, sh,
+                                          z, qmin, qmax)
+                else:
+                    ea = exts[-sa - 1][i0:i0 + nr].reshape(m)
+                    eb = exts[-sb - 1][i0:i0 + nr].reshape(m)
+                    for k in range(m):
+                        vo[k] = requant_1((np.int64(ea[k]) - za) * ma
+                                          + (np.int64(eb[k]) - zb) * mb, 1, sh, z, qmin, qmax)
+            for s in range(n_add + 1):
+                if write[s]:
+                    o = outs[s][i0:i0 + nr].reshape(m)
+                    vs = vals[s].reshape(m)
+                    for k in range(m):
+                        o[k] = vs[k]
+            if pk_slot >= 0:
+                pv = vals[pk_slot]
+                for r in range(nr):
+                    pack_row(pv, r, pk_off, pk_bits, n_feat, pk_out, (i0 + r) * nbo)
         return sats
 
     return njit(parallel=True)(_prop_group)

@@ -92,6 +92,42 @@ def test_smp_steps_fused_equal_reference(bits, classes):
     assert set(env) >= {op.out for op in model.ops}
 
 
+@pytest.mark.parametrize("bits, classes", [(2, 2), (4, 3)])
+def test_adds_of_every_operand_kind(bits, classes):
+    """A group whose adds read two slots, a slot and an operand from before the group (in
+    both orders) and two such operands: every operand form of the fused pass."""
+    base, x = random_model(7 + bits, "appnp", bits=bits, num_classes=classes, steps=1, msg=True,
+                           upd=True, graph=GraphSpec(num_nodes=150, avg_degree=5, hub_degree=20,
+                                                     isolated=0.1, self_loops=True,
+                                                     duplicates=True))
+    k0 = next(k for k, op in enumerate(base.ops) if isinstance(op, mi.PropagateOp))
+    prop0 = base.ops[k0]
+    h0, p = prop0.inp, prop0.params
+    ops = list(base.ops[:k0])
+    wide = QuantSpec(8)
+
+    def add(a, za, b, zb, ra, rb, out, spec, z):
+        (ma, mb), sh = derive_shared_multipliers((ra, rb), 16)
+        ops.append(mi.AddOp(a, b, out, za, ma, zb, mb, sh, z, spec))
+
+    add(h0, p.x_zero, h0, p.x_zero, 1.0, -0.4, "h1", wide, 100)          # before the group
+    ops.append(mi.PropagateOp(h0, "pr", prop0.edge_weight, p))
+    add("pr", p.y_zero, h0, p.x_zero, 0.8, 0.2, "a1", wide, 128)          # slot, before
+    add("a1", 128, "pr", p.y_zero, 1.0, -0.7, "a2", wide, 120)            # slot, slot
+    add(h0, p.x_zero, "h1", 100, 0.6, 0.9, "a3", p.x_spec, p.x_zero)     # before, before
+    add(h0, p.x_zero, "a2", 120, -0.5, 1.1, "a4", p.x_spec, p.x_zero)    # before, slot
+    add("a3", p.x_zero, "a4", p.x_zero, 1.0, 1.0, "a5", wide, 128)        # slot, slot
+    ops.append(mi.ArgmaxOp("a5", "pred"))
+    model = mi.IntModel(ops=ops, tensors=dict(base.tensors), graph=base.graph, output="pred")
+    model.validate()
+    runner = PackedRunner(model)
+    (plan,) = runner._groups.values()
+    assert len(plan.adds) == 5
+    kinds = {(int(a >= 0), int(b >= 0)) for a, b in plan.prog}
+    assert kinds == {(1, 0), (1, 1), (0, 0), (0, 1)}
+    _assert_stages_equal(runner, model, x)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_smp_steps_with_saturating_hub_rows(seed):
     """Narrow accumulators and a hub row: rows beyond the bound take the clamping loop."""
