@@ -66,10 +66,11 @@ def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     wanted = [a for a in argv if a in SUBCOMMANDS][:1]
-    if wanted == ["run"]:
+    if wanted and wanted[0] in ("run", "bench", "simulate"):
         from quagga.bench.machine import prefer_passive_omp
 
-        prefer_passive_omp()          # for the whole flow, before torch or numba is loaded
+        # before the command's modules load numpy (OpenBLAS), torch or numba (libgomp)
+        prefer_passive_omp()
     parser = build_parser(wanted)
     args = parser.parse_args(argv)
     configure_logging(args.verbose)

@@ -6,17 +6,27 @@ import os
 import platform
 
 
+#: OpenBLAS's idle workers wait ``2**n`` cycles before they sleep (its default n is 28)
+OPENBLAS_THREAD_TIMEOUT = "4"
+
+
 def prefer_passive_omp() -> None:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the user has set it.
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` and ``OPENBLAS_THREAD_TIMEOUT=4`` unless the user has
+    set them.
 
     torch (its own OpenMP runtime), numba (OpenMP) and numpy's OpenBLAS share one process
     here; workers of one runtime that spin after a parallel region take the cores from the
     next region of another (on this 2-vCPU guest: a 2-thread numba region at 10x its 1-thread
     time under load, the packed runner's linear layers 5x slower in ``quagga run``).  Passive
-    waiting applies to torch and numba alike.  Call it before torch or numba loads libgomp;
-    the benchmark JSON records the setting (docs/benchmarks.md).
+    waiting applies to torch and numba alike.  OpenBLAS's workers spin for ``2**28`` cycles
+    (about 0.1 s) after each call by default, through the numba passes that follow a BLAS
+    GEMM in our FP32 forward and through whatever form the benchmark times next; with
+    ``2**4`` they sleep at once.  Call it before numpy loads OpenBLAS and before torch or
+    numba loads libgomp (``quagga.cli.main`` does, for the commands that time kernels); the
+    benchmark JSON records both settings (docs/benchmarks.md).
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_THREAD_TIMEOUT)
 
 
 def cpu_model() -> str:
@@ -71,6 +81,7 @@ def describe(threads: int) -> dict:
          "threads": threads, "python": platform.python_version(), "numpy": np.__version__,
          "numba": numba.__version__, "numba_threading_layer": _threading_layer(),
          "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+         "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "(default)"),
          "load_average_start": load_average()}
     try:
         import torch
