@@ -206,7 +206,9 @@ def _compile_group(bits: int, lanes: int, clamp: int, mrows: int):
                 for k in range(m):
                     v0[k] = requant_1(v0[k], chain[0], chain[1], chain[2], chain[3], chain[4])
             # the adds, one after another over the block's lanes: each operand array is
-            # picked from its tuple once per block
+            # picked from its tuple once per block.  The four operand forms are written out
+            # so that int16 operands are read in place; widening them into an int64 buffer
+            # first (one loop for all forms) made a Tolokers pass about 3% slower
             for j in range(n_add):
                 za, ma, zb, mb, sh, z, qmin, qmax = (
                     aparams[j, 0], aparams[j, 1], aparams[j, 2], aparams[j, 3], aparams[j, 4],
