@@ -64,8 +64,17 @@ def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     wanted = [a for a in argv if a in SUBCOMMANDS][:1]
+    if from_command_line and wanted == ["train"] and not ({"-h", "--help"} & set(argv)):
+        from training.allocator import reexec_with_jemalloc
+
+        try:  # before torch loads: the process may replace itself (training/allocator.py)
+            reexec_with_jemalloc()
+        except QuantError as exc:
+            print(f"quagga train: error: {_one_line(str(exc))}", file=sys.stderr)
+            return EXIT_USAGE
     if wanted and wanted[0] in ("run", "bench", "simulate"):
         from quagga.bench.machine import prefer_passive_omp
 

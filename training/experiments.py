@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from quant import paper
+from training import allocator
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports" / "training"
 RUNS = REPORTS / "runs"
@@ -141,7 +142,8 @@ def scale(dataset: str, data_root: str | None, epochs: int, kinds: tuple[str, ..
         for kind in kinds:
             cmd = [sys.executable, "-m", "training.experiments", "_scale_one", kind, "--dataset", dataset,
                    "--epochs", str(epochs)] + (["--data-root", data_root] if data_root else [])
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                 env=allocator.child_env()).stdout
             r = json.loads(out.strip().splitlines()[-1])
             if kind in rows:
                 old = rows[kind]
@@ -261,7 +263,7 @@ def _scale_one(kind: str, dataset: str, data_root: str | None, epochs: int) -> N
                       "first_epoch_sec": times[0],
                       "cpu_sec_per_epoch": min(cpu[1:]) if len(cpu) > 1 else cpu[0],
                       "peak_rss_mib": peak, "rss_before_model_mib": base_rss,
-                      "load_avg_1min": os.getloadavg()[0]}))
+                      "load_avg_1min": os.getloadavg()[0], "allocator": allocator.active()}))
 
 
 # ---------------------------------------------------------------------------------------

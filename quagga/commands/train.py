@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from quagga.cli import CLIError
 from quagga.dataset_args import add_synthetic_arguments, synthetic_args
 from quant.fileio import write_text_atomic
+from training import allocator
+
+log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -108,6 +112,7 @@ def run(args) -> int:
     seeds = parse_seeds(args.seeds)
     torch.set_num_threads(args.threads or 1)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    log.info("memory allocator: %s (training/allocator.py)", allocator.active())
     syn_args = synthetic_args(args)
     data = load_dataset(args.dataset, args.data_root, synthetic_args=syn_args)
     pd = paper_defaults(args.model, bits, bt, paper_code=args.paper_code, dataset=data.name)
