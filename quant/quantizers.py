@@ -118,8 +118,9 @@ class _LearnedStepFake(torch.autograd.Function):
     formulas for each op of it in the same order (``mul``: ``g s`` and ``sum(g (q - z))``;
     ``clamp``: the gradient where ``qmin <= x / s + z <= qmax``, else 0; ``div``:
     ``g_v / s`` and ``sum(-g_v ((x / s) / s))``), and the two terms of the gradient of
-    ``s`` are added as autograd adds them.  It keeps ``x`` and the codes (int16) for
-    the backward instead of three float tensors, and is one graph node instead of seven.
+    ``s`` are added as autograd adds them.  It keeps ``x`` and the codes (8-bit; every
+    spec has at most 8 bits) for the backward instead of three float tensors, and is one
+    graph node instead of seven.
     """
 
     @staticmethod
@@ -128,13 +129,13 @@ class _LearnedStepFake(torch.autograd.Function):
         zt = torch.tensor(float(z), dtype=torch.float32)
         q = truncate(torch_ops.round_float(torch.clamp(x / s + zt, spec.qmin, spec.qmax),
                                            spec.rounding))
-        ctx.save_for_backward(x, s, q.to(torch.int16))
+        ctx.save_for_backward(x, s, q.to(torch.uint8 if spec.qmin >= 0 else torch.int8))
         ctx.z, ctx.spec = z, spec
         return (q - zt) * s
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):  # noqa: D102
-        x, s, q16 = ctx.saved_tensors
+        x, s, codes = ctx.saved_tensors
         zt = torch.tensor(float(ctx.z), dtype=torch.float32)
         need_x, need_s = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         gx = gs = None
@@ -146,7 +147,7 @@ class _LearnedStepFake(torch.autograd.Function):
             if need_x:
                 gx = gv / s
             if need_s:
-                gs = (g * (q16.to(torch.float32) - zt)).sum() + (-gv * (xs / s)).sum()
+                gs = (g * (codes.to(torch.float32) - zt)).sum() + (-gv * (xs / s)).sum()
         return gx, gs, None, None, None
 
 

@@ -384,7 +384,13 @@ def propagate_stage(prop, x: QT, edge: QT, graph, mult_bits: int,
     return wrap(last, fake, snap_codes(last, codes.to(torch.int64), record))
 
 
-@lru_cache(maxsize=256)
+#: message tables kept: a training forward and the evaluation after it need 40 (K = 10, two
+#: propagations per step), each evaluation's are the next training step's; at the 8-bit
+#: code spec of BT a table is 512 KiB
+MESSAGE_TABLES_KEPT = 64
+
+
+@lru_cache(maxsize=MESSAGE_TABLES_KEPT)
 def _message_table_np(msg: Requantizer | None, x_spec: QuantSpec, x_zero: int, w_spec: QuantSpec,
                       w_zero: int) -> np.ndarray:
     """(levels_x, levels_w) int64, read-only: every message ``(x - z_x)(w - z_w)`` of the
