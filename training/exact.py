@@ -386,23 +386,24 @@ def propagate_stage(prop, x: QT, edge: QT, graph, mult_bits: int,
 
 #: message tables kept: a training forward and the evaluation after it need 40 (K = 10, two
 #: propagations per step), each evaluation's are the next training step's; at the 8-bit
-#: code spec of BT a table is 512 KiB
+#: code spec of BT a table is 256 KiB
 MESSAGE_TABLES_KEPT = 64
 
 
 @lru_cache(maxsize=MESSAGE_TABLES_KEPT)
 def _message_table_np(msg: Requantizer | None, x_spec: QuantSpec, x_zero: int, w_spec: QuantSpec,
                       w_zero: int) -> np.ndarray:
-    """(levels_x, levels_w) int64, read-only: every message ``(x - z_x)(w - z_w)`` of the
+    """(levels_x, levels_w) int32, read-only: every message ``(x - z_x)(w - z_w)`` of the
     codes' ranges, requantized by ``msg`` and centred (the exact integer op on every code
-    pair), or the products themselves without a message requantizer."""
+    pair), or the products themselves without a message requantizer (8-bit codes: at most
+    ``255 * 255`` in magnitude; the kernels add them into int64)."""
     xs = torch.arange(x_spec.qmin, x_spec.qmax + 1, dtype=torch.int64)
     ws = torch.arange(w_spec.qmin, w_spec.qmax + 1, dtype=torch.int64)
     prod = (xs - x_zero)[:, None] * (ws - w_zero)[None, :]
     if msg is not None:
         prod = torch_ops.requantize(prod, msg.multiplier, msg.shift, msg.zero_point,
                                     msg.spec).to(torch.int64) - msg.zero_point
-    table = prod.numpy()
+    table = prod.numpy().astype(np.int32)
     table.setflags(write=False)
     return table
 
@@ -410,7 +411,7 @@ def _message_table_np(msg: Requantizer | None, x_spec: QuantSpec, x_zero: int, w
 def _message_table(params: AggregationParams) -> torch.Tensor:
     """(levels_x, levels_w) int64: :func:`_message_table_np` of ``params`` (cached)."""
     return torch.from_numpy(_message_table_np(params.msg, params.x_spec, params.x_zero,
-                                              params.w_spec, params.w_zero).copy())
+                                              params.w_spec, params.w_zero).astype(np.int64))
 
 
 def table_key(params) -> tuple:
