@@ -459,6 +459,10 @@ def _render_scale(s: dict) -> list[str]:
     if loads:
         lines += [f"Machine: {meta.get('processor', '?')}, {meta.get('cpu_count', '?')} vCPUs, shared; "
                   f"1-minute load average during the runs {min(loads):.1f} to {max(loads):.1f}.", ""]
+    allocs = sorted({r["allocator"] for r in rows.values() if "allocator" in r})
+    if allocs:
+        lines += [f"Memory allocator of every process: {', '.join(allocs)} "
+                  "(`training/allocator.py`, as `quagga train` runs).", ""]
     lines += ["| model | s / epoch | CPU s / epoch | first epoch (s) | peak RSS (MiB) | time ratio (wall) "
               "| time ratio (CPU) | memory ratio |", "|---|---|---|---|---|---|---|---|"]
     for k, r in rows.items():
