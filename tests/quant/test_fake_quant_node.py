@@ -111,3 +111,23 @@ def test_codes_on_the_clip_bounds():
     for a, b in zip(new, ref):
         assert torch.equal(_bits(a), _bits(b))
     assert new[1][2] == 0 and new[1][3] == 0
+
+
+@pytest.mark.parametrize("kind,bits,kw", [("qlr", 4, {}), ("bt*", 2, {"bt_zero": True}),
+                                          ("symmetric", 3, {})])
+def test_alpha_gradient_of_an_input_without_gradient(kind, bits, kw):
+    """The input features (no gradient of their own): only alpha's gradient flows."""
+    gen = torch.Generator().manual_seed(7)
+    x0 = torch.randn(200, 8, generator=gen) * 2
+    q = make_quantizer(kind, bits, **kw)
+    q.train()
+    q(x0)
+    g = torch.randn(200, 8, generator=gen)
+    grads = []
+    for composite in (False, True):
+        qm = copy.deepcopy(q)
+        if composite:
+            qm._fake = _composite.__get__(qm)
+        qm(x0 * 1.3).backward(g)
+        grads.append(qm.alpha.grad)
+    assert torch.equal(_bits(grads[0]), _bits(grads[1]))
