@@ -8,7 +8,11 @@ need_apt=()
 command -v iverilog >/dev/null 2>&1 || need_apt+=(iverilog)
 for tool in make g++ perl; do command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool"); done
 # jemalloc: the allocator of training processes (training/allocator.py)
-ls /usr/lib/*/libjemalloc.so.2 /usr/lib/libjemalloc.so.2 >/dev/null 2>&1 || need_apt+=(libjemalloc2)
+have_jemalloc=""
+for lib in /usr/lib/*/libjemalloc.so.2 /usr/lib64/libjemalloc.so.2 /usr/lib/libjemalloc.so.2; do
+  if [ -e "$lib" ]; then have_jemalloc=1; fi
+done
+[ -n "$have_jemalloc" ] || need_apt+=(libjemalloc2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "setup: installing system packages: ${need_apt[*]}"
