@@ -384,9 +384,9 @@ def propagate_stage(prop, x: QT, edge: QT, graph, mult_bits: int,
     return wrap(last, fake, snap_codes(last, codes.to(torch.int64), record))
 
 
-#: message tables kept: a training forward and the evaluation after it need 40 (K = 10, two
-#: propagations per step), each evaluation's are the next training step's; at the 8-bit
-#: code spec of BT a table is 256 KiB
+#: message tables kept: a forward at K = 10 uses 20 (two propagations per step), and the
+#: evaluation's 20 are the next training step's; at the 8-bit code spec of BT a table is
+#: 256 KiB
 MESSAGE_TABLES_KEPT = 64
 
 
