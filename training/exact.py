@@ -386,24 +386,27 @@ def propagate_stage(prop, x: QT, edge: QT, graph, mult_bits: int,
 
 #: message tables kept: a forward at K = 10 uses 20 (two propagations per step), and the
 #: evaluation's 20 are the next training step's; at the 8-bit code spec of BT a table is
-#: 256 KiB
+#: 128 KiB (int16)
 MESSAGE_TABLES_KEPT = 64
 
 
 @lru_cache(maxsize=MESSAGE_TABLES_KEPT)
 def _message_table_np(msg: Requantizer | None, x_spec: QuantSpec, x_zero: int, w_spec: QuantSpec,
                       w_zero: int) -> np.ndarray:
-    """(levels_x, levels_w) int32, read-only: every message ``(x - z_x)(w - z_w)`` of the
-    codes' ranges, requantized by ``msg`` and centred (the exact integer op on every code
-    pair), or the products themselves without a message requantizer (8-bit codes: at most
-    ``255 * 255`` in magnitude; the kernels add them into int64)."""
+    """(levels_x, levels_w), read-only: every message ``(x - z_x)(w - z_w)`` of the codes'
+    ranges, requantized by ``msg`` and centred (the exact integer op on every code pair), or
+    the products themselves without a message requantizer.  int16 when every entry is within
+    ``+-32767`` (requantized messages are), else int32 (products of 8-bit codes are at most
+    ``255 * 255`` in magnitude); the kernels add them into int64."""
     xs = torch.arange(x_spec.qmin, x_spec.qmax + 1, dtype=torch.int64)
     ws = torch.arange(w_spec.qmin, w_spec.qmax + 1, dtype=torch.int64)
     prod = (xs - x_zero)[:, None] * (ws - w_zero)[None, :]
     if msg is not None:
         prod = torch_ops.requantize(prod, msg.multiplier, msg.shift, msg.zero_point,
                                     msg.spec).to(torch.int64) - msg.zero_point
-    table = prod.numpy().astype(np.int32)
+    table = prod.numpy()
+    small = table.size == 0 or int(np.abs(table).max()) <= np.iinfo(np.int16).max
+    table = table.astype(np.int16 if small else np.int32)
     table.setflags(write=False)
     return table
 

@@ -86,7 +86,7 @@ def aggregate_table(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: np.
     src : (E,) int32 or int64 source of each edge
     col : (E,) int32 column of each edge's code in ``table`` (edge code minus the smallest code)
     x : (N_src, C) integer node codes, in ``[x_min, x_min + table.shape[0])``
-    table : (Lx, Lw) int32 or int64 message of each pair of codes (centred)
+    table : (Lx, Lw) int16, int32 or int64 message of each pair of codes (centred)
     x_min : int
         The smallest node code (row 0 of ``table``).
     lo, hi : int
@@ -210,7 +210,7 @@ def pair_table(table: np.ndarray, xv: np.ndarray, wv: np.ndarray, s: np.float32,
 
     Parameters
     ----------
-    table : (Lx, Lw) int32 or int64 integer message of each pair of codes (as :func:`aggregate_table`)
+    table : (Lx, Lw) int16, int32 or int64 integer message of each pair of codes (as :func:`aggregate_table`)
     xv : (Lx,) float32 the value of every node code; wv : (Lw,) float32 of every edge code
     s, z, qmin, qmax : float32 scale, zero point and code range of the message quantizer
 
