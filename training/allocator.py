@@ -17,7 +17,7 @@ How
 ---
 ``quagga train`` calls :func:`reexec_with_jemalloc` before it loads torch: when the
 choice is ``auto`` (the default) or ``jemalloc``, jemalloc is installed and not yet loaded,
-the process replaces itself (``os.execv``, same interpreter and arguments) with
+the process replaces itself (``os.execve``, same interpreter and arguments) with
 ``LD_PRELOAD`` naming the library and ``MALLOC_CONF`` set to :data:`JEMALLOC_CONF`.  The
 choice comes from the environment variable :data:`ENV`:
 
@@ -127,9 +127,9 @@ def reexec_with_jemalloc() -> None:
     already re-executed once).
     """
     env = child_env()  # validates the choice first
-    if active() == "jemalloc" or os.environ.get(_CHILD) or "LD_PRELOAD" not in env \
+    if active() == "jemalloc" or os.environ.get(_CHILD) \
             or env.get("LD_PRELOAD") == os.environ.get("LD_PRELOAD"):
-        return
+        return  # nothing to load, or loaded already
     env[_CHILD] = "1"
     argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, *sys.argv]
     log.debug("re-executing under jemalloc (%s)", env["LD_PRELOAD"])
