@@ -10,6 +10,12 @@ Integers throughout, so the result does not depend on the order of evaluation.
 
 The kernels run single-threaded (the trainer's thread count is its own) and are compiled on
 first use and cached on disk by numba.
+
+Index arrays reach the kernels as unsigned views (:func:`_unsigned`) and each row's edges as
+slices indexed from zero.  numba guards every load through a signed index it cannot prove
+non-negative with a negative-index fix-up; through unsigned indices and ``range(m)`` loop
+variables there is none, and LLVM schedules the per-edge loads freely.  The arithmetic and
+its order are unchanged.
 """
 
 from __future__ import annotations
@@ -21,15 +27,28 @@ from numba import njit
 NARROW = 4
 
 
+def _unsigned(a: np.ndarray) -> np.ndarray:
+    """``a`` (a signed integer array of non-negative indices) viewed as the unsigned type of
+    its width, contiguous (module docstring: the kernels' loads then need no negative-index
+    fix-up).  The callers' indices are in range: a graph's sources, codes minus their
+    smallest code."""
+    a = np.ascontiguousarray(a)
+    return a.view(np.dtype(f"u{a.dtype.itemsize}")) if a.dtype.kind == "i" else a
+
+
 @njit(cache=True, nogil=True)
 def _aggregate_table(indptr, src, col, x, table_t, lo, hi, saturate, acc, out):  # pragma: no cover - numba
     n, c = out.shape
     for i in range(n):
         for k in range(c):
             acc[k] = 0
-        for e in range(indptr[i], indptr[i + 1]):
-            row = table_t[col[e]]
-            xr = x[src[e]]
+        start = indptr[i]
+        m = indptr[i + 1] - start
+        sr = src[start:start + m]
+        cl = col[start:start + m]
+        for j in range(m):
+            row = table_t[cl[j]]
+            xr = x[sr[j]]
             if saturate:
                 for k in range(c):
                     s = acc[k] + row[xr[k]]
@@ -56,9 +75,13 @@ def _aggregate_table_narrow(indptr, src, col, x, table_t, lo, hi, saturate, out)
         a1 = np.int64(0)
         a2 = np.int64(0)
         a3 = np.int64(0)
-        for e in range(indptr[i], indptr[i + 1]):
-            row = table_t[col[e]]
-            s = src[e]
+        start = indptr[i]
+        m = indptr[i + 1] - start
+        sr = src[start:start + m]
+        cl = col[start:start + m]
+        for j in range(m):
+            row = table_t[cl[j]]
+            s = sr[j]
             a0 = _sat(a0 + row[x[s, 0]], lo, hi, saturate)
             if c > 1:
                 a1 = _sat(a1 + row[x[s, 1]], lo, hi, saturate)
@@ -102,7 +125,8 @@ def aggregate_table(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: np.
     out = np.empty((indptr.shape[0] - 1, x.shape[1]), dtype=np.int64)
     table_t = np.ascontiguousarray(table.T)
     saturate = can_saturate(table, max_degree, lo, hi)
-    xs = np.ascontiguousarray(x - x_min, dtype=np.int32)
+    xs = _unsigned(np.asarray(x - x_min, dtype=np.int32))
+    src, col = _unsigned(src), _unsigned(col)
     if 0 < x.shape[1] <= NARROW:
         _aggregate_table_narrow(indptr, src, col, xs, table_t, int(lo), int(hi), bool(saturate), out)
     else:
@@ -127,8 +151,12 @@ def _quantized_message_sum(indptr, src, w, x, s, z, qmin, qmax, want_cut, want_c
         for k in range(c):
             acc[k] = zero
             acc_c[k] = zero
-        for e in range(indptr[i], indptr[i + 1]):
-            xr = x[src[e]]
+        start = indptr[i]
+        m = indptr[i + 1] - start
+        sr = src[start:start + m]
+        for j in range(m):
+            e = start + j
+            xr = x[sr[j]]
             we = w[e]
             for k in range(c):
                 u = (xr[k] * we) / s
@@ -176,7 +204,7 @@ def quantized_message_sum(indptr: np.ndarray, src: np.ndarray, w: np.ndarray, x:
     out = np.empty((n, c), dtype=np.float32)
     coef = np.empty((n, c) if want_coef else (0, c), dtype=np.float32)
     cut = np.empty(src.shape[0] * c if want_cut else 0, dtype=np.int64)
-    k = _quantized_message_sum(indptr, src, w, np.ascontiguousarray(x), np.float32(s), np.float32(z),
+    k = _quantized_message_sum(indptr, _unsigned(src), w, np.ascontiguousarray(x), np.float32(s), np.float32(z),
                                np.float32(qmin), np.float32(qmax), bool(want_cut), bool(want_coef),
                                np.empty(c, dtype=np.float32), np.empty(c, dtype=np.float32),
                                out, coef, cut)
@@ -242,9 +270,14 @@ def _exact_message_pass(indptr, src, col, x, pairs, lo, hi, saturate, want_cut, 
             acc[k] = 0
             acc_f[k] = zero
             acc_c[k] = zero
-        for e in range(indptr[i], indptr[i + 1]):
-            b = col[e]
-            xr = x[src[e]]
+        start = indptr[i]
+        m = indptr[i + 1] - start
+        sr = src[start:start + m]
+        cl = col[start:start + m]
+        for j in range(m):
+            e = start + j
+            b = cl[j]
+            xr = x[sr[j]]
             for k in range(c):
                 a = xr[k]
                 s = acc[k] + pairs[b, a, 0]
@@ -287,9 +320,14 @@ def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, saturate, wan
         c1 = zero
         c2 = zero
         c3 = zero
-        for e in range(indptr[i], indptr[i + 1]):
-            b = col[e]
-            s = src[e]
+        start = indptr[i]
+        m = indptr[i + 1] - start
+        sr = src[start:start + m]
+        cl = col[start:start + m]
+        for j in range(m):
+            e = start + j
+            b = cl[j]
+            s = sr[j]
             a = x[s, 0]
             i0 = _sat(i0 + pairs[b, a, 0], lo, hi, saturate)
             f0 += pairs_f[b, a, 1]
@@ -384,7 +422,8 @@ def exact_message_pass(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: 
     out_f = np.empty((n, c), dtype=np.float32)
     coef = np.empty((n, c) if want_coef else (0, c), dtype=np.float32)
     cut = np.empty(src.shape[0] * c if want_cut else 0, dtype=np.int64)
-    xs = np.ascontiguousarray(x, dtype=np.int32)
+    xs = _unsigned(np.asarray(x, dtype=np.int32))
+    src, col = _unsigned(src), _unsigned(col)
     if 0 < c <= NARROW:
         k = _exact_message_pass_narrow(indptr, src, col, xs, pairs, int(lo), int(hi), bool(saturate),
                                        bool(want_cut), bool(want_coef), out_i, out_f, coef, cut)
