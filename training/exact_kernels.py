@@ -99,6 +99,34 @@ def _aggregate_table_narrow(indptr, src, col, x, table_t, lo, hi, saturate, out)
 
 
 
+def compact_codes(codes: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The codes renumbered over the values that occur, when at most half of the ``levels``
+    occur (BT and BT* codes take four of 256 values), so the kernels' tables shrink to
+    those rows.
+
+    Parameters
+    ----------
+    codes : (N, C) integers in ``[0, levels)`` (codes minus the smallest code)
+    levels : int
+        The table's rows (values a code can take).
+
+    Returns
+    -------
+    index : (N, C) int32, the position of each code among the values that occur, or the
+        codes themselves (int32) when more than half of the levels occur
+    used : (U,) int64 the values that occur, ascending, or ``None`` (no renumbering)
+    """
+    codes = np.asarray(codes)
+    if codes.size == 0:
+        return codes.astype(np.int32), None
+    present = np.bincount(codes.reshape(-1), minlength=levels) > 0
+    used = np.flatnonzero(present)
+    if 2 * used.size > levels:
+        return codes.astype(np.int32), None
+    position = np.cumsum(present, dtype=np.int32) - 1
+    return position[codes], used
+
+
 def aggregate_table(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: np.ndarray,
                     table: np.ndarray, x_min: int, lo: int, hi: int, max_degree: int) -> np.ndarray:
     """Saturating row sums of looked-up messages (module docstring).
@@ -123,9 +151,12 @@ def aggregate_table(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: np.
     (N, C) int64 accumulators.
     """
     out = np.empty((indptr.shape[0] - 1, x.shape[1]), dtype=np.int64)
+    xs, used = compact_codes(np.asarray(x) - x_min, table.shape[0])
+    if used is not None:                       # only the rows of the codes that occur
+        table = table[used]
     table_t = np.ascontiguousarray(table.T)
     saturate = can_saturate(table, max_degree, lo, hi)
-    xs = _unsigned(np.asarray(x - x_min, dtype=np.int32))
+    xs = _unsigned(xs)
     src, col = _unsigned(src), _unsigned(col)
     if 0 < x.shape[1] <= NARROW:
         _aggregate_table_narrow(indptr, src, col, xs, table_t, int(lo), int(hi), bool(saturate), out)
@@ -404,7 +435,9 @@ def exact_message_pass(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: 
     ----------
     indptr, src, col
         As :func:`aggregate_table`.
-    x : (N_src, C) node codes minus the smallest code (column of ``pairs``)
+    x : (N_src, C) each node code's column of ``pairs``: the code minus the smallest code,
+        or its position among the codes that occur (:func:`compact_codes`) when ``pairs``
+        has only their columns
     pairs : (Lw, Lx, 4) int32, :func:`pair_table`
     lo, hi : int
         The accumulator range.

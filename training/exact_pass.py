@@ -76,7 +76,8 @@ class PendingPass:
         kernel).
         """
         from training.exact import message_requantizer, table_operands
-        from training.exact_kernels import can_saturate, exact_message_pass, pair_table
+        from training.exact_kernels import (can_saturate, compact_codes, exact_message_pass,
+                                            pair_table)
 
         x, e, g = self.x, self.edge, self.graph
         msg = message_requantizer(self.prop, x.scale, e.scale, self.mult_bits)
@@ -84,13 +85,16 @@ class PendingPass:
         src, col, table = table_operands(g, e.codes, x.codes, key)
         xv = torch_ops.dequantize(torch.arange(x.spec.qmin, x.spec.qmax + 1), x.scale, x.zero)
         wv = torch_ops.dequantize(torch.arange(e.spec.qmin, e.spec.qmax + 1), e.scale, e.zero)
+        xc, used = compact_codes(x.codes.numpy() - x.spec.qmin, table.shape[0])
+        if used is not None:                   # only the rows of the codes that occur
+            table, xv = table[used], xv[torch.from_numpy(used)]
         pairs = pair_table(table, xv.numpy(), wv.numpy(), s, z, qmin, qmax)
         if pairs is None:
             return None
         acc_bits = acc_bits_required(x.spec.bits, e.spec.bits, g.max_degree)
         lo, hi = acc_range(acc_bits)
         acc, out, cut, coef = exact_message_pass(
-            g.indptr, src, col, x.codes.numpy() - x.spec.qmin, pairs, lo, hi,
+            g.indptr, src, col, xc, pairs, lo, hi,
             can_saturate(table, g.max_degree, lo, hi), want_cut, want_coef)
         self._key = (key, acc_bits)
         self._acc = acc

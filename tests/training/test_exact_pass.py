@@ -94,3 +94,48 @@ def test_kernel_equals_the_two_kernels(seed):
     assert np.array_equal(coef.view(np.int32), r_coef.view(np.int32))
     assert np.array_equal(cut, r_cut)
     assert pair_table(table * (1 << 20), xv, wv, s, z, qmin, qmax) is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_compacted_codes_give_the_same_pass(seed):
+    # BT-like codes (four of 256 values): the pass over the table of the values that occur
+    # equals the pass over the whole table, bit for bit, and so does the integer walk
+    from training.exact_kernels import (aggregate_table, can_saturate, compact_codes,
+                                        exact_message_pass, pair_table)
+
+    rng = np.random.default_rng(100 + seed)
+    n, c, lx, lw = 40, [1, 2, 4, 6][seed % 4], 256, 256
+    deg = rng.integers(0, 30, n)
+    indptr = np.concatenate([[0], np.cumsum(deg)]).astype(np.int64)
+    e = int(indptr[-1])
+    src = rng.integers(0, n, e).astype(np.int32)
+    col = rng.integers(0, lw, e).astype(np.int32)
+    x = rng.choice(np.array([0, 85, 170, 255]), (n, c)).astype(np.int64)
+    table = rng.integers(-(1 << 12), 1 << 12, (lx, lw)).astype(np.int32)
+    lo, hi = [(-(1 << 14), (1 << 14) - 1), (-(1 << 40), 1 << 40)][seed % 2]
+    xv = ((np.arange(lx) - 85) * rng.uniform(0.001, 0.01)).astype(np.float32)
+    wv = (np.arange(lw) * rng.uniform(1e-4, 1e-2)).astype(np.float32)
+    s, z, qmin, qmax = np.float32(rng.uniform(1e-3, 0.05)), np.float32(2), np.float32(0), np.float32(3)
+
+    index, used = compact_codes(x, lx)
+    assert used is not None and set(used) <= {0, 85, 170, 255}
+    assert index.dtype == np.int32 and np.array_equal(used[index], x)
+    full = exact_message_pass(indptr, src, col, x, pair_table(table, xv, wv, s, z, qmin, qmax),
+                              lo, hi, can_saturate(table, int(deg.max()), lo, hi), True, True)
+    part = exact_message_pass(indptr, src, col, index,
+                              pair_table(table[used], xv[used], wv, s, z, qmin, qmax),
+                              lo, hi, can_saturate(table[used], int(deg.max()), lo, hi), True, True)
+    for a, b in zip(full, part):
+        assert a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+    assert np.array_equal(full[0], aggregate_table(indptr, src, col, x, table, 0, lo, hi,
+                                                   int(deg.max())))
+
+
+def test_codes_are_not_renumbered_when_most_values_occur():
+    from training.exact_kernels import compact_codes
+
+    x = np.arange(16).reshape(8, 2) % 9
+    index, used = compact_codes(x, 16)
+    assert used is None and index.dtype == np.int32 and np.array_equal(index, x)
+    index, used = compact_codes(np.zeros((0, 3), dtype=np.int64), 256)
+    assert used is None and index.shape == (0, 3)
