@@ -159,7 +159,8 @@ def snap_codes(q, codes: torch.Tensor, record: list | None = None) -> torch.Tens
     if not is_bt(q):
         return codes
     if record is None:
-        return _snap_table(q._skew(), q.code_spec).to(codes.device)[codes]
+        table = _snap_table(q._skew(), q.code_spec).to(codes.device)
+        return table.index_select(0, codes.reshape(-1)).reshape(codes.shape)
     level, out = _snap_adds(codes, q._skew(), q.code_spec)
     record.extend([("add", level), ("add", out)])
     return out.to(torch.int64)

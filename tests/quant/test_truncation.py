@@ -12,7 +12,7 @@ import torch
 
 from quant import reference as R
 from quant.errors import QuantError
-from quant.quantizers import QLRQuantizer, _truncate_float
+from quant.quantizers import QLRQuantizer, _truncate_float, _truncate_formula
 from quant.spec import QuantSpec
 from quant.truncation import (BT_LEVELS, bt_expand_codes, bt_storage_codes, fisher_pearson_skew,
                               quantize_bt, rounded_skew, truncate_codes)
@@ -135,3 +135,19 @@ def test_bt_modes_need_two_bits():
     fp32 = QLRQuantizer(None, bt_mode="BT*")  # FP32 passthrough wins
     x = torch.randn(5)
     assert not fp32.enabled and fp32(x) is x
+
+
+def test_truncation_lookup_equals_its_formula():
+    # the quantizers' BT / BT* truncation of 8-bit float codes is a lookup in the table of the
+    # formula on all 256 codes: equal on every code and every skew, any shape; codes outside
+    # [0, 255] are refused, not looked up elsewhere
+    codes = torch.arange(256, dtype=torch.float32)
+    for skew in range(-127, 128):
+        got = _truncate_float(codes.reshape(16, 16), skew)
+        want = _truncate_formula(codes.reshape(16, 16), skew)
+        assert got.dtype == torch.float32 and got.shape == (16, 16)
+        assert torch.equal(got, want), skew
+    assert _truncate_float(torch.zeros((0, 3)), 5).shape == (0, 3)
+    for bad in (-1.0, 256.0):
+        with pytest.raises(IndexError):
+            _truncate_float(torch.tensor([bad]), 0)
