@@ -497,3 +497,31 @@ def add_codes(a: np.ndarray, a_zero: int, a_mult: int, b: np.ndarray, b_zero: in
                np.int64(b_mult), np.int64(shift), np.int64(zero_point), np.int64(qmin),
                np.int64(qmax), out.reshape(-1))
     return out
+
+
+@njit(cache=True, nogil=True)
+def _subtract_clipped(gx, g, w, src, dst, cut, c):  # pragma: no cover - numba
+    for j in range(cut.shape[0]):
+        p = cut[j]
+        e = p // c
+        ch = p - e * c
+        gx[src[e] * c + ch] += -(g[dst[e] * c + ch] * w[e])
+
+
+def subtract_clipped(gx: np.ndarray, g: np.ndarray, w: np.ndarray, src: np.ndarray,
+                     dst: np.ndarray, cut: np.ndarray, c: int) -> None:
+    """``gx[src[e], k] += -(g[dst[e], k] * w[e])`` for each clipped message ``e * c + k`` of
+    ``cut``, in place, in the order of ``cut``: the message sum's input-gradient correction
+    (a clipped message passes no gradient), with the float32 operations and order of
+    ``corr = g[dst, k] * w`` negated and ``index_add_``-ed into ``gx``.
+
+    Parameters
+    ----------
+    gx : (N * C,) float32, contiguous (written)
+    g : (N * C,) float32 upstream gradient; w : (E,) float32 edge values
+    src, dst : (E,) int64 sources and destinations, canonical order
+    cut : (K,) int64 flat positions ``e * C + k``, each in ``[0, E * C)``
+    c : int
+        The channels C.
+    """
+    _subtract_clipped(gx, g, w, _unsigned(src), _unsigned(dst), _unsigned(cut), np.uint64(c))

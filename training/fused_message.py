@@ -249,6 +249,16 @@ def _nonzero_flat(t: torch.Tensor) -> torch.Tensor:
     return torch.nonzero(flat.to(torch.bool)).view(-1)
 
 
+def _numpy_ready(gx: torch.Tensor, g: torch.Tensor, w: torch.Tensor, src: torch.Tensor,
+                 dst: torch.Tensor, cut: torch.Tensor) -> bool:
+    """Whether the backward's clipped-message correction can run in numba
+    (:func:`training.exact_kernels.subtract_clipped`): CPU, contiguous, float32 values and
+    int64 indices."""
+    return (all(t.device.type == "cpu" and t.is_contiguous() for t in (gx, g, w, src, dst, cut))
+            and gx.dtype == g.dtype == w.dtype == torch.float32
+            and src.dtype == dst.dtype == cut.dtype == torch.int64)
+
+
 class FusedQuantMessage(torch.autograd.Function):
     """``segment_sum(Q(w[:, None] * x[src]), dst)`` with a compact backward (module doc).
 
@@ -315,7 +325,12 @@ class FusedQuantMessage(torch.autograd.Function):
                 at = transposed_csr(w, *plan.transposed, (x.shape[0], plan.num_nodes))
                 with quiet_sparse():
                     gx = torch.sparse.mm(at, g)
-                if cut.numel():   # flat 1-D index ops: cheaper than 2-D advanced indexing
+                if cut.numel() and _numpy_ready(gx, g, w, plan.src, plan.dst, cut):
+                    from training.exact_kernels import subtract_clipped
+
+                    subtract_clipped(gx.view(-1).numpy(), g.view(-1).numpy(), w.detach().numpy(),
+                                     plan.src.numpy(), plan.dst.numpy(), cut.numpy(), c)
+                elif cut.numel():   # flat 1-D index ops: cheaper than 2-D advanced indexing
                     ed = torch.div(cut, c, rounding_mode="floor")
                     ch = cut - ed * c
                     corr = g.view(-1).index_select(0, plan.dst.index_select(0, ed).mul_(c).add_(ch))

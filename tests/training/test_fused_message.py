@@ -339,3 +339,36 @@ def test_one_pass_kernel_equals_the_torch_forward(seed):
     assert want[1].numel() > 0                            # some messages are clipped
     for a, b in zip(got, want):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_clipped_correction_kernel_equals_the_torch_ops(seed):
+    # the backward's input-gradient correction for clipped messages: the numba loop and the
+    # flat torch index ops (the path off the CPU) give the same float32 bits, with many
+    # clipped messages landing on the same source entry (the order of the adds matters)
+    import numpy as np
+
+    from training.exact_kernels import subtract_clipped
+
+    rng = np.random.default_rng(seed)
+    n, c, e = int(rng.integers(1, 40)), int(rng.integers(1, 6)), int(rng.integers(1, 2000))
+    src = torch.from_numpy(rng.integers(0, max(1, n // 5), e))
+    dst = torch.from_numpy(rng.integers(0, n, e))
+    g = torch.from_numpy((rng.standard_normal((n, c)) * 10.0 ** rng.uniform(-3, 3, (n, c)))
+                         .astype(np.float32))
+    w = torch.from_numpy(rng.standard_normal(e).astype(np.float32))
+    cut = torch.from_numpy(np.sort(rng.choice(e * c, int(rng.integers(0, e * c + 1)),
+                                              replace=False)))
+    gx = torch.from_numpy(rng.standard_normal((n, c)).astype(np.float32))
+    ed = torch.div(cut, c, rounding_mode="floor")
+    ch = cut - ed * c
+    corr = g.view(-1).index_select(0, dst.index_select(0, ed).mul_(c).add_(ch))
+    corr.mul_(w.index_select(0, ed)).neg_()
+    want = gx.clone()
+    want.view(-1).index_add_(0, src.index_select(0, ed).mul_(c).add_(ch), corr)
+    got = gx.clone()
+    subtract_clipped(got.view(-1).numpy(), g.view(-1).numpy(), w.numpy(), src.numpy(),
+                     dst.numpy(), cut.numpy(), c)
+    assert torch.equal(got.view(torch.int32), want.view(torch.int32))
+    assert fused_message._numpy_ready(got, g, w, src, dst, cut)
+    assert not fused_message._numpy_ready(got.double(), g, w, src, dst, cut)
