@@ -125,20 +125,23 @@ SCALE_KINDS = {
 SCALE_BASE = "smp-fp32"
 
 
-def scale(dataset: str, data_root: str | None, epochs: int, kinds: tuple[str, ...] | None = None) -> None:
+def scale(dataset: str, data_root: str | None, epochs: int, kinds: tuple[str, ...] | None = None,
+          repeats: int = SCALE_REPEATS) -> None:
     """Training cost of QAT against FP32 on one graph: seconds per epoch and peak memory.
 
     Each measurement runs in its own subprocess (``python -m training.experiments
     _scale_one``) so that peak RSS (``ru_maxrss``) belongs to one model only.  The models
-    run in turn, :data:`SCALE_REPEATS` times over, and each keeps its fastest epoch after
+    run in turn, ``repeats`` times over, and each keeps its fastest epoch after
     the first (in wall time and in process CPU time): on a shared machine the minimum is the
     least disturbed measurement, and alternating spreads any background load over all of
     them.  Results: ``reports/training/scale-<dataset>.json``, the ratios to
     :data:`SCALE_BASE`.
     """
     kinds = tuple(kinds or SCALE_KINDS)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an int >= 1, not {repeats!r}")
     rows: dict = {}
-    for rep in range(SCALE_REPEATS):
+    for rep in range(repeats):
         for kind in kinds:
             cmd = [sys.executable, "-m", "training.experiments", "_scale_one", kind, "--dataset", dataset,
                    "--epochs", str(epochs)] + (["--data-root", data_root] if data_root else [])
@@ -163,7 +166,7 @@ def scale(dataset: str, data_root: str | None, epochs: int, kinds: tuple[str, ..
             r["ratio_time"] = r["sec_per_epoch"] / base["sec_per_epoch"]
             r["ratio_cpu_time"] = r["cpu_sec_per_epoch"] / base["cpu_sec_per_epoch"]
             r["ratio_memory"] = r["peak_rss_mib"] / base["peak_rss_mib"]
-    rows["_meta"] = {"base": SCALE_BASE, "repeats": SCALE_REPEATS, "epochs": epochs,
+    rows["_meta"] = {"base": SCALE_BASE, "repeats": repeats, "epochs": epochs,
                      "cpu_count": os.cpu_count(), "machine": platform.machine(),
                      "processor": _cpu_model(), "torch_threads": 1}
     name = dataset.lower().replace(":", "-").replace("=", "").replace(",", "-")
@@ -530,7 +533,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher", action="store_true",
                    help="table: train the quantized rows with the FP32 teacher (runs named *-kd-init)")
     p.add_argument("--kinds", default=None, help=f"scale: comma-separated subset of {list(SCALE_KINDS)}")
+    p.add_argument("--repeats", type=int, default=SCALE_REPEATS,
+                   help=f"scale: alternating runs of each model (default {SCALE_REPEATS})")
     a = p.parse_args(argv)
+    if a.repeats < 1:
+        p.error(f"--repeats must be at least 1, not {a.repeats}")
     logging.basicConfig(level=logging.WARNING)
     if a.what == "table":
         table(a.dataset, a.seeds, a.paper_code, a.data_root, a.epochs or 200, teacher=a.teacher)
@@ -538,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         depth(a.dataset, a.seeds, a.data_root, a.epochs or 200)
     elif a.what == "scale":
         scale(a.dataset, a.data_root, a.epochs or SCALE_EPOCHS,
-              tuple(a.kinds.split(",")) if a.kinds else None)
+              tuple(a.kinds.split(",")) if a.kinds else None, a.repeats)
     elif a.what == "_scale_one":
         _scale_one(a.kind, a.dataset, a.data_root, a.epochs or SCALE_EPOCHS)
     else:

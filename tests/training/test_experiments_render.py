@@ -70,3 +70,14 @@ def test_low_bit_depth_compares_k64_with_k10():
     text = "\n".join(experiments._low_bit_depth(runs))
     assert "SMP K=64 is 1.00 points below K=10 (integer, 2 seeds" in text
     assert text.count("| smp |") == 2
+
+
+def test_scale_refuses_a_repeat_count_below_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(experiments, "REPORTS", tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        experiments.main(["scale", "--dataset", "Cora", "--repeats", "0"])
+    assert exc.value.code == 2
+    assert "--repeats must be at least 1, not 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="repeats must be an int >= 1, not 0"):
+        experiments.scale("Cora", None, 2, ("smp-fp32",), repeats=0)
+    assert list(tmp_path.iterdir()) == []
