@@ -126,12 +126,17 @@ class _LearnedStepFake(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, s: torch.Tensor, z: int, spec: QuantSpec,
-                truncate) -> torch.Tensor:  # noqa: D102
+                truncate, table: torch.Tensor | None = None) -> torch.Tensor:  # noqa: D102
+        code_dtype = torch.uint8 if spec.qmin >= 0 else torch.int8
+        ctx.z, ctx.spec = z, spec
+        if _fused_ok(x, s) and (table is None or (spec.qmin >= 0 and spec.qmax <= 255)):
+            out, codes = _fused_forward(x, s, z, spec, table, code_dtype)
+            ctx.save_for_backward(x, s, codes)
+            return out
         zt = torch.tensor(float(z), dtype=torch.float32)
         q = truncate(torch_ops.round_float(torch.clamp(x / s + zt, spec.qmin, spec.qmax),
                                            spec.rounding))
-        ctx.save_for_backward(x, s, q.to(torch.uint8 if spec.qmin >= 0 else torch.int8))
-        ctx.z, ctx.spec = z, spec
+        ctx.save_for_backward(x, s, q.to(code_dtype))
         return (q - zt) * s
 
     @staticmethod
@@ -140,6 +145,12 @@ class _LearnedStepFake(torch.autograd.Function):
         zt = torch.tensor(float(ctx.z), dtype=torch.float32)
         need_x, need_s = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         gx = gs = None
+        if (need_x or need_s) and _fused_ok(x, s) and g.dtype == torch.float32 \
+                and g.shape == x.shape and g.is_contiguous() and g.device.type == "cpu":
+            gx, t1, t2 = _fused_backward(x, g, codes, s, ctx.z, ctx.spec, need_x)
+            if need_s:
+                gs = t1.sum() + t2.sum()
+            return gx, gs, None, None, None, None
         if need_x or need_s:
             xs = x / s
             v = xs + zt
@@ -149,7 +160,66 @@ class _LearnedStepFake(torch.autograd.Function):
                 gx = gv / s
             if need_s:
                 gs = (g * (codes.to(torch.float32) - zt)).sum() + (-gv * (xs / s)).sum()
-        return gx, gs, None, None, None
+        return gx, gs, None, None, None, None
+
+
+#: the kernels' rounding code of each spec rounding (:mod:`quant.fake_quant_kernels`)
+_ROUNDING_CODES = {Rounding.HALF_EVEN: 0, Rounding.HALF_UP: 1, Rounding.FLOOR: 2}
+
+
+#: run :class:`_LearnedStepFake` on the one-pass kernels where they apply (tests turn it off
+#: to compare with the tensor ops)
+USE_KERNELS = True
+
+
+def _fused_ok(x: torch.Tensor, s: torch.Tensor) -> bool:
+    """Whether :class:`_LearnedStepFake` runs on the one-pass kernels: a contiguous float32
+    CPU tensor ``x`` with elements and a float32 scale on the CPU."""
+    return (USE_KERNELS and x.device.type == "cpu" and x.dtype == torch.float32
+            and x.is_contiguous() and x.numel() > 0 and s.dtype == torch.float32
+            and s.device.type == "cpu" and s.numel() == 1)
+
+
+def _scalars(s: torch.Tensor, z: int, spec: QuantSpec) -> tuple:
+    return (np.float32(s.detach().reshape(()).item()), np.float32(z), np.float32(spec.qmin),
+            np.float32(spec.qmax))
+
+
+def _fused_forward(x: torch.Tensor, s: torch.Tensor, z: int, spec: QuantSpec,
+                   table: torch.Tensor | None, code_dtype: torch.dtype
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward of :class:`_LearnedStepFake` in one pass
+    (:func:`quant.fake_quant_kernels.fake_forward`): ``(x_hat, codes)``, shaped as ``x``."""
+    from quant.fake_quant_kernels import fake_forward
+
+    out = torch.empty_like(x)
+    codes = torch.empty(x.shape, dtype=code_dtype)
+    tab = _NO_TABLE if table is None else table.numpy()
+    fake_forward(x.detach().reshape(-1).numpy(), *_scalars(s, z, spec),
+                 _ROUNDING_CODES[Rounding.parse(spec.rounding)], tab, table is not None,
+                 out.reshape(-1).numpy(), codes.reshape(-1).numpy())
+    return out, codes
+
+
+def _fused_backward(x: torch.Tensor, g: torch.Tensor, codes: torch.Tensor, s: torch.Tensor,
+                    z: int, spec: QuantSpec, need_x: bool
+                    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """The element-wise part of :class:`_LearnedStepFake`'s backward in one pass
+    (:func:`quant.fake_quant_kernels.fake_backward`): ``(gx or None, t1, t2)``, each shaped
+    and laid out as the composite's tensors (contiguous, ``x``'s shape)."""
+    from quant.fake_quant_kernels import fake_backward
+
+    t1, t2 = torch.empty_like(x), torch.empty_like(x)
+    gx = torch.empty_like(x) if need_x else None
+    fake_backward(x.detach().reshape(-1).numpy(), g.detach().reshape(-1).numpy(),
+                  codes.reshape(-1).numpy(), *_scalars(s, z, spec), need_x,
+                  (gx if need_x else t1).reshape(-1).numpy(), t1.reshape(-1).numpy(),
+                  t2.reshape(-1).numpy())
+    return gx, t1, t2
+
+
+#: the table argument of the forward kernel when there is no truncation
+_NO_TABLE = np.zeros(256, dtype=np.float32)
 
 
 def _truncate_formula(q8: torch.Tensor, skew: int) -> torch.Tensor:
@@ -223,6 +293,11 @@ class FakeQuantizer(nn.Module):
 
     def _truncate(self, q: torch.Tensor) -> torch.Tensor:
         return q
+
+    def _truncation_table(self) -> torch.Tensor | None:
+        """(256,) float32: :meth:`_truncate` of every 8-bit code, or ``None`` when
+        :meth:`_truncate` is the identity."""
+        return None
 
     # -- range ----------------------------------------------------------------------------
     def _update_range(self, x: torch.Tensor, ends: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -347,7 +422,8 @@ class FakeQuantizer(nn.Module):
         ``d x_hat / d s = q - z`` (the clip level); inside, with a straight-through rounding,
         ``d x_hat / d s = q - z - x / s``.  ``z`` is treated as a constant.
         """
-        return _LearnedStepFake.apply(x, s, z, self.code_spec, self._truncate)
+        return _LearnedStepFake.apply(x, s, z, self.code_spec, self._truncate,
+                                      self._truncation_table())
 
     def extra_repr(self) -> str:
         if not self.enabled:
@@ -510,6 +586,9 @@ class QLRQuantizer(_LearnableRange):
         if self.bt_mode is None:
             return q
         return _TruncateSTE.apply(q, self._skew())
+
+    def _truncation_table(self) -> torch.Tensor | None:
+        return None if self.bt_mode is None else _truncation_table(self._skew())
 
     def _truncate_int(self, q: torch.Tensor) -> torch.Tensor:
         if self.bt_mode is None:

@@ -3,7 +3,9 @@
 ``FakeQuantizer._fake`` runs ``(T(R(clamp(x / s + z))) - z) * s`` as one autograd node that
 keeps ``x`` and the codes for its backward.  Its output, input gradient and alpha gradient
 must equal, bit for bit, those of autograd over the composite (straight-through ``R`` and
-``T``) on every quantizer kind; training results depend on it.
+``T``) on every quantizer kind; training results depend on it.  The node runs on the
+one-pass numba kernels (:mod:`quant.fake_quant_kernels`) for contiguous CPU float32 tensors
+and on tensor ops otherwise: both are checked.
 """
 
 from __future__ import annotations
@@ -13,8 +15,14 @@ import copy
 import pytest
 import torch
 
-from quant import torch_ops
+from quant import quantizers, torch_ops
 from quant.quantizers import make_quantizer
+
+
+@pytest.fixture(params=[True, False], ids=["kernels", "tensor-ops"])
+def kernels(request, monkeypatch):
+    monkeypatch.setattr(quantizers, "USE_KERNELS", request.param)
+    return request.param
 
 
 class _RoundST(torch.autograd.Function):
@@ -71,7 +79,7 @@ CASES = [("qlr", 2, {}), ("qlr", 3, {}), ("qlr", 4, {}), ("qlr", 8, {}),
 
 @pytest.mark.parametrize("kind,bits,kw", CASES)
 @pytest.mark.parametrize("shape", [(300, 4), (40, 64), (7,)])
-def test_one_node_equals_composite_bit_for_bit(kind, bits, kw, shape):
+def test_one_node_equals_composite_bit_for_bit(kind, bits, kw, shape, kernels):
     gen = torch.Generator().manual_seed(hash((kind, bits, len(kw), shape)) % 2**31)
     for case in range(4):
         x0 = torch.randn(shape, generator=gen) * (0.05 + 4 * float(torch.rand((), generator=gen)))
@@ -96,7 +104,7 @@ def test_one_node_equals_composite_bit_for_bit(kind, bits, kw, shape):
                     assert torch.equal(_bits(a), _bits(b)), (what, case, trial)
 
 
-def test_codes_on_the_clip_bounds():
+def test_codes_on_the_clip_bounds(kernels):
     """Inputs exactly on ``qmin`` and ``qmax`` (``x / s + z`` integral at the ends) keep their
     gradient, as clamp's does."""
     q = make_quantizer("qlr", 4)
@@ -115,7 +123,7 @@ def test_codes_on_the_clip_bounds():
 
 @pytest.mark.parametrize("kind,bits,kw", [("qlr", 4, {}), ("bt*", 2, {"bt_zero": True}),
                                           ("symmetric", 3, {})])
-def test_alpha_gradient_of_an_input_without_gradient(kind, bits, kw):
+def test_alpha_gradient_of_an_input_without_gradient(kind, bits, kw, kernels):
     """The input features (no gradient of their own): only alpha's gradient flows."""
     gen = torch.Generator().manual_seed(7)
     x0 = torch.randn(200, 8, generator=gen) * 2
@@ -131,3 +139,32 @@ def test_alpha_gradient_of_an_input_without_gradient(kind, bits, kw):
         qm(x0 * 1.3).backward(g)
         grads.append(qm.alpha.grad)
     assert torch.equal(_bits(grads[0]), _bits(grads[1]))
+
+
+@pytest.mark.parametrize("rounding", ["half_even", "half_up", "floor"])
+def test_ties_and_signed_zeros(rounding, kernels):
+    """Inputs whose ``x / s + z`` falls exactly on a half code (each rounding's ties), on
+    negative zeros and on the clip bounds give the composite's bits."""
+    q = make_quantizer("qlr", 4, rounding=rounding)
+    q.train()
+    q(torch.linspace(-2.0, 6.0, 97))
+    q.eval()
+    s, z, spec = q.qparams()
+    halves = [(k + 0.5 - z) * float(s) for k in range(spec.qmin - 1, spec.qmax + 1)]
+    x = torch.tensor(halves + [-0.0, 0.0, (spec.qmin - z) * float(s), (spec.qmax - z) * float(s)]
+                     + [0.0] * (len(halves) % 2),
+                     dtype=torch.float32).reshape(-1, 2)
+    g = torch.linspace(-3.0, 3.0, x.numel()).reshape(x.shape)
+    g[0, 0] = -0.0
+    new, ref = _run(q, x, g, False), _run(q, x, g, True)
+    for a, b in zip(new, ref):
+        assert torch.equal(_bits(a), _bits(b))
+
+
+def test_kernels_take_contiguous_cpu_float32():
+    x = torch.randn(5, 3)
+    s = torch.tensor(0.1, requires_grad=True)
+    assert quantizers._fused_ok(x, s)
+    assert not quantizers._fused_ok(x.t(), s)
+    assert not quantizers._fused_ok(x.double(), s)
+    assert not quantizers._fused_ok(x[:0], s)
