@@ -220,11 +220,33 @@ def fake_needed(*qs) -> bool:
     return any(q is not None and (q.training or not bool(q.initialized)) for q in qs)
 
 
+def _requant_cpu(v: torch.Tensor, first: Requantizer, second: Requantizer | None = None
+                 ) -> torch.Tensor | None:
+    """``second(first(v))`` (or ``first(v)``) of CPU int64 ``v`` in one pass
+    (:func:`training.exact_kernels.requant_chain`, int64 out), or ``None`` for the validated
+    tensor path (another device or dtype, or a product out of the admitted range)."""
+    if v.device.type != "cpu" or v.dtype != torch.int64:
+        return None
+    from training.exact_kernels import requant_chain
+
+    out = requant_chain(v.numpy(), first, second)
+    return None if out is None else torch.from_numpy(out)
+
+
+def _dequantize(codes: torch.Tensor, s: float, z: int) -> torch.Tensor:
+    """:func:`quant.torch_ops.dequantize`, in one numba pass for CPU int64 codes."""
+    if codes.device.type != "cpu" or codes.dtype != torch.int64:
+        return torch_ops.dequantize(codes, s, z)
+    from training.exact_kernels import dequantize
+
+    return torch.from_numpy(dequantize(codes.numpy(), z, s))
+
+
 def wrap(q, fake: torch.Tensor | None, codes: torch.Tensor) -> QT:
     """A :class:`QT` of quantizer ``q``'s final ``codes``, its value carrying ``fake``'s gradient
     (``fake=None``: no fake-quant path, the value is the dequantized codes)."""
     s, z, spec = qparams(q)
-    exact = torch_ops.dequantize(codes, s, z)
+    exact = _dequantize(codes, s, z)
     value = exact if fake is None else _Exact.apply(fake, exact)
     return QT(value, codes.to(torch.int64), s, z, spec, id(q))
 
@@ -357,7 +379,9 @@ def linear_stage(lin, x: QT, dropout: float, mult_bits: int, record: list | None
                                    torch.tensor(sw, dtype=torch.float32))
     fake = lin.q_out(F.linear(xv, wq, bias)) if need else None
     r = linear_requant(x.scale, lin, mult_bits)
-    codes = torch_ops.requantize(acc, r.multiplier, r.shift, r.zero_point, r.spec)
+    codes = _requant_cpu(acc, r)
+    if codes is None:
+        codes = torch_ops.requantize(acc, r.multiplier, r.shift, r.zero_point, r.spec)
     if record is not None:
         record.append(("linear", codes))
     return wrap(lin.q_out, fake, snap_codes(lin.q_out, codes.to(torch.int64), record))
@@ -472,7 +496,7 @@ def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationP
     :class:`training.exact_pass.PendingPass`); only the requantizations are left.
 
     Shapes: ``w`` (E,) edge codes in the graph's canonical order, ``x`` (N, F) codes;
-    returns (N, F) int32.
+    returns (N, F) int64 (CPU) or int32.
     """
     from training import integer
 
@@ -496,6 +520,9 @@ def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationP
         acc = torch.zeros(graph.num_nodes, x.shape[1], dtype=torch.int64, device=x.device)
         acc.index_add_(0, dst, p)
     r = params.out
+    y = _requant_cpu(acc, r, params.upd)
+    if y is not None:
+        return y
     y = torch_ops.requantize(acc, r.multiplier, r.shift, r.zero_point, r.spec)
     if params.upd is not None:
         u = params.upd

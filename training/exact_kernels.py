@@ -525,3 +525,84 @@ def subtract_clipped(gx: np.ndarray, g: np.ndarray, w: np.ndarray, src: np.ndarr
         The channels C.
     """
     _subtract_clipped(gx, g, w, _unsigned(src), _unsigned(dst), _unsigned(cut), np.uint64(c))
+
+
+@njit(cache=True, nogil=True)
+def _requant_chain(v, m1, n1, z1, lo1, hi1, two, m2, n2, z2, lo2, hi2, out):  # pragma: no cover - numba
+    vmax = np.int64(0)
+    for i in range(v.shape[0]):
+        a = v[i]
+        a = -a if a < 0 else a
+        vmax = a if a > vmax else vmax
+    half1 = np.int64(1) << (n1 - 1) if n1 > 0 else np.int64(0)
+    half2 = np.int64(1) << (n2 - 1) if n2 > 0 else np.int64(0)
+    for i in range(v.shape[0]):
+        r = v[i] * m1
+        if n1 > 0:
+            r = (r + half1) >> n1
+        elif n1 < 0:
+            r = r << -n1
+        r += z1
+        r = lo1 if r < lo1 else (hi1 if r > hi1 else r)
+        if two:
+            r = (r - z1) * m2
+            if n2 > 0:
+                r = (r + half2) >> n2
+            elif n2 < 0:
+                r = r << -n2
+            r += z2
+            r = lo2 if r < lo2 else (hi2 if r > hi2 else r)
+        out[i] = r
+    return vmax
+
+
+def requant_chain(v: np.ndarray, first, second=None) -> np.ndarray | None:
+    """``second(first(v))`` in one pass, or ``first(v)`` without ``second``: each requantizer
+    ``r`` (a :class:`quant.aggregate.Requantizer`) is ``clamp(round_shift(u r.multiplier,
+    r.shift) + r.zero_point, qmin, qmax)`` of its centred input ``u`` (``v``, then the first
+    result minus ``first.zero_point``), the arithmetic of :func:`quant.reference.requantize`
+    in int64.
+
+    Returns ``None``, computing nothing the caller keeps, when a product could leave the
+    range :func:`quant.reference.requantize` admits (``max|u| |M| 2**max(0, -n)`` from
+    :data:`quant.reference.PRODUCT_LIMIT` up): the caller then takes the validated path,
+    which refuses it with its error.
+
+    Shapes: ``v`` any shape, int64; returns int64 of that shape.
+    """
+    from quant.reference import PRODUCT_LIMIT
+
+    v = np.ascontiguousarray(v, dtype=np.int64)
+    out = np.empty(v.shape, dtype=np.int64)
+    two = second is not None
+    s = second if two else first
+    vmax = _requant_chain(v.reshape(-1), np.int64(first.multiplier), np.int64(first.shift),
+                          np.int64(first.zero_point), np.int64(first.spec.qmin),
+                          np.int64(first.spec.qmax), two, np.int64(s.multiplier),
+                          np.int64(s.shift), np.int64(s.zero_point), np.int64(s.spec.qmin),
+                          np.int64(s.spec.qmax), out.reshape(-1))
+    if int(vmax) * abs(first.multiplier) * (1 << max(0, -first.shift)) >= PRODUCT_LIMIT:
+        return None
+    if two:
+        umax = max(abs(first.spec.qmin - first.zero_point), abs(first.spec.qmax - first.zero_point))
+        if umax * abs(second.multiplier) * (1 << max(0, -second.shift)) >= PRODUCT_LIMIT:
+            return None
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _dequantize(q, z, s, out):  # pragma: no cover - numba
+    for i in range(q.shape[0]):
+        out[i] = np.float32(q[i] - z) * s
+
+
+def dequantize(q: np.ndarray, zero_point: int, scale) -> np.ndarray:
+    """``float32(q - z) * s`` (float32 ``s``): :func:`quant.torch_ops.dequantize` in one pass.
+
+    ``q - z`` goes to float32 rounded to nearest even, as torch's conversion does (exact for
+    codes of up to 24 bits).  Shapes: ``q`` any shape, int64; returns float32 of that shape.
+    """
+    q = np.ascontiguousarray(q, dtype=np.int64)
+    out = np.empty(q.shape, dtype=np.float32)
+    _dequantize(q.reshape(-1), np.int64(zero_point), np.float32(scale), out.reshape(-1))
+    return out

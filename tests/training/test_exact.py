@@ -181,3 +181,54 @@ def test_add_codes_equals_reference(seed):
     want = add_requantize(a, za, ma, b, zb, mb, n, z, spec)
     got = add_codes(a, za, ma, b, zb, mb, n, z, spec.qmin, spec.qmax)
     assert got.dtype == np.int64 and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_requant_chain_equals_reference(seed):
+    # one or two requantizers, every shift sign, clamped extremes; a product past the
+    # reference's limit is left to the validated path (None), which refuses it
+    from quant.aggregate import Requantizer
+    from quant.errors import QuantError
+    from quant.reference import requantize
+    from quant.spec import QuantSpec
+    from quant.torch_ops import requantize as requantize_t
+    from training.exact_kernels import requant_chain
+
+    rng = np.random.default_rng(seed)
+    spec1 = QuantSpec([2, 4, 8, 3][seed % 4], signed=bool(seed % 2))
+    spec2 = QuantSpec([8, 4, 2][seed % 3], signed=bool(seed % 3 == 1))
+
+    def req(spec, n):
+        return Requantizer(int(rng.integers(1, 1 << 20)), n,
+                           int(rng.integers(spec.qmin, spec.qmax + 1)) if not spec.signed else 0,
+                           spec)
+
+    first = req(spec1, [0, 9, 23, -2][seed % 4])
+    second = req(spec2, [14, 0, -1][seed % 3]) if seed % 2 else None
+    v = rng.integers(-(1 << 30), 1 << 30, (13, 3))
+    v[0, 0], v[0, 1], v[0, 2] = 0, (1 << 30) - 1, -(1 << 30)
+    want = requantize(v, first.multiplier, first.shift, first.zero_point, first.spec)
+    if second is not None:
+        want = requantize(want.astype(np.int64) - first.zero_point, second.multiplier,
+                          second.shift, second.zero_point, second.spec)
+    got = requant_chain(v, first, second)
+    assert got.dtype == np.int64 and np.array_equal(got, want)
+    big = np.full((2, 2), 1 << 40, dtype=np.int64)
+    huge = Requantizer((1 << 31) - 1, -8, 0, QuantSpec(8))
+    assert requant_chain(big, huge) is None
+    with pytest.raises(QuantError):
+        requantize_t(torch.from_numpy(big), huge.multiplier, huge.shift, 0, huge.spec)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.1, 3.0e-5, 7.25e3])
+def test_dequantize_kernel_equals_torch_bits(scale):
+    from quant.torch_ops import dequantize as dequantize_t
+    from training.exact_kernels import dequantize
+
+    s = float(np.float32(scale))
+    q = torch.arange(-300, 300, dtype=torch.int64).reshape(60, 10)
+    q[0, 0] = (1 << 25) + 1  # rounded to float32 like torch's conversion
+    for z in (0, 7, -128, 255):
+        got = torch.from_numpy(dequantize(q.numpy(), z, s))
+        want = dequantize_t(q, s, z)
+        assert torch.equal(got.view(torch.int32), want.view(torch.int32))
