@@ -11,7 +11,12 @@ forward, per element (``s``, ``z`` float32, ``qmin``, ``qmax`` integral float32)
     v = x / s + z;  v = clamp(v, qmin, qmax);  q = R(v);  q = T(q);  out = (q - z) * s
 
 with ``R`` the spec's rounding (``rint``: ties to even; ``floor(v) + [v - floor(v) >= 0.5]``;
-``floor``) and ``T`` the BT truncation table (identity without one);
+``floor``) and ``T`` BT's truncation of an 8-bit code to four levels (identity without BT),
+``clamp(85 floor((q + skew + 42) / 85), 0, 255)``: every step of it is exact in float32
+(integers below ``2**24``, and a quotient ``t / 85`` of an integer ``t`` in ``[-85, 424]``
+is never rounded across an integer), so it equals the table
+:func:`quant.quantizers._truncation_table` on every code and skew (tested exhaustively), and
+it vectorises where a table lookup does not;
 
 backward, per element (``g`` the incoming gradient, ``q`` the saved codes)::
 
@@ -30,6 +35,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from quant.truncation import BT_STEP
+
 __all__ = ["ROUND_FLOOR", "ROUND_HALF_EVEN", "ROUND_HALF_UP", "fake_backward", "fake_forward"]
 
 #: rounding codes of the kernels
@@ -37,11 +44,15 @@ ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_FLOOR = 0, 1, 2
 
 
 @njit(cache=True, nogil=True)
-def fake_forward(x, s, z, qmin, qmax, rounding, table, use_table, out, codes):  # pragma: no cover - numba
+def fake_forward(x, s, z, qmin, qmax, rounding, truncate, skew, out, codes):  # pragma: no cover - numba
     """Fake-quantize ``x`` (float32 (n,)) into ``out`` (float32 (n,)) and its codes into
     ``codes`` (uint8 or int8 (n,)); ``s``, ``z``, ``qmin``, ``qmax`` float32 scalars,
-    ``rounding`` one of the ``ROUND_*`` codes, ``table`` float32 (256,) (read when
-    ``use_table``)."""
+    ``rounding`` one of the ``ROUND_*`` codes; ``truncate``: apply BT's truncation with
+    ``skew`` (an int in ``[-127, 127]``; codes in ``[0, 255]``)."""
+    offset = np.float32(skew + BT_STEP // 2)
+    step = np.float32(BT_STEP)
+    top = np.float32(255.0)
+    zero = np.float32(0.0)
     for i in range(x.shape[0]):
         v = x[i] / s + z
         if v < qmin:
@@ -55,8 +66,9 @@ def fake_forward(x, s, z, qmin, qmax, rounding, table, use_table, out, codes):  
             q = f + np.float32(1.0) if v - f >= np.float32(0.5) else f + np.float32(0.0)
         else:
             q = np.floor(v)
-        if use_table:
-            q = table[np.int64(q)]
+        if truncate:
+            q = np.floor((q + offset) / step) * step
+            q = zero if q < zero else (top if q > top else q)
         codes[i] = np.int64(q)
         out[i] = (q - z) * s
 

@@ -126,11 +126,11 @@ class _LearnedStepFake(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, s: torch.Tensor, z: int, spec: QuantSpec,
-                truncate, table: torch.Tensor | None = None) -> torch.Tensor:  # noqa: D102
+                truncate, skew: int | None = None) -> torch.Tensor:  # noqa: D102
         code_dtype = torch.uint8 if spec.qmin >= 0 else torch.int8
         ctx.z, ctx.spec = z, spec
-        if _fused_ok(x, s) and (table is None or (spec.qmin >= 0 and spec.qmax <= 255)):
-            out, codes = _fused_forward(x, s, z, spec, table, code_dtype)
+        if _fused_ok(x, s) and (skew is None or (spec.qmin >= 0 and spec.qmax <= 255)):
+            out, codes = _fused_forward(x, s, z, spec, skew, code_dtype)
             ctx.save_for_backward(x, s, codes)
             return out
         zt = torch.tensor(float(z), dtype=torch.float32)
@@ -186,7 +186,7 @@ def _scalars(s: torch.Tensor, z: int, spec: QuantSpec) -> tuple:
 
 
 def _fused_forward(x: torch.Tensor, s: torch.Tensor, z: int, spec: QuantSpec,
-                   table: torch.Tensor | None, code_dtype: torch.dtype
+                   skew: int | None, code_dtype: torch.dtype
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """The forward of :class:`_LearnedStepFake` in one pass
     (:func:`quant.fake_quant_kernels.fake_forward`): ``(x_hat, codes)``, shaped as ``x``."""
@@ -194,9 +194,9 @@ def _fused_forward(x: torch.Tensor, s: torch.Tensor, z: int, spec: QuantSpec,
 
     out = torch.empty_like(x)
     codes = torch.empty(x.shape, dtype=code_dtype)
-    tab = _NO_TABLE if table is None else table.numpy()
     fake_forward(x.detach().reshape(-1).numpy(), *_scalars(s, z, spec),
-                 _ROUNDING_CODES[Rounding.parse(spec.rounding)], tab, table is not None,
+                 _ROUNDING_CODES[Rounding.parse(spec.rounding)], skew is not None,
+                 0 if skew is None else int(skew),
                  out.reshape(-1).numpy(), codes.reshape(-1).numpy())
     return out, codes
 
@@ -217,9 +217,6 @@ def _fused_backward(x: torch.Tensor, g: torch.Tensor, codes: torch.Tensor, s: to
                   t2.reshape(-1).numpy())
     return gx, t1, t2
 
-
-#: the table argument of the forward kernel when there is no truncation
-_NO_TABLE = np.zeros(256, dtype=np.float32)
 
 
 def _truncate_formula(q8: torch.Tensor, skew: int) -> torch.Tensor:
@@ -294,9 +291,9 @@ class FakeQuantizer(nn.Module):
     def _truncate(self, q: torch.Tensor) -> torch.Tensor:
         return q
 
-    def _truncation_table(self) -> torch.Tensor | None:
-        """(256,) float32: :meth:`_truncate` of every 8-bit code, or ``None`` when
-        :meth:`_truncate` is the identity."""
+    def _truncation_skew(self) -> int | None:
+        """The skew of BT's truncation when :meth:`_truncate` is one (8-bit codes to four
+        levels, :func:`_truncate_formula`), ``None`` when it is the identity."""
         return None
 
     # -- range ----------------------------------------------------------------------------
@@ -423,7 +420,7 @@ class FakeQuantizer(nn.Module):
         ``d x_hat / d s = q - z - x / s``.  ``z`` is treated as a constant.
         """
         return _LearnedStepFake.apply(x, s, z, self.code_spec, self._truncate,
-                                      self._truncation_table())
+                                      self._truncation_skew())
 
     def extra_repr(self) -> str:
         if not self.enabled:
@@ -587,8 +584,8 @@ class QLRQuantizer(_LearnableRange):
             return q
         return _TruncateSTE.apply(q, self._skew())
 
-    def _truncation_table(self) -> torch.Tensor | None:
-        return None if self.bt_mode is None else _truncation_table(self._skew())
+    def _truncation_skew(self) -> int | None:
+        return None if self.bt_mode is None else self._skew()
 
     def _truncate_int(self, q: torch.Tensor) -> torch.Tensor:
         if self.bt_mode is None:

@@ -427,8 +427,11 @@ def _message_table_np(msg: Requantizer | None, x_spec: QuantSpec, x_zero: int, w
     ws = torch.arange(w_spec.qmin, w_spec.qmax + 1, dtype=torch.int64)
     prod = (xs - x_zero)[:, None] * (ws - w_zero)[None, :]
     if msg is not None:
-        prod = torch_ops.requantize(prod, msg.multiplier, msg.shift, msg.zero_point,
-                                    msg.spec).to(torch.int64) - msg.zero_point
+        req = _requant_cpu(prod, msg)
+        if req is None:
+            req = torch_ops.requantize(prod, msg.multiplier, msg.shift, msg.zero_point,
+                                       msg.spec).to(torch.int64)
+        prod = req - msg.zero_point
     table = prod.numpy()
     small = table.size == 0 or int(np.abs(table).max()) <= np.iinfo(np.int16).max
     table = table.astype(np.int16 if small else np.int32)

@@ -117,12 +117,27 @@ def fit(mcfg: ModelConfig, tcfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, 
         if (va, tr) > best:
             best = (va, tr)
             best_epoch, best_accs = epoch, (tr, va, te)
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = snapshot_state(model)
         if on_epoch is not None:
             on_epoch(epoch, rec)
     model.load_state_dict(best_state)
     log.info("seed %d: best epoch %d, val %.4f, test %.4f", seed, best_epoch, best_accs[1], best_accs[2])
     return FitResult(model, best_epoch, *best_accs, history=history)
+
+
+def snapshot_state(model: nn.Module) -> dict:
+    """A copy of ``model.state_dict()`` that later training steps do not change: each tensor
+    cloned (detached), anything else deep-copied, the dict's ``_metadata`` (the modules'
+    state versions, which ``load_state_dict`` reads) kept.  The same values as
+    ``copy.deepcopy`` of the state dict, without its per-tensor Python overhead (a quantized
+    model has hundreds of small buffers)."""
+    state = model.state_dict()
+    snap = type(state)((k, v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
+                       for k, v in state.items())
+    meta = getattr(state, "_metadata", None)
+    if meta is not None:
+        snap._metadata = copy.deepcopy(meta)
+    return snap
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temp: float) -> torch.Tensor:

@@ -151,3 +151,20 @@ def test_truncation_lookup_equals_its_formula():
     for bad in (-1.0, 256.0):
         with pytest.raises(IndexError):
             _truncate_float(torch.tensor([bad]), 0)
+
+
+def test_fake_quant_kernel_truncation_equals_the_table_on_every_code_and_skew():
+    # the one-pass fake quantizer truncates in float32 arithmetic; the result must be the
+    # table of the integer formula for all 256 codes at every skew
+    from quant.fake_quant_kernels import ROUND_HALF_EVEN, fake_forward
+    from quant.quantizers import _truncation_table
+
+    codes_in = np.arange(256, dtype=np.float32)
+    one, zero, top = np.float32(1.0), np.float32(0.0), np.float32(255.0)
+    for skew in range(-127, 128):
+        out = np.empty(256, dtype=np.float32)
+        codes = np.empty(256, dtype=np.uint8)
+        fake_forward(codes_in, one, zero, zero, top, ROUND_HALF_EVEN, True, skew, out, codes)
+        want = _truncation_table(skew).numpy()
+        assert np.array_equal(out, want), skew
+        assert np.array_equal(codes, want.astype(np.uint8)), skew

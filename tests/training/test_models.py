@@ -60,3 +60,23 @@ def test_emp_l21_projection_and_runs():
     # B^T is the adjoint of B
     z = torch.randn(g.undirected.shape[1], 3)
     assert torch.allclose((EMPStep.inc(g, h0) * z).sum(), (h0 * EMPStep.inc_t(g, z)).sum(), atol=1e-4)
+
+
+def test_best_state_snapshot_equals_a_deep_copy():
+    # the trainer's best-validation snapshot: the state dict's values, keys and metadata,
+    # unchanged by later training
+    import copy
+
+    from training.trainer import snapshot_state
+
+    _, _, res = train_tiny("smp", 2, epochs=2, bt="BT*")
+    model = res.model
+    snap, deep = snapshot_state(model), copy.deepcopy(model.state_dict())
+    assert list(snap) == list(deep) and snap._metadata == deep._metadata
+    for k, v in deep.items():
+        assert snap[k].dtype == v.dtype and torch.equal(snap[k], v) and not snap[k].requires_grad
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    assert all(torch.equal(snap[k], v) for k, v in deep.items())
+    model.load_state_dict(snap)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in deep.items())
