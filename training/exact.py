@@ -51,6 +51,8 @@ TRUNC_SHIFT = 24
 _F64_EXACT = 1 << 53
 #: the same for float32
 _F32_EXACT = 1 << 24
+#: numpy twins of the float dtypes of the exact linear product
+_NUMPY_FLOAT = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 @dataclass(frozen=True)
@@ -80,11 +82,14 @@ class QT:
 
 
 class _Exact(torch.autograd.Function):
-    """Forward: the integer codes' value; backward: the gradient goes to the fake-quant path."""
+    """Forward: the integer codes' value; backward: the gradient goes to the fake-quant path.
+
+    The forward returns ``exact`` itself: autograd gives an input returned unchanged a new
+    tensor object (a view of it) carrying this node, so no copy is made."""
 
     @staticmethod
     def forward(ctx, fake: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
-        return exact.clone()
+        return exact
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
@@ -337,15 +342,34 @@ def _int_matmul(codes: torch.Tensor, zero: int, wc: torch.Tensor,
 
     float32 (float64) BLAS when ``K max|codes - zero| max|wc|``, a bound on every product
     and partial sum, is below ``2**24`` (``2**53``): every intermediate is then an exactly
-    representable integer, in any summation order; int64 otherwise.
+    representable integer, in any summation order; int64 otherwise.  ``drop`` is a bool mask,
+    or the dropped-out float32 input itself (dropped where it is 0): then, for CPU codes, the
+    centred operand is built in one numba pass and the product is returned in its float
+    dtype (integral values; :func:`training.exact_kernels.linear_accumulators` takes it to
+    int64).
 
     Shapes: ``codes`` (N, K) int64, ``wc`` (C, K) int64 centred weights, ``drop`` (N, K)
-    bool; returns (N, C) int64.
+    bool or float32; returns (N, C) int64, or float32 / float64 integral values.
     """
     k = codes.shape[1]
-    xmax = max(abs(int(codes.max()) - zero), abs(int(codes.min()) - zero)) if codes.numel() else 0
+    fast = codes.device.type == "cpu" and codes.dtype == torch.int64
+    if fast:
+        from training.exact_kernels import centred_max
+
+        xmax = centred_max(codes.numpy(), zero)
+    else:
+        xmax = max(abs(int(codes.max()) - zero), abs(int(codes.min()) - zero)) if codes.numel() else 0
     bound = k * xmax * (int(wc.abs().max()) if wc.numel() else 0)
     dt = torch.float32 if bound < _F32_EXACT else torch.float64 if bound < _F64_EXACT else torch.int64
+    if fast and dt != torch.int64 and (drop is None or isinstance(drop, torch.Tensor)
+                                       and drop.dtype == torch.float32):
+        from training.exact_kernels import centred_operand
+
+        xc = torch.from_numpy(centred_operand(codes.numpy(), zero, _NUMPY_FLOAT[dt],
+                                              None if drop is None else drop.detach().numpy()))
+        return xc @ wc.to(dt).T
+    if drop is not None and drop.dtype != torch.bool:
+        drop = drop == 0
     xc = codes.to(dt) - zero
     if drop is not None:
         xc.masked_fill_(drop, 0)
@@ -364,16 +388,26 @@ def linear_stage(lin, x: QT, dropout: float, mult_bits: int, record: list | None
     sw, zw, _ = qparams(lin.q_w)
     w_codes = lin.q_w.to_int(w.detach()).to(torch.int64)
     xv, drop = x.value, None
-    if lin.training and dropout > 0:
+    rescale = lin.training and dropout > 0
+    if rescale:
         xv = F.dropout(x.value, dropout, True)
-        drop = xv == 0
+        drop = xv
     acc = _int_matmul(x.codes, x.zero, w_codes - zw, drop)
-    if lin.training and dropout > 0:
-        acc = torch.round(acc.to(torch.float64) / (1.0 - dropout)).to(torch.int64)
     bias, b_codes = lin.lin.bias, None
     if bias is not None:
         b_codes = quantize_bias(bias.detach().cpu().numpy().astype(np.float64), x.scale, sw)
-        acc = acc + torch.from_numpy(b_codes.astype(np.int64)).to(acc.device)[None, :]
+    if acc.dtype != torch.int64:          # the float product of the one-pass operand (CPU)
+        from training.exact_kernels import linear_accumulators
+
+        acc = torch.from_numpy(linear_accumulators(
+            acc.numpy(), 1.0 - dropout if rescale else None,
+            None if b_codes is None else b_codes.astype(np.int64)))
+    else:
+        if rescale:
+            acc = torch.round(acc.to(torch.float64) / (1.0 - dropout)).to(torch.int64)
+        if b_codes is not None:
+            acc = acc + torch.from_numpy(b_codes.astype(np.int64)).to(acc.device)[None, :]
+    if bias is not None:
         if need:
             bias = fake_quant_bias(bias, torch.tensor(x.scale, dtype=torch.float32),
                                    torch.tensor(sw, dtype=torch.float32))
@@ -466,9 +500,16 @@ def table_operands(graph, w: torch.Tensor, x: torch.Tensor, key: tuple
     _, xs, _, ws, _ = key
 
     def check(name, arr, spec):
-        if arr.numel() and (int(arr.min()) < spec.qmin or int(arr.max()) > spec.qmax):
-            raise invalid(f"{name} codes", (int(arr.min()), int(arr.max())),
-                          f"in [{spec.qmin}, {spec.qmax}]")
+        if not arr.numel():
+            return
+        if arr.device.type == "cpu":
+            from training.exact_kernels import min_max
+
+            lo, hi = min_max(arr.numpy())
+        else:
+            lo, hi = int(arr.min()), int(arr.max())
+        if lo < spec.qmin or hi > spec.qmax:
+            raise invalid(f"{name} codes", (lo, hi), f"in [{spec.qmin}, {spec.qmax}]")
 
     def columns():                           # once per edge-code tensor
         check("w", w, ws)

@@ -112,19 +112,46 @@ def compact_codes(codes: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarra
 
     Returns
     -------
-    index : (N, C) int32, the position of each code among the values that occur, or the
-        codes themselves (int32) when more than half of the levels occur
+    index : (N, C) the position of each code among the values that occur, or the codes
+        themselves when more than half of the levels occur; uint8 when ``levels <= 256``
+        (every code of at most 8 bits: a node's codes are then one small row the kernels
+        read with fewer cache lines), else int32
     used : (U,) int64 the values that occur, ascending, or ``None`` (no renumbering)
     """
-    codes = np.asarray(codes)
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+    dtype = np.uint8 if levels <= 256 else np.int32
     if codes.size == 0:
-        return codes.astype(np.int32), None
-    present = np.bincount(codes.reshape(-1), minlength=levels) > 0
+        return codes.astype(dtype), None
+    flat = codes.reshape(-1)
+    present = np.zeros(levels, dtype=np.bool_)
+    if not _mark_present(flat, present):
+        lo, hi = min_max(flat)
+        raise ValueError(f"codes must be in [0, {levels}), not in [{lo}, {hi}]")
     used = np.flatnonzero(present)
+    out = np.empty(codes.shape, dtype=dtype)
     if 2 * used.size > levels:
-        return codes.astype(np.int32), None
-    position = np.cumsum(present, dtype=np.int32) - 1
-    return position[codes], used
+        _renumber(flat, np.arange(levels, dtype=dtype), out.reshape(-1))
+        return out, None
+    position = (np.cumsum(present, dtype=np.int32) - 1).astype(dtype)
+    _renumber(flat, position, out.reshape(-1))
+    return out, used
+
+
+@njit(cache=True, nogil=True)
+def _mark_present(codes, present):  # pragma: no cover - numba
+    n = present.shape[0]
+    for i in range(codes.shape[0]):
+        c = codes[i]
+        if c < 0 or c >= n:
+            return False
+        present[c] = True
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _renumber(codes, position, out):  # pragma: no cover - numba
+    for i in range(codes.shape[0]):
+        out[i] = position[codes[i]]
 
 
 def aggregate_table(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: np.ndarray,
@@ -455,7 +482,7 @@ def exact_message_pass(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: 
     out_f = np.empty((n, c), dtype=np.float32)
     coef = np.empty((n, c) if want_coef else (0, c), dtype=np.float32)
     cut = np.empty(src.shape[0] * c if want_cut else 0, dtype=np.int64)
-    xs = _unsigned(np.asarray(x, dtype=np.int32))
+    xs = _unsigned(np.asarray(x, dtype=np.uint8 if pairs.shape[1] <= 256 else np.int32))
     src, col = _unsigned(src), _unsigned(col)
     if 0 < c <= NARROW:
         k = _exact_message_pass_narrow(indptr, src, col, xs, pairs, int(lo), int(hi), bool(saturate),
@@ -606,3 +633,94 @@ def dequantize(q: np.ndarray, zero_point: int, scale) -> np.ndarray:
     out = np.empty(q.shape, dtype=np.float32)
     _dequantize(q.reshape(-1), np.int64(zero_point), np.float32(scale), out.reshape(-1))
     return out
+
+
+@njit(cache=True, nogil=True)
+def _centred_max(codes, zero):  # pragma: no cover - numba
+    m = np.int64(0)
+    for i in range(codes.shape[0]):
+        v = codes[i] - zero
+        v = -v if v < 0 else v
+        m = v if v > m else m
+    return m
+
+
+def centred_max(codes: np.ndarray, zero: int) -> int:
+    """``max |codes - zero|`` (0 for no codes), one pass.  Shapes: ``codes`` any, int64."""
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+    return int(_centred_max(codes.reshape(-1), np.int64(zero)))
+
+
+@njit(cache=True, nogil=True)
+def _centred_operand(codes, zero, xv, masked, out):  # pragma: no cover - numba
+    zf = out.dtype.type(zero)
+    z0 = out.dtype.type(0.0)
+    for i in range(codes.shape[0]):
+        if masked and xv[i] == 0:
+            out[i] = z0
+        else:
+            out[i] = out.dtype.type(codes[i]) - zf
+
+
+def centred_operand(codes: np.ndarray, zero: int, dtype, xv: np.ndarray | None) -> np.ndarray:
+    """``codes - zero`` in float ``dtype`` (float32 or float64), 0 where ``xv == 0`` (the
+    dropped-out inputs, when ``xv`` is given): the operand of an exact linear layer, with the
+    operations of ``codes.to(dtype) - zero`` then ``masked_fill_(xv == 0, 0)``.
+
+    Shapes: ``codes`` (N, K) int64, ``xv`` (N, K) float32 or ``None``; returns (N, K).
+    """
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+    out = np.empty(codes.shape, dtype=dtype)
+    masked = xv is not None
+    xf = np.ascontiguousarray(xv, dtype=np.float32).reshape(-1) if masked else np.zeros(1, np.float32)
+    _centred_operand(codes.reshape(-1), np.int64(zero), xf, masked, out.reshape(-1))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _linear_accumulators(prod, scale, rescale, bias, with_bias, out):  # pragma: no cover - numba
+    n, c = out.shape
+    for i in range(n):
+        for k in range(c):
+            a = np.int64(prod[i, k])
+            if rescale:
+                a = np.int64(np.rint(np.float64(a) / scale))
+            if with_bias:
+                a += bias[k]
+            out[i, k] = a
+
+
+def linear_accumulators(prod: np.ndarray, keep_share: float | None, bias: np.ndarray | None
+                        ) -> np.ndarray:
+    """A linear layer's int64 accumulators from its exact float product: ``prod`` to int64,
+    then (``keep_share`` given: the dropout rescaling) ``rint(float64(acc) / keep_share)``
+    to int64, then ``+ bias``: the operations of ``prod.to(int64)``,
+    ``round(acc.to(float64) / keep_share).to(int64)`` and ``acc + bias[None, :]``.
+
+    Shapes: ``prod`` (N, C) float32 / float64 integral values, ``bias`` (C,) int64 or
+    ``None``; returns (N, C) int64.
+    """
+    prod = np.ascontiguousarray(prod)
+    out = np.empty(prod.shape, dtype=np.int64)
+    b = np.zeros(1, np.int64) if bias is None else np.ascontiguousarray(bias, dtype=np.int64)
+    _linear_accumulators(prod, np.float64(1.0 if keep_share is None else keep_share),
+                         keep_share is not None, b, bias is not None, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _min_max(a):  # pragma: no cover - numba
+    lo = a[0]
+    hi = a[0]
+    for i in range(1, a.shape[0]):
+        v = a[i]
+        lo = v if v < lo else lo
+        hi = v if v > hi else hi
+    return lo, hi
+
+
+def min_max(a: np.ndarray) -> tuple[int, int]:
+    """``(min, max)`` of a non-empty integer array in one pass.  Shapes: ``a`` any."""
+    a = np.ascontiguousarray(a)
+    lo, hi = _min_max(a.reshape(-1))
+    return int(lo), int(hi)

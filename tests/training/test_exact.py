@@ -232,3 +232,37 @@ def test_dequantize_kernel_equals_torch_bits(scale):
         got = torch.from_numpy(dequantize(q.numpy(), z, s))
         want = dequantize_t(q, s, z)
         assert torch.equal(got.view(torch.int32), want.view(torch.int32))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_linear_kernels_equal_the_tensor_ops(seed):
+    # the exact linear layer's one-pass operand and accumulators against the tensor ops
+    # they replace: codes.to(dt) - zero, masked where the dropped-out input is 0, the float
+    # product to int64, the dropout rescaling rounded half to even, the int32 bias
+    from training.exact_kernels import centred_max, centred_operand, linear_accumulators
+
+    rng = np.random.default_rng(seed)
+    n, k, c = 50, [3, 16, 64][seed % 3], [2, 7][seed % 2]
+    codes = torch.from_numpy(rng.integers(-128, 256, (n, k)))
+    zero = int(rng.integers(-10, 130))
+    assert centred_max(codes.numpy(), zero) == int((codes - zero).abs().max())
+    assert centred_max(np.zeros((0, 3), dtype=np.int64), 5) == 0
+    xv = torch.from_numpy(rng.standard_normal((n, k)).astype(np.float32))
+    xv[rng.random((n, k)) < 0.4] = 0.0
+    xv[0, 0] = -0.0
+    for dt, npdt in ((torch.float32, np.float32), (torch.float64, np.float64)):
+        want = codes.to(dt) - zero
+        assert torch.equal(torch.from_numpy(centred_operand(codes.numpy(), zero, npdt, None)), want)
+        want.masked_fill_(xv == 0, 0)
+        got = torch.from_numpy(centred_operand(codes.numpy(), zero, npdt, xv.numpy()))
+        assert torch.equal(got.view(torch.int64 if dt == torch.float64 else torch.int32),
+                           want.view(torch.int64 if dt == torch.float64 else torch.int32))
+    prod = torch.from_numpy(rng.integers(-(1 << 20), 1 << 20, (n, c)).astype(np.float64))
+    prod[0, :2] = torch.tensor([3.0, -5.0])        # ties after the rescaling by 1/2
+    bias = rng.integers(-(1 << 20), 1 << 20, c).astype(np.int64)
+    for p in (0.5, 0.1, 0.3, 0.7):
+        want = torch.round(prod.to(torch.int64).to(torch.float64) / (1.0 - p)).to(torch.int64)
+        want = want + torch.from_numpy(bias)[None, :]
+        assert np.array_equal(linear_accumulators(prod.numpy(), 1.0 - p, bias), want.numpy())
+        assert np.array_equal(linear_accumulators(prod.float().numpy(), None, None),
+                              prod.float().to(torch.int64).numpy())

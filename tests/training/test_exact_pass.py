@@ -119,7 +119,7 @@ def test_compacted_codes_give_the_same_pass(seed):
 
     index, used = compact_codes(x, lx)
     assert used is not None and set(used) <= {0, 85, 170, 255}
-    assert index.dtype == np.int32 and np.array_equal(used[index], x)
+    assert index.dtype == np.uint8 and np.array_equal(used[index], x)
     full = exact_message_pass(indptr, src, col, x, pair_table(table, xv, wv, s, z, qmin, qmax),
                               lo, hi, can_saturate(table, int(deg.max()), lo, hi), True, True)
     part = exact_message_pass(indptr, src, col, index,
@@ -136,6 +136,15 @@ def test_codes_are_not_renumbered_when_most_values_occur():
 
     x = np.arange(16).reshape(8, 2) % 9
     index, used = compact_codes(x, 16)
-    assert used is None and index.dtype == np.int32 and np.array_equal(index, x)
+    assert used is None and index.dtype == np.uint8 and np.array_equal(index, x)
     index, used = compact_codes(np.zeros((0, 3), dtype=np.int64), 256)
     assert used is None and index.shape == (0, 3)
+
+
+def test_compact_codes_refuses_codes_outside_the_levels():
+    from training.exact_kernels import compact_codes
+
+    with pytest.raises(ValueError, match=r"codes must be in \[0, 16\), not in \[0, 16\]"):
+        compact_codes(np.array([[0, 16]]), 16)
+    with pytest.raises(ValueError, match=r"not in \[-1, 3\]"):
+        compact_codes(np.array([[3, -1]]), 256)
