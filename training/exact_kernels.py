@@ -724,3 +724,48 @@ def min_max(a: np.ndarray) -> tuple[int, int]:
     a = np.ascontiguousarray(a)
     lo, hi = _min_max(a.reshape(-1))
     return int(lo), int(hi)
+
+
+@njit(cache=True, nogil=True)
+def _scatter_unclipped(gx, g, w, src, dst, cut, c):  # pragma: no cover - numba
+    nxt = 0
+    ncut = cut.shape[0]
+    p = np.uint64(0)
+    for e in range(src.shape[0]):
+        we = w[e]
+        gs = dst[e] * c
+        gd = src[e] * c
+        for k in range(c):
+            if nxt < ncut and cut[nxt] == p:
+                nxt += 1
+            else:
+                gx[gd + k] += g[gs + k] * we
+            p += np.uint64(1)
+
+
+def scatter_unclipped(g: np.ndarray, w: np.ndarray, src: np.ndarray, dst: np.ndarray,
+                      cut: np.ndarray, num_src: int, c: int) -> np.ndarray:
+    """The message sum's input gradient summed edge by edge: ``gx[src[e], k] += g[dst[e], k]
+    * w[e]`` for every message ``e * c + k`` not in ``cut`` (a clipped message passes no
+    gradient), edges in order, from zeros: the float32 operations and order of
+    ``zeros.index_add_(0, src, gm * w[:, None])`` with ``gm = g[dst]`` and the clipped
+    positions of ``gm`` set to 0 (adding a zero product leaves every partial sum as it is:
+    starting from +0, no partial sum is -0).
+
+    Parameters
+    ----------
+    g : (N * C,) float32 upstream gradient; w : (E,) float32 edge values
+    src, dst : (E,) int64 sources and destinations, canonical order
+    cut : (K,) int64 clipped flat positions ``e * C + k``, ascending
+    num_src : int
+        Rows of the gradient.
+    c : int
+        The channels C.
+
+    Returns
+    -------
+    (num_src * C,) float32.
+    """
+    gx = np.zeros(num_src * c, dtype=np.float32)
+    _scatter_unclipped(gx, g, w, _unsigned(src), _unsigned(dst), _unsigned(cut), np.uint64(c))
+    return gx

@@ -317,7 +317,13 @@ class FusedQuantMessage(torch.autograd.Function):
         if need_x:
             direct = (plan.transposed is None
                       or cut.numel() > _DIRECT_FRACTION * plan.src.numel() * c)
-            if direct:
+            if direct and _numpy_ready(x, g, w, plan.src, plan.dst, cut):
+                from training.exact_kernels import scatter_unclipped
+
+                gx = torch.from_numpy(scatter_unclipped(
+                    g.view(-1).numpy(), w.detach().numpy(), plan.src.numpy(), plan.dst.numpy(),
+                    cut.numpy(), x.shape[0], c)).view(x.shape)
+            elif direct:
                 gm = g.index_select(0, plan.dst)
                 gm.view(-1).index_fill_(0, cut, 0.0)
                 gx = torch.zeros_like(x).index_add_(0, plan.src, gm.mul_(w.unsqueeze(-1)))
