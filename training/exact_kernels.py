@@ -554,6 +554,17 @@ def subtract_clipped(gx: np.ndarray, g: np.ndarray, w: np.ndarray, src: np.ndarr
     _subtract_clipped(gx, g, w, _unsigned(src), _unsigned(dst), _unsigned(cut), np.uint64(c))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _requant_one(v, m, n, z, lo, hi):  # pragma: no cover - numba
+    r = v * m
+    if n > 0:
+        r = (r + (np.int64(1) << (n - 1))) >> n
+    elif n < 0:
+        r = r << -n
+    r += z
+    return lo if r < lo else (hi if r > hi else r)
+
+
 @njit(cache=True, nogil=True)
 def _requant_chain(v, m1, n1, z1, lo1, hi1, two, m2, n2, z2, lo2, hi2, out):  # pragma: no cover - numba
     vmax = np.int64(0)
@@ -561,24 +572,10 @@ def _requant_chain(v, m1, n1, z1, lo1, hi1, two, m2, n2, z2, lo2, hi2, out):  # 
         a = v[i]
         a = -a if a < 0 else a
         vmax = a if a > vmax else vmax
-    half1 = np.int64(1) << (n1 - 1) if n1 > 0 else np.int64(0)
-    half2 = np.int64(1) << (n2 - 1) if n2 > 0 else np.int64(0)
     for i in range(v.shape[0]):
-        r = v[i] * m1
-        if n1 > 0:
-            r = (r + half1) >> n1
-        elif n1 < 0:
-            r = r << -n1
-        r += z1
-        r = lo1 if r < lo1 else (hi1 if r > hi1 else r)
+        r = _requant_one(v[i], m1, n1, z1, lo1, hi1)
         if two:
-            r = (r - z1) * m2
-            if n2 > 0:
-                r = (r + half2) >> n2
-            elif n2 < 0:
-                r = r << -n2
-            r += z2
-            r = lo2 if r < lo2 else (hi2 if r > hi2 else r)
+            r = _requant_one(r - z1, m2, n2, z2, lo2, hi2)
         out[i] = r
     return vmax
 
