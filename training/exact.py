@@ -225,17 +225,24 @@ def fake_needed(*qs) -> bool:
     return any(q is not None and (q.training or not bool(q.initialized)) for q in qs)
 
 
-def _requant_cpu(v: torch.Tensor, first: Requantizer, second: Requantizer | None = None
-                 ) -> torch.Tensor | None:
-    """``second(first(v))`` (or ``first(v)``) of CPU int64 ``v`` in one pass
-    (:func:`training.exact_kernels.requant_chain`, int64 out), or ``None`` for the validated
-    tensor path (another device or dtype, or a product out of the admitted range)."""
-    if v.device.type != "cpu" or v.dtype != torch.int64:
-        return None
-    from training.exact_kernels import requant_chain
+def _requantize(v: torch.Tensor, first: Requantizer, second: Requantizer | None = None
+                ) -> torch.Tensor:
+    """``second(first(v))`` (or ``first(v)``): each requantizer on its centred input (``v``,
+    then the first codes minus ``first.zero_point``), as :func:`quant.torch_ops.requantize`
+    computes and validates it.  CPU int64 ``v`` takes one numba pass
+    (:func:`training.exact_kernels.requant_chain`, int64 out) unless a product could leave
+    the admitted range; everything else the validated tensor ops (int32 out)."""
+    if v.device.type == "cpu" and v.dtype == torch.int64:
+        from training.exact_kernels import requant_chain
 
-    out = requant_chain(v.numpy(), first, second)
-    return None if out is None else torch.from_numpy(out)
+        out = requant_chain(v.numpy(), first, second)
+        if out is not None:
+            return torch.from_numpy(out)
+    y = torch_ops.requantize(v, first.multiplier, first.shift, first.zero_point, first.spec)
+    if second is not None:
+        y = torch_ops.requantize(y.to(torch.int64) - first.zero_point, second.multiplier,
+                                 second.shift, second.zero_point, second.spec)
+    return y
 
 
 def _dequantize(codes: torch.Tensor, s: float, z: int) -> torch.Tensor:
@@ -337,19 +344,19 @@ def convert_stage(q, a: QT, mult_bits: int, record: list | None = None) -> QT:
 
 
 def _int_matmul(codes: torch.Tensor, zero: int, wc: torch.Tensor,
-                drop: torch.Tensor | None = None) -> torch.Tensor:
-    """Exact ``((codes - zero) * keep) @ wc.T`` with ``keep = ~drop`` (no mask: all kept).
+                dropped: torch.Tensor | None = None) -> torch.Tensor:
+    """Exact ``((codes - zero) * keep) @ wc.T`` with ``keep = dropped != 0`` (``None``: all
+    kept).
 
     float32 (float64) BLAS when ``K max|codes - zero| max|wc|``, a bound on every product
     and partial sum, is below ``2**24`` (``2**53``): every intermediate is then an exactly
-    representable integer, in any summation order; int64 otherwise.  ``drop`` is a bool mask,
-    or the dropped-out float32 input itself (dropped where it is 0): then, for CPU codes, the
-    centred operand is built in one numba pass and the product is returned in its float
-    dtype (integral values; :func:`training.exact_kernels.linear_accumulators` takes it to
-    int64).
+    representable integer, in any summation order; int64 otherwise.  ``dropped`` is the
+    dropped-out float input (an input is dropped where it is 0).  For CPU codes the centred
+    operand is built in one numba pass and the product is returned in its float dtype
+    (integral values; :func:`training.exact_kernels.linear_accumulators` takes it to int64).
 
-    Shapes: ``codes`` (N, K) int64, ``wc`` (C, K) int64 centred weights, ``drop`` (N, K)
-    bool or float32; returns (N, C) int64, or float32 / float64 integral values.
+    Shapes: ``codes`` (N, K) int64, ``wc`` (C, K) int64 centred weights, ``dropped`` (N, K)
+    float32; returns (N, C) float32 / float64 integral values, or int64.
     """
     k = codes.shape[1]
     fast = codes.device.type == "cpu" and codes.dtype == torch.int64
@@ -361,18 +368,15 @@ def _int_matmul(codes: torch.Tensor, zero: int, wc: torch.Tensor,
         xmax = max(abs(int(codes.max()) - zero), abs(int(codes.min()) - zero)) if codes.numel() else 0
     bound = k * xmax * (int(wc.abs().max()) if wc.numel() else 0)
     dt = torch.float32 if bound < _F32_EXACT else torch.float64 if bound < _F64_EXACT else torch.int64
-    if fast and dt != torch.int64 and (drop is None or isinstance(drop, torch.Tensor)
-                                       and drop.dtype == torch.float32):
+    if fast and dt != torch.int64:
         from training.exact_kernels import centred_operand
 
-        xc = torch.from_numpy(centred_operand(codes.numpy(), zero, _NUMPY_FLOAT[dt],
-                                              None if drop is None else drop.detach().numpy()))
+        mask = None if dropped is None else dropped.detach().numpy()
+        xc = torch.from_numpy(centred_operand(codes.numpy(), zero, _NUMPY_FLOAT[dt], mask))
         return xc @ wc.to(dt).T
-    if drop is not None and drop.dtype != torch.bool:
-        drop = drop == 0
     xc = codes.to(dt) - zero
-    if drop is not None:
-        xc.masked_fill_(drop, 0)
+    if dropped is not None:
+        xc.masked_fill_(dropped == 0, 0)
     return (xc @ wc.to(dt).T).to(torch.int64)
 
 
@@ -387,12 +391,9 @@ def linear_stage(lin, x: QT, dropout: float, mult_bits: int, record: list | None
     wq = lin.q_w(w) if need else None
     sw, zw, _ = qparams(lin.q_w)
     w_codes = lin.q_w.to_int(w.detach()).to(torch.int64)
-    xv, drop = x.value, None
     rescale = lin.training and dropout > 0
-    if rescale:
-        xv = F.dropout(x.value, dropout, True)
-        drop = xv
-    acc = _int_matmul(x.codes, x.zero, w_codes - zw, drop)
+    xv = F.dropout(x.value, dropout, True) if rescale else x.value
+    acc = _int_matmul(x.codes, x.zero, w_codes - zw, xv if rescale else None)
     bias, b_codes = lin.lin.bias, None
     if bias is not None:
         b_codes = quantize_bias(bias.detach().cpu().numpy().astype(np.float64), x.scale, sw)
@@ -413,9 +414,7 @@ def linear_stage(lin, x: QT, dropout: float, mult_bits: int, record: list | None
                                    torch.tensor(sw, dtype=torch.float32))
     fake = lin.q_out(F.linear(xv, wq, bias)) if need else None
     r = linear_requant(x.scale, lin, mult_bits)
-    codes = _requant_cpu(acc, r)
-    if codes is None:
-        codes = torch_ops.requantize(acc, r.multiplier, r.shift, r.zero_point, r.spec)
+    codes = _requantize(acc, r)
     if record is not None:
         record.append(("linear", codes))
     return wrap(lin.q_out, fake, snap_codes(lin.q_out, codes.to(torch.int64), record))
@@ -461,11 +460,7 @@ def _message_table_np(msg: Requantizer | None, x_spec: QuantSpec, x_zero: int, w
     ws = torch.arange(w_spec.qmin, w_spec.qmax + 1, dtype=torch.int64)
     prod = (xs - x_zero)[:, None] * (ws - w_zero)[None, :]
     if msg is not None:
-        req = _requant_cpu(prod, msg)
-        if req is None:
-            req = torch_ops.requantize(prod, msg.multiplier, msg.shift, msg.zero_point,
-                                       msg.spec).to(torch.int64)
-        prod = req - msg.zero_point
+        prod = _requantize(prod, msg).to(torch.int64) - msg.zero_point
     table = prod.numpy()
     small = table.size == 0 or int(np.abs(table).max()) <= np.iinfo(np.int16).max
     table = table.astype(np.int16 if small else np.int32)
@@ -563,16 +558,7 @@ def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationP
             return integer.aggregate(graph.indptr_t, graph.indices_t, w, x, params)[0]
         acc = torch.zeros(graph.num_nodes, x.shape[1], dtype=torch.int64, device=x.device)
         acc.index_add_(0, dst, p)
-    r = params.out
-    y = _requant_cpu(acc, r, params.upd)
-    if y is not None:
-        return y
-    y = torch_ops.requantize(acc, r.multiplier, r.shift, r.zero_point, r.spec)
-    if params.upd is not None:
-        u = params.upd
-        y = torch_ops.requantize(y.to(torch.int64) - r.zero_point, u.multiplier, u.shift,
-                                 u.zero_point, u.spec)
-    return y
+    return _requantize(acc, params.out, params.upd)
 
 
 def edge_stage(q, edge_weight: torch.Tensor) -> QT:
