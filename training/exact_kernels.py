@@ -67,9 +67,12 @@ def _sat(v, lo, hi, saturate):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def _aggregate_table_narrow(indptr, src, col, x, table_t, lo, hi, saturate, out):  # pragma: no cover - numba
-    # rows of at most four channels: the accumulators are scalars (registers), not an array
-    n, c = out.shape
+def _aggregate_table_narrow(indptr, src, col, x, table_t, lo, hi, saturate, out,
+                            lanes):  # pragma: no cover - numba
+    # rows of at most four channels: the accumulators are scalars (registers), not an array;
+    # ``lanes``: a tuple of C zeros (compile-time C, as _exact_message_pass_narrow)
+    c = len(lanes)
+    n = out.shape[0]
     for i in range(n):
         a0 = np.int64(0)
         a1 = np.int64(0)
@@ -186,7 +189,8 @@ def aggregate_table(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: np.
     xs = _unsigned(xs)
     src, col = _unsigned(src), _unsigned(col)
     if 0 < x.shape[1] <= NARROW:
-        _aggregate_table_narrow(indptr, src, col, xs, table_t, int(lo), int(hi), bool(saturate), out)
+        _aggregate_table_narrow(indptr, src, col, xs, table_t, int(lo), int(hi), bool(saturate), out,
+                                (0,) * x.shape[1])
     else:
         _aggregate_table(indptr, src, col, xs, table_t, int(lo), int(hi), bool(saturate),
                          np.empty(x.shape[1], dtype=np.int64), out)
@@ -357,11 +361,16 @@ def _exact_message_pass(indptr, src, col, x, pairs, lo, hi, saturate, want_cut, 
 
 @njit(cache=True, nogil=True)
 def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, saturate, want_cut, want_coef,
-                               out_i, out_f, coef, cut):  # pragma: no cover - numba
+                               out_i, out_f, coef, cut, lanes):  # pragma: no cover - numba
     # rows of at most four channels: scalar accumulators; the same order of every addition.
-    # The four lanes are written out: with a per-lane helper function (returning the updated
-    # accumulators and cut count) numba's code ran several times slower on Tolokers.
-    n, c = out_i.shape
+    # ``lanes`` is a tuple of C zeros: its length is a compile-time constant, so each channel
+    # count gets its own machine code, without the unused lanes.  The four lanes are
+    # written out: with a per-lane helper function (returning the updated accumulators and
+    # cut count) numba's code ran several times slower on Tolokers.  The clipped positions
+    # take one branch per edge (any message clipped), not one per message, and are then
+    # stored without a branch: where many messages clip, a branch per message mispredicts.
+    c = len(lanes)
+    n = out_i.shape[0]
     ncut = 0
     zero = np.float32(0.0)
     pairs_f = pairs.view(np.float32)
@@ -383,7 +392,6 @@ def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, saturate, wan
         sr = src[start:start + m]
         cl = col[start:start + m]
         for j in range(m):
-            e = start + j
             b = cl[j]
             s = sr[j]
             a = x[s, 0]
@@ -391,36 +399,33 @@ def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, saturate, wan
             f0 += pairs_f[b, a, 1]
             if want_coef:
                 c0 += pairs_f[b, a, 2]
-            if want_cut and pairs[b, a, 3]:
-                cut[ncut] = e * c
-                ncut += 1
+            bits = pairs[b, a, 3]
             if c > 1:
                 a = x[s, 1]
                 i1 = _sat(i1 + pairs[b, a, 0], lo, hi, saturate)
                 f1 += pairs_f[b, a, 1]
                 if want_coef:
                     c1 += pairs_f[b, a, 2]
-                if want_cut and pairs[b, a, 3]:
-                    cut[ncut] = e * c + 1
-                    ncut += 1
+                bits |= pairs[b, a, 3] << 1
             if c > 2:
                 a = x[s, 2]
                 i2 = _sat(i2 + pairs[b, a, 0], lo, hi, saturate)
                 f2 += pairs_f[b, a, 1]
                 if want_coef:
                     c2 += pairs_f[b, a, 2]
-                if want_cut and pairs[b, a, 3]:
-                    cut[ncut] = e * c + 2
-                    ncut += 1
+                bits |= pairs[b, a, 3] << 2
             if c > 3:
                 a = x[s, 3]
                 i3 = _sat(i3 + pairs[b, a, 0], lo, hi, saturate)
                 f3 += pairs_f[b, a, 1]
                 if want_coef:
                     c3 += pairs_f[b, a, 2]
-                if want_cut and pairs[b, a, 3]:
-                    cut[ncut] = e * c + 3
-                    ncut += 1
+                bits |= pairs[b, a, 3] << 3
+            if want_cut and bits:
+                p = (start + j) * c
+                for k in range(c):
+                    cut[ncut] = p + k
+                    ncut += (bits >> k) & 1
         out_i[i, 0] = i0
         out_f[i, 0] = f0
         if want_coef:
@@ -441,7 +446,6 @@ def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, saturate, wan
             if want_coef:
                 coef[i, 3] = c3
     return ncut
-
 
 
 def exact_message_pass(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: np.ndarray,
@@ -486,7 +490,8 @@ def exact_message_pass(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: 
     src, col = _unsigned(src), _unsigned(col)
     if 0 < c <= NARROW:
         k = _exact_message_pass_narrow(indptr, src, col, xs, pairs, int(lo), int(hi), bool(saturate),
-                                       bool(want_cut), bool(want_coef), out_i, out_f, coef, cut)
+                                       bool(want_cut), bool(want_coef), out_i, out_f, coef, cut,
+                                       (0,) * c)
     else:
         k = _exact_message_pass(indptr, src, col, xs, pairs, int(lo), int(hi), bool(saturate),
                                 bool(want_cut), bool(want_coef), np.empty(c, dtype=np.int64),
