@@ -38,6 +38,7 @@ All state (alpha, range, skewness, counters) lives in parameters and buffers, so
 from __future__ import annotations
 
 import logging
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -46,7 +47,7 @@ from torch import nn
 
 from quant import torch_ops
 from quant.errors import QuantError, invalid
-from quant.reference import qparams_from_range
+from quant.reference import qparams_from_range, round_float
 from quant.spec import MAX_BITS, MIN_BITS, QuantSpec, Rounding
 from quant.truncation import BT_SPEC, BT_STEP, check_skew, rounded_skew
 
@@ -161,6 +162,48 @@ class _LearnedStepFake(torch.autograd.Function):
             if need_s:
                 gs = (g * (codes.to(torch.float32) - zt)).sum() + (-gv * (xs / s)).sum()
         return gx, gs, None, None, None, None
+
+
+class _RangeScale(torch.autograd.Function):
+    """The scale of an unsigned quantizer's range as one autograd node.
+
+    ``s = clamp((clamp(a hi, min=0) - clamp(a lo, max=0)) / (levels - 1), min=eps)`` for the
+    stored range ``[lo, hi]`` (constants) and the range multiplier ``a`` (a 0-d parameter):
+    the value and the gradient of ``a`` are those of the seven tensor ops
+    (:meth:`FakeQuantizer._scaled_range_t`, :meth:`FakeQuantizer._scale_zero_t`) bit for
+    bit.  The forward computes them on float32 scalars (each step one IEEE float32
+    operation, as the ops on 0-d float32 tensors are); the backward applies autograd's
+    formula of each op in reverse: ``clamp`` passes the gradient where its input is within
+    the bound (else ``+0``), ``div`` divides it by ``levels - 1``, ``sub`` negates the
+    lower branch, ``mul`` multiplies by ``lo`` / ``hi``, and the two branches are added
+    (a two-term sum: its order does not matter).  A 0-d op costs several microseconds of
+    dispatch and autograd bookkeeping forward and backward; a quantizer runs this on every
+    training call.
+    """
+
+    @staticmethod
+    def forward(ctx, alpha: torch.Tensor, terms: tuple) -> torch.Tensor:  # noqa: D102
+        s, ctx.terms = terms[0], terms[1:]
+        return _scalar(s)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # noqa: D102
+        v, levels_m1, lo_s, hi_s, mn, mx, shape = ctx.terms
+        zero = np.float32(0.0)
+        gv = np.float32(g.item()) if v >= _EPS32_NP else zero    # clamp(min=eps)
+        gd = gv / levels_m1                                       # / (levels - 1)
+        g_hi = gd if hi_s >= zero else zero                       # clamp(a hi, min=0)
+        g_lo = -gd if lo_s <= zero else zero                      # -(...), clamp(a lo, max=0)
+        ga = g_lo * mn + g_hi * mx                                # a lo, a hi
+        return _scalar(ga).reshape(shape), None
+
+
+_EPS32_NP = np.float32(_EPS32)
+
+
+def _scalar(v) -> torch.Tensor:
+    """A 0-d float32 tensor of the float32 value ``v`` (exact: float32 -> double -> float32)."""
+    return torch.scalar_tensor(float(v), dtype=torch.float32)
 
 
 #: the kernels' rounding code of each spec rounding (:mod:`quant.fake_quant_kernels`)
@@ -347,6 +390,64 @@ class FakeQuantizer(nn.Module):
         z = int(min(max(float(z), spec.qmin), spec.qmax))
         return s, z
 
+    def scale_zero(self) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
+        """``(s, z, lo_s, hi_s)`` of the stored range and alpha: the scale (0-d float32,
+        differentiable in alpha), the zero point and the scaled range
+        (:meth:`_scaled_range_t`, :meth:`_scale_zero_t`).
+
+        An unsigned spec whose range needs no adjustment (:meth:`_range_adjusted`), with a
+        float32 range and alpha on the CPU, takes one :class:`_RangeScale` node (the same
+        values and gradient); everything else the tensor ops.
+        """
+        a = self._alpha()
+        fast = self._scalar_range(a)
+        if fast is None:
+            lo_s, hi_s = self._scaled_range_t()
+            s, z = self._scale_zero_t(lo_s, hi_s, self.code_spec)
+            return s, z, lo_s, hi_s
+        key, mn, mx, lo_s, hi_s = fast
+        spec = self.code_spec
+        zero = np.float32(0.0)
+        lo = np.minimum(lo_s, zero)
+        hi = np.maximum(hi_s, zero)
+        lo_t, hi_t = _scalar(lo_s), _scalar(hi_s)
+        finite = math.isfinite(float(lo)) and math.isfinite(float(hi))   # else qparams() raises
+        if float(hi) == float(lo):
+            if finite:
+                self._qparams_cache = (key, (np.float32(1.0), 0, spec))
+            return torch.ones((), dtype=torch.float32), 0, lo_t, hi_t
+        levels_m1 = np.float32(spec.levels - 1)
+        v = (hi - lo) / levels_m1
+        sv = np.maximum(v, _EPS32_NP)
+        z = float(round_float(-lo / sv, spec.rounding))
+        z = int(min(max(z, spec.qmin), spec.qmax))
+        if finite:   # qparams_from_range(lo_s, hi_s), the same arithmetic: qparams() reads it
+            self._qparams_cache = (key, (np.float32(sv), z, spec))
+        if a is None or not torch.is_grad_enabled() or not a.requires_grad:
+            return _scalar(sv), z, lo_t, hi_t
+        s = _RangeScale.apply(a, (sv, v, levels_m1, lo_s, hi_s, mn, mx, a.shape))
+        return s, z, lo_t, hi_t
+
+    def _scalar_range(self, a: torch.Tensor | None) -> tuple | None:
+        """``(qparams key, min, max, lo_s, hi_s)`` as float32 scalars (``lo_s = a min``,
+        ``hi_s = a max``: one float32 product each, as the tensor ops), when the spec is
+        unsigned, the range needs no adjustment and the range and alpha are float32 on the
+        CPU; else ``None``."""
+        if (self.code_spec.signed or self._range_adjusted()
+                or self.min_val.device.type != "cpu" or self.min_val.dtype != torch.float32
+                or self.max_val.dtype != torch.float32
+                or (a is not None and (a.device.type != "cpu" or a.dtype != torch.float32))):
+            return None
+        mn, mx = np.float32(self.min_val.item()), np.float32(self.max_val.item())
+        if a is None:
+            return (float(mn), float(mx), None), mn, mx, mn, mx
+        av = np.float32(a.item())
+        return (float(mn), float(mx), float(av)), mn, mx, av * mn, av * mx
+
+    def _range_adjusted(self) -> bool:
+        """Whether :meth:`_adjust_range` changes the scaled range (subclass hook; no)."""
+        return False
+
     def _check_ready(self) -> None:
         if not self.enabled:
             raise invalid("enabled", self.enabled, "True for qparams()/to_int() (bits="
@@ -364,11 +465,16 @@ class FakeQuantizer(nn.Module):
         """
         self._check_ready()
         a = self._alpha()
-        key = (self.min_val.item(), self.max_val.item(), None if a is None else a.item())
+        fast = self._scalar_range(a)
+        if fast is None:
+            key = (self.min_val.item(), self.max_val.item(), None if a is None else a.item())
+        else:
+            key, _, _, lo, hi = fast
         cached = getattr(self, "_qparams_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
-        lo, hi = self.scaled_range()
+        if fast is None:
+            lo, hi = self.scaled_range()
         s, z = qparams_from_range(lo, hi, self.code_spec)
         result = (np.float32(s), int(z), self.code_spec)
         self._qparams_cache = (key, result)
@@ -392,7 +498,7 @@ class FakeQuantizer(nn.Module):
             # one scan for the range and the finiteness check: NaN and infinities reach the
             # minimum or the maximum (the whole tensor is scanned, for the error, only then)
             ends = torch.aminmax(x.detach())
-            if not (bool(torch.isfinite(ends[0])) and bool(torch.isfinite(ends[1]))):
+            if not (math.isfinite(ends[0].item()) and math.isfinite(ends[1].item())):
                 torch_ops.check_finite(x.detach())
         else:
             torch_ops.check_finite(x.detach())
@@ -405,8 +511,7 @@ class FakeQuantizer(nn.Module):
             if not first:
                 self._on_training_call(x.detach().to(torch.float32))
                 self._update_range(x, ends)
-        lo_s, hi_s = self._scaled_range_t()
-        s, z = self._scale_zero_t(lo_s, hi_s, self.code_spec)
+        s, z, lo_s, hi_s = self.scale_zero()
         return self._fake(x.to(torch.float32), s, z, lo_s, hi_s)
 
     def _fake(self, x: torch.Tensor, s: torch.Tensor, z: int, lo_s: torch.Tensor,
@@ -565,10 +670,13 @@ class QLRQuantizer(_LearnableRange):
     def _skew(self) -> int:
         return int(self.skew) if self.bt_mode == "BT*" else 0
 
+    def _range_adjusted(self) -> bool:
+        return self.bt_mode is not None and getattr(self, "bt_zero", False) and self.enabled
+
     def _adjust_range(self, lo_s: torch.Tensor, hi_s: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """With ``bt_zero`` (BT modes): the range shifted so that ``z8`` is ``85 k``."""
-        if self.bt_mode is None or not getattr(self, "bt_zero", False) or not self.enabled:
+        if not self._range_adjusted():
             return lo_s, hi_s
         lo = torch.clamp(lo_s, max=0.0)
         hi = torch.clamp(hi_s, min=0.0)

@@ -57,6 +57,7 @@ edges, C = 2) that is about 50 MiB.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from typing import Callable
@@ -510,7 +511,7 @@ def _prepare(q: FakeQuantizer, m: torch.Tensor, ends: tuple | None = None
     them) and scans the whole tensor, for the error message, only when one is not finite.
     """
     lo, hi = torch.aminmax(m) if ends is None else ends
-    if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
+    if not (math.isfinite(lo.item()) and math.isfinite(hi.item())):
         torch_ops.check_finite(m)
     ends = torch.stack([lo, hi])
     first = not bool(q.initialized)
@@ -523,8 +524,7 @@ def _prepare(q: FakeQuantizer, m: torch.Tensor, ends: tuple | None = None
         if not first:
             q._on_training_call(m)
             q._update_range(ends)
-    lo_s, hi_s = q._scaled_range_t()
-    s, z = q._scale_zero_t(lo_s, hi_s, q.code_spec)
+    s, z, lo_s, hi_s = q.scale_zero()
     return s, z, lo_s, hi_s, (lo, hi)
 
 
@@ -561,7 +561,7 @@ def quantized_message_sum(q: FakeQuantizer, x: torch.Tensor, w: torch.Tensor,
     ends = None
     if kern is not None:
         ends = _message_ends(x.detach(), w.detach(), transposed)
-        if bool(torch.isfinite(ends[0])) and bool(torch.isfinite(ends[1])) and not _needs_messages(q):
+        if math.isfinite(ends[0].item()) and math.isfinite(ends[1].item()) and not _needs_messages(q):
             m = None                     # the kernel computes the messages on the fly
         else:
             m = _gather_message(x.detach(), w.detach(), src,
