@@ -136,6 +136,10 @@ def saturate(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return np.clip(_check_int_array(v, "v"), lo, hi)
 
 
+_ZERO32 = np.float32(0.0)
+_EPS32 = np.finfo(np.float32).eps
+
+
 def qparams_from_range(lo: float, hi: float, spec: QuantSpec) -> tuple[np.float32, int]:
     """Scale and zero point covering ``[min(lo, 0), max(hi, 0)]`` (float32 arithmetic).
 
@@ -143,23 +147,22 @@ def qparams_from_range(lo: float, hi: float, spec: QuantSpec) -> tuple[np.float3
     Signed (symmetric): ``s = max(|lo|, |hi|) / qmax``, ``z = 0``.
     A degenerate range gives ``s = 1``.  ``s`` is at least float32 eps.
     """
-    lo32 = np.minimum(np.float32(lo), np.float32(0))
-    hi32 = np.maximum(np.float32(hi), np.float32(0))
-    if not (np.isfinite(lo32) and np.isfinite(hi32)):
+    lo32 = np.minimum(np.float32(lo), _ZERO32)
+    hi32 = np.maximum(np.float32(hi), _ZERO32)
+    if not (math.isfinite(lo32) and math.isfinite(hi32)):
         raise invalid("range", (float(lo), float(hi)), "finite")
-    eps = np.finfo(np.float32).eps
     if spec.signed:
         if spec.qmax < 1:
             raise invalid("bits", spec.bits, ">= 2 for a signed symmetric range (qmax would be 0)")
         amax = np.maximum(-lo32, hi32)
         if amax == 0:
             return np.float32(1.0), 0
-        return np.maximum(amax / np.float32(spec.qmax), eps), 0
+        return np.maximum(amax / np.float32(spec.qmax), _EPS32), 0
     if hi32 == lo32:
         return np.float32(1.0), 0
-    s = np.maximum((hi32 - lo32) / np.float32(spec.levels - 1), eps)
-    z = int(np.clip(round_float(-lo32 / s, spec.rounding), spec.qmin, spec.qmax))
-    return np.float32(s), z
+    s = np.maximum((hi32 - lo32) / np.float32(spec.levels - 1), _EPS32)
+    z = float(round_float(-lo32 / s, spec.rounding))          # integral: the clamp is exact
+    return np.float32(s), int(min(max(z, spec.qmin), spec.qmax))
 
 
 # ---------------------------------------------------------------------------------------

@@ -160,11 +160,16 @@ def snap_codes(q, codes: torch.Tensor, record: list | None = None) -> torch.Tens
     """BT / BT*'s snap of 8-bit codes, as the export's two ``add`` ops (identity otherwise).
 
     Without ``record`` the result is looked up in the table of the same two ops evaluated on
-    all 256 codes (one gather instead of two passes of int64 arithmetic)."""
+    all 256 codes (one gather instead of two passes of int64 arithmetic; on the CPU one
+    numba pass, :func:`training.exact_kernels.lookup`)."""
     if not is_bt(q):
         return codes
     if record is None:
         table = _snap_table(q._skew(), q.code_spec).to(codes.device)
+        if codes.device.type == "cpu" and codes.dtype == torch.int64:
+            from training.exact_kernels import lookup
+
+            return torch.from_numpy(lookup(codes.numpy(), table.numpy()))
         return table.index_select(0, codes.reshape(-1)).reshape(codes.shape)
     level, out = _snap_adds(codes, q._skew(), q.code_spec)
     record.extend([("add", level), ("add", out)])

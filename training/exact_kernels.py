@@ -771,3 +771,27 @@ def scatter_unclipped(g: np.ndarray, w: np.ndarray, src: np.ndarray, dst: np.nda
     gx = np.zeros(num_src * c, dtype=np.float32)
     _scatter_unclipped(gx, g, w, _unsigned(src), _unsigned(dst), _unsigned(cut), np.uint64(c))
     return gx
+
+
+@njit(cache=True, nogil=True)
+def _lookup(codes, table, out):  # pragma: no cover - numba
+    n = table.shape[0]
+    for i in range(codes.shape[0]):
+        c = codes[i]
+        if c < 0 or c >= n:
+            return False
+        out[i] = table[c]
+    return True
+
+
+def lookup(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table[codes]`` in one pass: each code's entry of a table of every code's result
+    (BT's snap).  Shapes: ``codes`` any shape, int64; ``table`` (L,) int64; returns int64
+    of ``codes``' shape.  A code outside ``[0, L)`` raises ``IndexError``, as the tensor
+    gather does."""
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+    out = np.empty(codes.shape, dtype=np.int64)
+    if not _lookup(codes.reshape(-1), np.ascontiguousarray(table, dtype=np.int64), out.reshape(-1)):
+        lo, hi = min_max(codes)
+        raise IndexError(f"codes must be in [0, {table.shape[0]}), not in [{lo}, {hi}]")
+    return out

@@ -266,3 +266,21 @@ def test_linear_kernels_equal_the_tensor_ops(seed):
         assert np.array_equal(linear_accumulators(prod.numpy(), 1.0 - p, bias), want.numpy())
         assert np.array_equal(linear_accumulators(prod.float().numpy(), None, None),
                               prod.float().to(torch.int64).numpy())
+
+
+@pytest.mark.parametrize("skew", [-42, -7, 0, 13, 42])
+def test_snap_lookup_equals_the_two_add_ops(skew):
+    # BT's snap without a record (the table lookup: one numba pass on the CPU) gives the
+    # codes of the export's two add ops, for every 8-bit code; a code off the table raises
+    from quant.quantizers import QLRQuantizer
+    from training.exact import snap_codes
+
+    q = QLRQuantizer(2, bt_mode="BT*")
+    q.skew.fill_(skew)
+    perm = torch.randperm(256, generator=torch.Generator().manual_seed(skew + 42))
+    codes = torch.arange(256, dtype=torch.int64).repeat(3).reshape(3, 256)[:, perm]
+    want = snap_codes(q, codes, record=[])
+    got = snap_codes(q, codes)
+    assert got.dtype == torch.int64 and torch.equal(got, want)
+    with pytest.raises(IndexError):
+        snap_codes(q, torch.tensor([[3, 256]]))
