@@ -171,7 +171,8 @@ class _RangeScale(torch.autograd.Function):
     stored range ``[lo, hi]`` (constants) and the range multiplier ``a`` (a 0-d parameter):
     the value and the gradient of ``a`` are those of the seven tensor ops
     (:meth:`FakeQuantizer._scaled_range_t`, :meth:`FakeQuantizer._scale_zero_t`) bit for
-    bit.  The forward computes them on float32 scalars (each step one IEEE float32
+    bit, and with BT's exact zero (:meth:`QLRQuantizer._adjust_range`) those of the ops
+    of the adjusted range too.  The forward computes them on float32 scalars (each step one IEEE float32
     operation, as the ops on 0-d float32 tensors are); the backward applies autograd's
     formula of each op in reverse: ``clamp`` passes the gradient where its input is within
     the bound (else ``+0``), ``div`` divides it by ``levels - 1``, ``sub`` negates the
@@ -188,13 +189,18 @@ class _RangeScale(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):  # noqa: D102
-        v, levels_m1, lo_s, hi_s, mn, mx, shape = ctx.terms
+        v, levels_m1, lo_s, hi_s, mn, mx, shape, adj = ctx.terms
         zero = np.float32(0.0)
         gv = np.float32(g.item()) if v >= _EPS32_NP else zero    # clamp(min=eps)
         gd = gv / levels_m1                                       # / (levels - 1)
-        g_hi = gd if hi_s >= zero else zero                       # clamp(a hi, min=0)
-        g_lo = -gd if lo_s <= zero else zero                      # -(...), clamp(a lo, max=0)
-        ga = g_lo * mn + g_hi * mx                                # a lo, a hi
+        g_hi = gd if hi_s >= zero else zero                       # clamp(hi_s, min=0)
+        g_lo = -gd if lo_s <= zero else zero                      # -(...), clamp(lo_s, max=0)
+        if adj is not None:           # BT's exact zero: lo_s = -z8 s8, hi_s = (255 - z8) s8
+            lo_s0, hi_s0, neg_z8, top, c255 = adj
+            gd = (g_lo * neg_z8 + g_hi * top) / c255              # s8 = (hi - lo) / 255
+            g_hi = gd if hi_s0 >= zero else zero
+            g_lo = -gd if lo_s0 <= zero else zero
+        ga = g_lo * mn + g_hi * mx                                # a min, a max
         return _scalar(ga).reshape(shape), None
 
 
@@ -406,6 +412,7 @@ class FakeQuantizer(nn.Module):
             s, z = self._scale_zero_t(lo_s, hi_s, self.code_spec)
             return s, z, lo_s, hi_s
         key, mn, mx, lo_s, hi_s = fast
+        lo_s, hi_s, adj = self._adjust_scalar(lo_s, hi_s)
         spec = self.code_spec
         zero = np.float32(0.0)
         lo = np.minimum(lo_s, zero)
@@ -425,28 +432,30 @@ class FakeQuantizer(nn.Module):
             self._qparams_cache = (key, (np.float32(sv), z, spec))
         if a is None or not torch.is_grad_enabled() or not a.requires_grad:
             return _scalar(sv), z, lo_t, hi_t
-        s = _RangeScale.apply(a, (sv, v, levels_m1, lo_s, hi_s, mn, mx, a.shape))
+        s = _RangeScale.apply(a, (sv, v, levels_m1, lo_s, hi_s, mn, mx, a.shape, adj))
         return s, z, lo_t, hi_t
 
     def _scalar_range(self, a: torch.Tensor | None) -> tuple | None:
-        """``(qparams key, min, max, lo_s, hi_s)`` as float32 scalars (``lo_s = a min``,
-        ``hi_s = a max``: one float32 product each, as the tensor ops), when the spec is
-        unsigned, the range needs no adjustment and the range and alpha are float32 on the
-        CPU; else ``None``."""
-        if (self.code_spec.signed or self._range_adjusted()
+        """``(qparams key, min, max, a min, a max)`` as float32 scalars (one float32 product
+        each, as the tensor ops; the range before :meth:`_adjust_scalar`) when the spec is
+        unsigned and the range and alpha are float32 on the CPU, else ``None``."""
+        if (self.code_spec.signed
                 or self.min_val.device.type != "cpu" or self.min_val.dtype != torch.float32
                 or self.max_val.dtype != torch.float32
                 or (a is not None and (a.device.type != "cpu" or a.dtype != torch.float32))):
             return None
         mn, mx = np.float32(self.min_val.item()), np.float32(self.max_val.item())
         if a is None:
-            return (float(mn), float(mx), None), mn, mx, mn, mx
-        av = np.float32(a.item())
-        return (float(mn), float(mx), float(av)), mn, mx, av * mn, av * mx
+            key, lo_s, hi_s = (float(mn), float(mx), None), mn, mx
+        else:
+            av = np.float32(a.item())
+            key, lo_s, hi_s = (float(mn), float(mx), float(av)), av * mn, av * mx
+        return key, mn, mx, lo_s, hi_s
 
-    def _range_adjusted(self) -> bool:
-        """Whether :meth:`_adjust_range` changes the scaled range (subclass hook; no)."""
-        return False
+    def _adjust_scalar(self, lo_s: np.float32, hi_s: np.float32) -> tuple:
+        """:meth:`_adjust_range` on float32 scalars: ``(lo, hi, adj)`` (here the identity,
+        ``adj = None``)."""
+        return lo_s, hi_s, None
 
     def _check_ready(self) -> None:
         if not self.enabled:
@@ -469,12 +478,14 @@ class FakeQuantizer(nn.Module):
         if fast is None:
             key = (self.min_val.item(), self.max_val.item(), None if a is None else a.item())
         else:
-            key, _, _, lo, hi = fast
+            key = fast[0]
         cached = getattr(self, "_qparams_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
         if fast is None:
             lo, hi = self.scaled_range()
+        else:
+            lo, hi, _ = self._adjust_scalar(fast[3], fast[4])
         s, z = qparams_from_range(lo, hi, self.code_spec)
         result = (np.float32(s), int(z), self.code_spec)
         self._qparams_cache = (key, result)
@@ -672,6 +683,23 @@ class QLRQuantizer(_LearnableRange):
 
     def _range_adjusted(self) -> bool:
         return self.bt_mode is not None and getattr(self, "bt_zero", False) and self.enabled
+
+    def _adjust_scalar(self, lo_s: np.float32, hi_s: np.float32) -> tuple:
+        """:meth:`_adjust_range` in float32 scalar arithmetic, one IEEE operation per tensor
+        op: ``(lo, hi, adj)``, ``adj = (lo_s, hi_s, -z8, 255 - z8, 255)`` for the scale
+        node's backward (``None`` when the range is not adjusted or is degenerate)."""
+        if not self._range_adjusted():
+            return lo_s, hi_s, None
+        zero = np.float32(0.0)
+        lo, hi = np.minimum(lo_s, zero), np.maximum(hi_s, zero)
+        if float(hi) == float(lo):
+            return lo, hi, None
+        c255 = np.float32(255.0)
+        s8 = (hi - lo) / c255
+        k = float(np.rint(-lo / (s8 * np.float32(BT_STEP))))
+        z8 = np.float32(BT_STEP * min(max(k, 0.0), 3.0))
+        neg_z8, top = -z8, c255 - z8
+        return neg_z8 * s8, top * s8, (lo_s, hi_s, neg_z8, top, c255)
 
     def _adjust_range(self, lo_s: torch.Tensor, hi_s: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,17 +28,26 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("bits", [1, 2, 4, 8])
-@pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("rounding", ["half_even", "half_up", "floor"])
-def test_scale_node_equals_the_tensor_ops(bits, case, rounding):
+KINDS = {  # name -> constructor: plain QLR of each width and rounding, BT / BT* with and
+           # without the exact zero (its range adjustment)
+    **{f"qlr{b}-{r}": (lambda b=b, r=r: QLRQuantizer(b, rounding=r))
+       for b in (1, 2, 4, 8) for r in ("half_even", "half_up", "floor")},
+    "bt-zero": lambda: QLRQuantizer(2, bt_mode="BT", bt_zero=True),
+    "btstar-zero": lambda: QLRQuantizer(2, bt_mode="BT*", bt_zero=True),
+    "bt": lambda: QLRQuantizer(2, bt_mode="BT"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("case", CASES + [(-0.2, 7.0, 1.0), (-5.0, 0.3, 1.3), (-1.0, 1.0, 1.0)])
+def test_scale_node_equals_the_tensor_ops(kind, case):
     mn, mx, a = case
-    q = QLRQuantizer(bits, rounding=rounding)
+    q = KINDS[kind]()
     q.min_val.fill_(mn)
     q.max_val.fill_(mx)
     q.initialized.fill_(True)
     q.alpha.data.fill_(a)
-    gen = torch.Generator().manual_seed(bits)
+    gen = torch.Generator().manual_seed(len(kind))
     for g in (torch.randn((), generator=gen), torch.tensor(0.0), torch.tensor(-0.0)):
         got = q.scale_zero()
         q.alpha.grad = None
@@ -74,11 +83,11 @@ def test_without_alpha_or_grad():
     assert not got[0].requires_grad and _bits(got[0]) == _bits(_tensor_ops(q)[0])
 
 
-def test_bt_zero_and_signed_take_the_tensor_ops():
-    # a range that BT's exact zero adjusts, and a signed spec: the tensor ops themselves
+def test_signed_takes_the_tensor_ops():
+    # a signed spec: the tensor ops themselves
     from quant.quantizers import SymmetricQuantizer
 
-    for q in (QLRQuantizer(2, bt_mode="BT*", bt_zero=True), SymmetricQuantizer(4)):
+    for q in (SymmetricQuantizer(4),):
         q.min_val.fill_(-0.3)
         q.max_val.fill_(0.9)
         q.initialized.fill_(True)
@@ -88,14 +97,15 @@ def test_bt_zero_and_signed_take_the_tensor_ops():
         np.testing.assert_array_equal(got[2].detach().numpy(), want[2].detach().numpy())
 
 
+@pytest.mark.parametrize("kind", ["qlr4-half_even", "btstar-zero"])
 @pytest.mark.parametrize("case", CASES)
-def test_scale_zero_primes_qparams(case):
+def test_scale_zero_primes_qparams(kind, case):
     # the training forward's scale and zero point are what qparams() returns next (read
     # back from the scale node's arithmetic), equal to qparams_from_range of the range
     from quant.reference import qparams_from_range
 
     mn, mx, a = case
-    q = QLRQuantizer(4)
+    q = KINDS[kind]()
     q.min_val.fill_(mn)
     q.max_val.fill_(mx)
     q.initialized.fill_(True)
