@@ -20,6 +20,8 @@ its order are unchanged.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from numba import njit
 
@@ -361,17 +363,17 @@ def _exact_message_pass(indptr, src, col, x, pairs, lo, hi, saturate, want_cut, 
 
 @njit(cache=True, nogil=True)
 def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, saturate, want_cut, want_coef,
-                               out_i, out_f, coef, cut, lanes):  # pragma: no cover - numba
+                               out_i, out_f, coef, edge_bits, lanes):  # pragma: no cover - numba
     # rows of at most four channels: scalar accumulators; the same order of every addition.
     # ``lanes`` is a tuple of C zeros: its length is a compile-time constant, so each channel
     # count gets its own machine code, without the unused lanes.  The four lanes are
-    # written out: with a per-lane helper function (returning the updated accumulators and
-    # cut count) numba's code ran several times slower on Tolokers.  The clipped positions
-    # take one branch per edge (any message clipped), not one per message, and are then
-    # stored without a branch: where many messages clip, a branch per message mispredicts.
+    # written out: with a per-lane helper function (returning the updated accumulators)
+    # numba's code ran several times slower on Tolokers.  Each edge's clipped lanes are
+    # stored as one byte (bit k: lane k), without a branch; _clip_positions lists them
+    # afterwards: where many messages clip, a branch per message (or per edge) in this loop
+    # mispredicts and stalls its loads.
     c = len(lanes)
     n = out_i.shape[0]
-    ncut = 0
     zero = np.float32(0.0)
     pairs_f = pairs.view(np.float32)
     for i in range(n):
@@ -421,11 +423,8 @@ def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, saturate, wan
                 if want_coef:
                     c3 += pairs_f[b, a, 2]
                 bits |= pairs[b, a, 3] << 3
-            if want_cut and bits:
-                p = (start + j) * c
-                for k in range(c):
-                    cut[ncut] = p + k
-                    ncut += (bits >> k) & 1
+            if want_cut:
+                edge_bits[start + j] = bits
         out_i[i, 0] = i0
         out_f[i, 0] = f0
         if want_coef:
@@ -445,7 +444,35 @@ def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, saturate, wan
             out_f[i, 3] = f3
             if want_coef:
                 coef[i, 3] = c3
-    return ncut
+
+
+@njit(cache=True, nogil=True)
+def _clip_positions(edge_bits, words, lanes, cut):  # pragma: no cover - numba
+    # the flat positions e * C + k of the set bits of edge_bits (one byte per edge, bit k:
+    # lane k), ascending; ``words``: the bytes as little-endian 8-byte words, whose zero
+    # words (eight edges without a clipped message) are skipped.  Within a word every
+    # lane's position is stored and the count advanced by its bit (no branch).  ``cut``
+    # holds E * C entries: a store lands at most at the edge's own last position.
+    c = len(lanes)
+    n = 0
+    for wi in range(words.shape[0]):
+        w = words[wi]
+        if w == 0:
+            continue
+        for t in range(8):
+            b = (w >> np.uint64(8 * t)) & np.uint64(0xFF)
+            p = (wi * 8 + t) * c
+            for k in range(c):
+                cut[n] = p + k
+                n += np.int64((b >> np.uint64(k)) & np.uint64(1))
+    for e in range(words.shape[0] * 8, edge_bits.shape[0]):
+        b = edge_bits[e]
+        if b:
+            p = e * c
+            for k in range(c):
+                cut[n] = p + k
+                n += (b >> k) & 1
+    return n
 
 
 def exact_message_pass(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: np.ndarray,
@@ -489,9 +516,17 @@ def exact_message_pass(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: 
     xs = _unsigned(np.asarray(x, dtype=np.uint8 if pairs.shape[1] <= 256 else np.int32))
     src, col = _unsigned(src), _unsigned(col)
     if 0 < c <= NARROW:
-        k = _exact_message_pass_narrow(indptr, src, col, xs, pairs, int(lo), int(hi), bool(saturate),
-                                       bool(want_cut), bool(want_coef), out_i, out_f, coef, cut,
-                                       (0,) * c)
+        e = src.shape[0] if want_cut else 0
+        buf = np.empty(-(-e // 8), dtype=np.uint64)       # whole words, the last one zeroed
+        buf[-1:] = 0
+        edge_bits = buf.view(np.uint8)[:e]
+        _exact_message_pass_narrow(indptr, src, col, xs, pairs, int(lo), int(hi), bool(saturate),
+                                   bool(want_cut), bool(want_coef), out_i, out_f, coef,
+                                   edge_bits, (0,) * c)
+        k = 0
+        if want_cut:
+            words = buf if sys.byteorder == "little" else buf[:0]   # else byte by byte
+            k = _clip_positions(edge_bits, words, (0,) * c, cut)
     else:
         k = _exact_message_pass(indptr, src, col, xs, pairs, int(lo), int(hi), bool(saturate),
                                 bool(want_cut), bool(want_coef), np.empty(c, dtype=np.int64),
