@@ -474,14 +474,11 @@ class FakeQuantizer(nn.Module):
         """
         self._check_ready()
         a = self._alpha()
-        fast = self._scalar_range(a)
-        if fast is None:
-            key = (self.min_val.item(), self.max_val.item(), None if a is None else a.item())
-        else:
-            key = fast[0]
+        key = (self.min_val.item(), self.max_val.item(), None if a is None else a.item())
         cached = getattr(self, "_qparams_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
+        fast = self._scalar_range(a)
         if fast is None:
             lo, hi = self.scaled_range()
         else:
