@@ -15,6 +15,16 @@ def _tensor_ops(q):
     return s, z, lo_s, hi_s
 
 
+def _ready(q, mn, mx, a=None):
+    """``q`` with the stored range ``[mn, mx]`` (and alpha ``a``), initialised."""
+    q.min_val.fill_(mn)
+    q.max_val.fill_(mx)
+    q.initialized.fill_(True)
+    if a is not None:
+        q.alpha.data.fill_(a)
+    return q
+
+
 def _bits(t):
     return torch.as_tensor(t, dtype=torch.float32).reshape(()).view(torch.int32).item()
 
@@ -41,12 +51,7 @@ KINDS = {  # name -> constructor: plain QLR of each width and rounding, BT / BT*
 @pytest.mark.parametrize("kind", sorted(KINDS))
 @pytest.mark.parametrize("case", CASES + [(-0.2, 7.0, 1.0), (-5.0, 0.3, 1.3), (-1.0, 1.0, 1.0)])
 def test_scale_node_equals_the_tensor_ops(kind, case):
-    mn, mx, a = case
-    q = KINDS[kind]()
-    q.min_val.fill_(mn)
-    q.max_val.fill_(mx)
-    q.initialized.fill_(True)
-    q.alpha.data.fill_(a)
+    q = _ready(KINDS[kind](), *case)
     gen = torch.Generator().manual_seed(len(kind))
     for g in (torch.randn((), generator=gen), torch.tensor(0.0), torch.tensor(-0.0)):
         got = q.scale_zero()
@@ -68,16 +73,10 @@ def test_scale_node_equals_the_tensor_ops(kind, case):
 
 def test_without_alpha_or_grad():
     # an observer (no alpha) and a no-grad call: plain tensors of the same values
-    q = MinMaxObserverQuantizer(4)
-    q.min_val.fill_(-0.3)
-    q.max_val.fill_(0.9)
-    q.initialized.fill_(True)
+    q = _ready(MinMaxObserverQuantizer(4), -0.3, 0.9)
     got, want = q.scale_zero(), _tensor_ops(q)
     assert not got[0].requires_grad and _bits(got[0]) == _bits(want[0]) and got[1] == want[1]
-    q = QLRQuantizer(4)
-    q.min_val.fill_(-0.3)
-    q.max_val.fill_(0.9)
-    q.initialized.fill_(True)
+    q = _ready(QLRQuantizer(4), -0.3, 0.9)
     with torch.no_grad():
         got = q.scale_zero()
     assert not got[0].requires_grad and _bits(got[0]) == _bits(_tensor_ops(q)[0])
@@ -87,10 +86,7 @@ def test_signed_takes_the_tensor_ops():
     # a signed spec: the tensor ops themselves
     from quant.quantizers import SymmetricQuantizer
 
-    for q in (SymmetricQuantizer(4),):
-        q.min_val.fill_(-0.3)
-        q.max_val.fill_(0.9)
-        q.initialized.fill_(True)
+    for q in (_ready(SymmetricQuantizer(4), -0.3, 0.9),):
         got, want = q.scale_zero(), _tensor_ops(q)
         assert got[0].grad_fn is not None and type(got[0].grad_fn) is type(want[0].grad_fn)
         assert _bits(got[0]) == _bits(want[0]) and got[1] == want[1]
@@ -104,12 +100,7 @@ def test_scale_zero_primes_qparams(kind, case):
     # back from the scale node's arithmetic), equal to qparams_from_range of the range
     from quant.reference import qparams_from_range
 
-    mn, mx, a = case
-    q = KINDS[kind]()
-    q.min_val.fill_(mn)
-    q.max_val.fill_(mx)
-    q.initialized.fill_(True)
-    q.alpha.data.fill_(a)
+    q = _ready(KINDS[kind](), *case)
     s, z, lo, hi = q.scale_zero()
     got = q.qparams()
     want = qparams_from_range(np.float32(lo.item()), np.float32(hi.item()), q.code_spec)
