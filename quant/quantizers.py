@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -250,6 +251,28 @@ def _fused_forward(x: torch.Tensor, s: torch.Tensor, z: int, spec: QuantSpec,
     return out, codes
 
 
+_local = threading.local()
+#: scratch buffers kept per thread (a model's quantizers see a handful of shapes)
+_SCRATCH_KEPT = 16
+
+
+def _scratch(like: torch.Tensor, slot: int) -> torch.Tensor:
+    """A float32 CPU tensor shaped as ``like``, reused by this thread for ``slot`` (contents
+    undefined): the backward's two terms, summed and dropped before the next backward node
+    runs, need no fresh allocation each call.  One buffer per (slot, shape) is kept, the
+    :data:`_SCRATCH_KEPT` most recently made."""
+    pool = getattr(_local, "scratch", None)
+    if pool is None:
+        pool = _local.scratch = {}
+    key = (slot, tuple(like.shape))
+    buf = pool.get(key)
+    if buf is None:
+        while len(pool) >= _SCRATCH_KEPT:
+            pool.pop(next(iter(pool)))
+        buf = pool[key] = torch.empty(like.shape, dtype=torch.float32)
+    return buf
+
+
 def _fused_backward(x: torch.Tensor, g: torch.Tensor, codes: torch.Tensor, s: torch.Tensor,
                     z: int, spec: QuantSpec, need_x: bool
                     ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
@@ -258,7 +281,7 @@ def _fused_backward(x: torch.Tensor, g: torch.Tensor, codes: torch.Tensor, s: to
     and laid out as the composite's tensors (contiguous, ``x``'s shape)."""
     from quant.fake_quant_kernels import fake_backward
 
-    t1, t2 = torch.empty_like(x), torch.empty_like(x)
+    t1, t2 = _scratch(x, 0), _scratch(x, 1)
     gx = torch.empty_like(x) if need_x else None
     fake_backward(x.detach().reshape(-1).numpy(), g.detach().reshape(-1).numpy(),
                   codes.reshape(-1).numpy(), *_scalars(s, z, spec), need_x,
@@ -421,7 +444,7 @@ class FakeQuantizer(nn.Module):
         finite = math.isfinite(float(lo)) and math.isfinite(float(hi))   # else qparams() raises
         if float(hi) == float(lo):
             if finite:
-                self._qparams_cache = (key, (np.float32(1.0), 0, spec))
+                self._keep_qparams(key, (np.float32(1.0), 0, spec))
             return torch.ones((), dtype=torch.float32), 0, lo_t, hi_t
         levels_m1 = np.float32(spec.levels - 1)
         v = (hi - lo) / levels_m1
@@ -429,7 +452,7 @@ class FakeQuantizer(nn.Module):
         z = float(round_float(-lo / sv, spec.rounding))
         z = int(min(max(z, spec.qmin), spec.qmax))
         if finite:   # qparams_from_range(lo_s, hi_s), the same arithmetic: qparams() reads it
-            self._qparams_cache = (key, (np.float32(sv), z, spec))
+            self._keep_qparams(key, (np.float32(sv), z, spec))
         if a is None or not torch.is_grad_enabled() or not a.requires_grad:
             return _scalar(sv), z, lo_t, hi_t
         s = _RangeScale.apply(a, (sv, v, levels_m1, lo_s, hi_s, mn, mx, a.shape, adj))
@@ -451,6 +474,11 @@ class FakeQuantizer(nn.Module):
             av = np.float32(a.item())
             key, lo_s, hi_s = (float(mn), float(mx), float(av)), av * mn, av * mx
         return key, mn, mx, lo_s, hi_s
+
+    def _keep_qparams(self, key: tuple, result: tuple) -> None:
+        """Keep ``result`` as :meth:`qparams` of the stored values ``key`` (a plain instance
+        attribute, set past ``Module.__setattr__``'s checks)."""
+        self.__dict__["_qparams_cache"] = (key, result)
 
     def _adjust_scalar(self, lo_s: np.float32, hi_s: np.float32) -> tuple:
         """:meth:`_adjust_range` on float32 scalars: ``(lo, hi, adj)`` (here the identity,
@@ -485,7 +513,7 @@ class FakeQuantizer(nn.Module):
             lo, hi, _ = self._adjust_scalar(fast[3], fast[4])
         s, z = qparams_from_range(lo, hi, self.code_spec)
         result = (np.float32(s), int(z), self.code_spec)
-        self._qparams_cache = (key, result)
+        self._keep_qparams(key, result)
         return result
 
     def to_int(self, x: torch.Tensor) -> torch.Tensor:
@@ -515,7 +543,7 @@ class FakeQuantizer(nn.Module):
             self._on_first_call(x.detach().to(torch.float32))
             self.initialized.fill_(True)
         if self.training:
-            self.calls += 1
+            self.calls.add_(1)            # in place: no Module.__setattr__
             if not first:
                 self._on_training_call(x.detach().to(torch.float32))
                 self._update_range(x, ends)

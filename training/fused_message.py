@@ -520,7 +520,7 @@ def _prepare(q: FakeQuantizer, m: torch.Tensor, ends: tuple | None = None
         q._on_first_call(m)
         q.initialized.fill_(True)
     if q.training:
-        q.calls += 1
+        q.calls.add_(1)
         if not first:
             q._on_training_call(m)
             q._update_range(ends)
