@@ -48,7 +48,7 @@ from torch import nn
 
 from quant import torch_ops
 from quant.errors import QuantError, invalid
-from quant.reference import qparams_from_range, round_float
+from quant.reference import qparams_from_range
 from quant.spec import MAX_BITS, MIN_BITS, QuantSpec, Rounding
 from quant.truncation import BT_SPEC, BT_STEP, check_skew, rounded_skew
 
@@ -424,37 +424,33 @@ class FakeQuantizer(nn.Module):
         differentiable in alpha), the zero point and the scaled range
         (:meth:`_scaled_range_t`, :meth:`_scale_zero_t`).
 
-        An unsigned spec whose range needs no adjustment (:meth:`_range_adjusted`), with a
-        float32 range and alpha on the CPU, takes one :class:`_RangeScale` node (the same
-        values and gradient); everything else the tensor ops.
+        An unsigned spec with a finite float32 range and alpha on the CPU takes the scalar
+        path: the scaled range (:meth:`_adjust_scalar` included), ``s`` and ``z`` by
+        :func:`quant.reference.qparams_from_range` (which :meth:`qparams` then returns
+        without recomputing them), and one :class:`_RangeScale` node for the gradient (the
+        same values and gradient as the tensor ops); everything else the tensor ops.
         """
         a = self._alpha()
         fast = self._scalar_range(a)
-        if fast is None:
+        if fast is not None:
+            key, mn, mx, lo_s, hi_s = fast
+            lo_s, hi_s, adj = self._adjust_scalar(lo_s, hi_s)
+        if fast is None or not (math.isfinite(lo_s) and math.isfinite(hi_s)):
             lo_s, hi_s = self._scaled_range_t()
             s, z = self._scale_zero_t(lo_s, hi_s, self.code_spec)
             return s, z, lo_s, hi_s
-        key, mn, mx, lo_s, hi_s = fast
-        lo_s, hi_s, adj = self._adjust_scalar(lo_s, hi_s)
         spec = self.code_spec
-        zero = np.float32(0.0)
-        lo = np.minimum(lo_s, zero)
-        hi = np.maximum(hi_s, zero)
+        sv, z = qparams_from_range(lo_s, hi_s, spec)
+        self._keep_qparams(key, (sv, z, spec))
         lo_t, hi_t = _scalar(lo_s), _scalar(hi_s)
-        finite = math.isfinite(float(lo)) and math.isfinite(float(hi))   # else qparams() raises
-        if float(hi) == float(lo):
-            if finite:
-                self._keep_qparams(key, (np.float32(1.0), 0, spec))
-            return torch.ones((), dtype=torch.float32), 0, lo_t, hi_t
-        levels_m1 = np.float32(spec.levels - 1)
-        v = (hi - lo) / levels_m1
-        sv = np.maximum(v, _EPS32_NP)
-        z = float(round_float(-lo / sv, spec.rounding))
-        z = int(min(max(z, spec.qmin), spec.qmax))
-        if finite:   # qparams_from_range(lo_s, hi_s), the same arithmetic: qparams() reads it
-            self._keep_qparams(key, (np.float32(sv), z, spec))
+        zero = np.float32(0.0)
+        lo, hi = np.minimum(lo_s, zero), np.maximum(hi_s, zero)
+        if float(hi) == float(lo):                # a degenerate range: s = 1, no gradient
+            return torch.ones((), dtype=torch.float32), z, lo_t, hi_t
         if a is None or not torch.is_grad_enabled() or not a.requires_grad:
             return _scalar(sv), z, lo_t, hi_t
+        levels_m1 = np.float32(spec.levels - 1)
+        v = (hi - lo) / levels_m1                 # before the eps clamp: the backward's mask
         s = _RangeScale.apply(a, (sv, v, levels_m1, lo_s, hi_s, mn, mx, a.shape, adj))
         return s, z, lo_t, hi_t
 
