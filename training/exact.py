@@ -156,6 +156,22 @@ def _snap_table(skew: int, spec: QuantSpec) -> torch.Tensor:
     return _snap_adds(torch.arange(256, dtype=torch.int64), skew, spec)[1].reshape(-1).to(torch.int64)
 
 
+def _tail(q, s: float, z: int) -> tuple:
+    """The tail a stage's CPU kernel runs on its codes for quantizer ``q`` (scale ``s``, zero
+    point ``z``): ``(snap, s, z)``, ``snap`` the constants of BT's two snap ``add`` ops
+    (:func:`_snap_adds`) or ``None``; see :func:`training.exact_kernels.add_codes`."""
+    return (_snap_constants(q._skew(), q.code_spec) if is_bt(q) else None), s, z
+
+
+@cache
+def _snap_constants(skew: int, spec: QuantSpec) -> tuple[int, ...]:
+    """``(Ma, Mb, n, level qmin, level qmax, 85, qmin, qmax)``: the arithmetic of
+    :func:`_snap_adds` as :func:`training.exact_kernels.add_codes`' tail takes it."""
+    ma, mb, n = truncation_multipliers(skew)
+    level = QuantSpec(2)
+    return ma, mb, n, level.qmin, level.qmax, BT_STEP, spec.qmin, spec.qmax
+
+
 def snap_codes(q, codes: torch.Tensor, record: list | None = None) -> torch.Tensor:
     """BT / BT*'s snap of 8-bit codes, as the export's two ``add`` ops (identity otherwise).
 
@@ -237,17 +253,27 @@ def _requantize(v: torch.Tensor, first: Requantizer, second: Requantizer | None 
     computes and validates it.  CPU int64 ``v`` takes one numba pass
     (:func:`training.exact_kernels.requant_chain`, int64 out) unless a product could leave
     the admitted range; everything else the validated tensor ops (int32 out)."""
+    return _requantize_tail(v, first, second)[0]
+
+
+def _requantize_tail(v: torch.Tensor, first: Requantizer, second: Requantizer | None = None,
+                     tail: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(codes, values)``: :func:`_requantize`, and with ``tail`` (:func:`_tail`) on the
+    numba pass the snapped codes and their dequantized values from the same pass; ``values``
+    is ``None`` (and the codes are not snapped) wherever that pass does not run."""
     if v.device.type == "cpu" and v.dtype == torch.int64:
         from training.exact_kernels import requant_chain
 
-        out = requant_chain(v.numpy(), first, second)
+        out = requant_chain(v.numpy(), first, second, tail)
         if out is not None:
-            return torch.from_numpy(out)
+            if tail is None:
+                return torch.from_numpy(out), None
+            return torch.from_numpy(out[0]), torch.from_numpy(out[1])
     y = torch_ops.requantize(v, first.multiplier, first.shift, first.zero_point, first.spec)
     if second is not None:
         y = torch_ops.requantize(y.to(torch.int64) - first.zero_point, second.multiplier,
                                  second.shift, second.zero_point, second.spec)
-    return y
+    return y, None
 
 
 def _dequantize(codes: torch.Tensor, s: float, z: int) -> torch.Tensor:
@@ -259,11 +285,14 @@ def _dequantize(codes: torch.Tensor, s: float, z: int) -> torch.Tensor:
     return torch.from_numpy(dequantize(codes.numpy(), z, s))
 
 
-def wrap(q, fake: torch.Tensor | None, codes: torch.Tensor) -> QT:
+def wrap(q, fake: torch.Tensor | None, codes: torch.Tensor,
+         exact: torch.Tensor | None = None) -> QT:
     """A :class:`QT` of quantizer ``q``'s final ``codes``, its value carrying ``fake``'s gradient
-    (``fake=None``: no fake-quant path, the value is the dequantized codes)."""
+    (``fake=None``: no fake-quant path, the value is the dequantized codes).  ``exact``: the
+    dequantized codes, when the stage's kernel computed them already."""
     s, z, spec = qparams(q)
-    exact = _dequantize(codes, s, z)
+    if exact is None:
+        exact = _dequantize(codes, s, z)
     value = exact if fake is None else _Exact.apply(fake, exact)
     return QT(value, codes.to(torch.int64), s, z, spec, id(q))
 
@@ -307,8 +336,21 @@ def add_stage(q, a: QT, ca: float, b: QT, cb: float, mult_bits: int,
         fake = q(y)
     s, z, spec = qparams(q)
     ma, mb, n = add_multipliers(ca, a.scale, cb, b.scale, s, mult_bits)
-    codes = _add_codes(a.codes, a.zero, ma, b.codes, b.zero, mb, n, z, spec)
-    if record is not None:
+    return _add_op(q, fake, a, ma, b, mb, n, s, z, spec, record)
+
+
+def _add_op(q, fake: torch.Tensor | None, a: QT, ma: int, b: QT, mb: int, n: int, s: float,
+            z: int, spec: QuantSpec, record: list | None) -> QT:
+    """The :class:`QT` of the ``add`` op ``(a, ma) + (b, mb) >> n`` to quantizer ``q``'s codes
+    (scale ``s``, zero point ``z``, ``spec``), then BT's snap: without ``record`` the snap and
+    the dequantization run in the add's own pass."""
+    if record is None:
+        codes, exact = _add_codes_tail(a.codes, a.zero, ma, b.codes, b.zero, mb, n, z, spec,
+                                       _tail(q, s, z))
+        if exact is not None:
+            return wrap(q, fake, codes, exact)
+    else:
+        codes = _add_codes(a.codes, a.zero, ma, b.codes, b.zero, mb, n, z, spec)
         record.append(("add", codes))
     return wrap(q, fake, snap_codes(q, codes.to(torch.int64), record))
 
@@ -318,6 +360,15 @@ def _add_codes(a: torch.Tensor, a_zero: int, ma: int, b: torch.Tensor, b_zero: i
     """The ``add`` op's codes: :func:`quant.torch_ops.add_requantize` (int32), or for two CPU
     int64 tensors of one shape the same arithmetic in one numba pass
     (:func:`training.exact_kernels.add_codes`, int64)."""
+    return _add_codes_tail(a, a_zero, ma, b, b_zero, mb, n, z, spec)[0]
+
+
+def _add_codes_tail(a: torch.Tensor, a_zero: int, ma: int, b: torch.Tensor, b_zero: int, mb: int,
+                    n: int, z: int, spec: QuantSpec, tail: tuple | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(codes, values)``: :func:`_add_codes`, and with ``tail`` (:func:`_tail`) on the numba
+    pass the snapped codes and their dequantized values from the same pass; ``values`` is
+    ``None`` (and the codes are not snapped) wherever that pass does not run."""
     if (a.device.type == "cpu" and b.device.type == "cpu" and a.dtype == torch.int64
             and b.dtype == torch.int64 and a.shape == b.shape):
         from quant.reference import _check_multiplier, _check_shift
@@ -325,10 +376,12 @@ def _add_codes(a: torch.Tensor, a_zero: int, ma: int, b: torch.Tensor, b_zero: i
 
         _check_multiplier(ma, "a_mult", signed=True)
         _check_multiplier(mb, "b_mult", signed=True)
-        return torch.from_numpy(add_codes(a.numpy(), a_zero, ma, b.numpy(), b_zero, mb,
-                                          _check_shift(n), spec.check_zero_point(z), spec.qmin,
-                                          spec.qmax))
-    return torch_ops.add_requantize(a, a_zero, ma, b, b_zero, mb, n, z, spec)
+        out = add_codes(a.numpy(), a_zero, ma, b.numpy(), b_zero, mb, _check_shift(n),
+                        spec.check_zero_point(z), spec.qmin, spec.qmax, tail)
+        if tail is None:
+            return torch.from_numpy(out), None
+        return torch.from_numpy(out[0]), torch.from_numpy(out[1])
+    return torch_ops.add_requantize(a, a_zero, ma, b, b_zero, mb, n, z, spec), None
 
 
 def convert_stage(q, a: QT, mult_bits: int, record: list | None = None) -> QT:
@@ -342,10 +395,7 @@ def convert_stage(q, a: QT, mult_bits: int, record: list | None = None) -> QT:
         value = a.value.detach() if fake is None else _Exact.apply(fake, a.value.detach())
         return QT(value, a.codes, s, z, spec, id(q))
     ma, mb, n = add_multipliers(1.0, a.scale, 0.0, a.scale, s, mult_bits)
-    codes = _add_codes(a.codes, a.zero, ma, a.codes, a.zero, mb, n, z, spec)
-    if record is not None:
-        record.append(("add", codes))
-    return wrap(q, fake, snap_codes(q, codes.to(torch.int64), record))
+    return _add_op(q, fake, a, ma, a, mb, n, s, z, spec, record)
 
 
 def _int_matmul(codes: torch.Tensor, zero: int, wc: torch.Tensor,
@@ -419,8 +469,12 @@ def linear_stage(lin, x: QT, dropout: float, mult_bits: int, record: list | None
                                    torch.tensor(sw, dtype=torch.float32))
     fake = lin.q_out(F.linear(xv, wq, bias)) if need else None
     r = linear_requant(x.scale, lin, mult_bits)
-    codes = _requantize(acc, r)
-    if record is not None:
+    if record is None:
+        codes, exact = _requantize_tail(acc, r, None, _tail(lin.q_out, *qparams(lin.q_out)[:2]))
+        if exact is not None:
+            return wrap(lin.q_out, fake, codes, exact)
+    else:
+        codes = _requantize(acc, r)
         record.append(("linear", codes))
     return wrap(lin.q_out, fake, snap_codes(lin.q_out, codes.to(torch.int64), record))
 
@@ -441,8 +495,13 @@ def propagate_stage(prop, x: QT, edge: QT, graph, mult_bits: int,
         raise ValueError("BT inside a propagation step (message / aggregate) has no integer form")
     if fake is not None:
         acc = one_pass.accumulators(params)
-    codes = aggregate_fast(graph, edge.codes, x.codes, params, acc)
-    if record is not None:
+    if record is None:
+        codes, exact = aggregate_fast(graph, edge.codes, x.codes, params, acc,
+                                      tail=_tail(last, *qparams(last)[:2]))
+        if exact is not None:
+            return wrap(last, fake, codes, exact)
+    else:
+        codes = aggregate_fast(graph, edge.codes, x.codes, params, acc)
         record.append(("propagate", codes))
     return wrap(last, fake, snap_codes(last, codes.to(torch.int64), record))
 
@@ -461,14 +520,15 @@ def _message_table_np(msg: Requantizer | None, x_spec: QuantSpec, x_zero: int, w
     the products themselves without a message requantizer.  int16 when every entry is within
     ``+-32767`` (requantized messages are), else int32 (products of 8-bit codes are at most
     ``255 * 255`` in magnitude); the kernels add them into int64."""
-    xs = torch.arange(x_spec.qmin, x_spec.qmax + 1, dtype=torch.int64)
-    ws = torch.arange(w_spec.qmin, w_spec.qmax + 1, dtype=torch.int64)
-    prod = (xs - x_zero)[:, None] * (ws - w_zero)[None, :]
-    if msg is not None:
-        prod = _requantize(prod, msg).to(torch.int64) - msg.zero_point
-    table = prod.numpy()
-    small = table.size == 0 or int(np.abs(table).max()) <= np.iinfo(np.int16).max
-    table = table.astype(np.int16 if small else np.int32)
+    from training.exact_kernels import message_table
+
+    table = message_table((x_spec.qmin, x_spec.qmax), x_zero, (w_spec.qmin, w_spec.qmax), w_zero,
+                          msg)
+    if table is None:                        # the validated path, which refuses the product
+        xs = torch.arange(x_spec.qmin, x_spec.qmax + 1, dtype=torch.int64)
+        ws = torch.arange(w_spec.qmin, w_spec.qmax + 1, dtype=torch.int64)
+        prod = (xs - x_zero)[:, None] * (ws - w_zero)[None, :]
+        table = (_requantize(prod, msg).to(torch.int64) - msg.zero_point).numpy().astype(np.int32)
     table.setflags(write=False)
     return table
 
@@ -523,7 +583,7 @@ def table_operands(graph, w: torch.Tensor, x: torch.Tensor, key: tuple
 
 
 def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationParams,
-                   acc: torch.Tensor | None = None) -> torch.Tensor:
+                   acc: torch.Tensor | None = None, tail: tuple | None = None):
     """One propagation op, equal to :func:`training.integer.aggregate` (and so to
     :func:`quant.aggregate.aggregate_reference`), in one pass over the edges.
 
@@ -538,6 +598,10 @@ def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationP
 
     ``acc`` (N, F) int64, optional: the accumulators, already computed (by
     :class:`training.exact_pass.PendingPass`); only the requantizations are left.
+
+    ``tail`` (optional, :func:`_tail`): the result is then ``(codes, values)`` as
+    :func:`_requantize_tail` returns it (codes snapped and dequantized in the requantizing
+    pass, or ``values`` ``None``).
 
     Shapes: ``w`` (E,) edge codes in the graph's canonical order, ``x`` (N, F) codes;
     returns (N, F) int64 (CPU) or int32.
@@ -560,10 +624,13 @@ def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationP
         p = table.reshape(-1)[idx]
         pmax = int(table.abs().max())
         if graph.max_degree * pmax > min(hi, -lo):
-            return integer.aggregate(graph.indptr_t, graph.indices_t, w, x, params)[0]
+            codes = integer.aggregate(graph.indptr_t, graph.indices_t, w, x, params)[0]
+            return codes if tail is None else (codes, None)
         acc = torch.zeros(graph.num_nodes, x.shape[1], dtype=torch.int64, device=x.device)
         acc.index_add_(0, dst, p)
-    return _requantize(acc, params.out, params.upd)
+    if tail is None:
+        return _requantize(acc, params.out, params.upd)
+    return _requantize_tail(acc, params.out, params.upd, tail)
 
 
 def edge_stage(q, edge_weight: torch.Tensor) -> QT:

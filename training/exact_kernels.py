@@ -535,8 +535,52 @@ def exact_message_pass(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: 
     return out_i, out_f, (cut[:k].copy() if want_cut else None), (coef if want_coef else None)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _finish(out, snap, has_snap, dz, ds, vals, has_vals):  # pragma: no cover - numba
+    # a stage's tail on its clamped codes, after the loop that made them (kept apart, so
+    # that loop stays as vectorizable as without a tail): BT's snap, the two ``add`` ops
+    # ``level = clamp(round_shift(y Ma + Mb, n), l0, l1)``, ``clamp(level step, qmin,
+    # qmax)``, in place; then the dequantization
+    if has_snap:
+        ma, mb, n, l0, l1, step, qmin, qmax = (snap[0], snap[1], snap[2], snap[3], snap[4],
+                                               snap[5], snap[6], snap[7])
+        half = np.int64(1) << (n - 1)
+        for i in range(out.shape[0]):
+            lv = (out[i] * ma + mb + half) >> n
+            lv = l0 if lv < l0 else (l1 if lv > l1 else lv)
+            r = lv * step
+            out[i] = qmin if r < qmin else (qmax if r > qmax else r)
+    if has_vals:
+        for i in range(out.shape[0]):
+            vals[i] = np.float32(out[i] - dz) * ds
+
+
+#: the tail's placeholders when there is no snap or no value output
+_NO_SNAP = np.zeros(8, dtype=np.int64)
+_NO_VALUES = np.zeros(0, dtype=np.float32)
+
+
+def _tail_args(tail, shape: tuple) -> tuple:
+    """The kernels' tail arguments for ``tail`` (``None``, or ``(snap, scale, zero)``), and the
+    values array (``None`` without a tail)."""
+    if tail is None:
+        return (_NO_SNAP, False, np.int64(0), np.float32(0.0), _NO_VALUES, False), None
+    snap, scale, zero = tail
+    if snap is None:
+        snap_arr = _NO_SNAP
+    else:
+        snap_arr = np.array(snap, dtype=np.int64)
+        if snap_arr.shape != (8,) or snap_arr[2] < 1:
+            raise ValueError(f"a snap is (Ma, Mb, n >= 1, level min, level max, step, qmin, "
+                             f"qmax), not {snap!r}")
+    vals = np.empty(shape, dtype=np.float32)
+    return (snap_arr, snap is not None, np.int64(zero), np.float32(scale), vals.reshape(-1),
+            True), vals
+
+
 @njit(cache=True, nogil=True)
-def _add_codes(a, za, ma, b, zb, mb, n, z, qmin, qmax, out):  # pragma: no cover - numba
+def _add_codes(a, za, ma, b, zb, mb, n, z, qmin, qmax, out, snap, has_snap, dz, ds, vals,
+               has_vals):  # pragma: no cover - numba
     half = np.int64(1) << (n - 1) if n > 0 else np.int64(0)
     for i in range(out.shape[0]):
         v = (a[i] - za) * ma + (b[i] - zb) * mb
@@ -546,24 +590,32 @@ def _add_codes(a, za, ma, b, zb, mb, n, z, qmin, qmax, out):  # pragma: no cover
             v = v << -n
         v += z
         out[i] = qmin if v < qmin else (qmax if v > qmax else v)
+    _finish(out, snap, has_snap, dz, ds, vals, has_vals)
 
 
 def add_codes(a: np.ndarray, a_zero: int, a_mult: int, b: np.ndarray, b_zero: int, b_mult: int,
-              shift: int, zero_point: int, qmin: int, qmax: int) -> np.ndarray:
+              shift: int, zero_point: int, qmin: int, qmax: int, tail=None):
     """``clamp(round_shift((a - za) Ma + (b - zb) Mb, n) + z, qmin, qmax)`` in one pass: the
     arithmetic of :func:`quant.reference.add_requantize` (int64 throughout, arithmetic
     shifts, half-up rounding), on two int64 arrays of one shape.
 
     The caller has validated the multipliers, shift and zero point (as
     :func:`quant.torch_ops.add_requantize` does).  Returns int64 of that shape.
+
+    ``tail`` (optional) ``(snap, scale, zero)``: in the same call each code then goes through
+    BT's snap, the export's two ``add`` ops ``level = clamp(round_shift(y Ma + Mb, n), l0,
+    l1)`` and ``clamp(level step, qmin, qmax)`` with ``snap = (Ma, Mb, n, l0, l1, step, qmin,
+    qmax)`` (``None``: no snap), and is dequantized as :func:`dequantize` does with ``scale``
+    and ``zero``; the result is then ``(codes, values)``, values float32.
     """
     a = np.ascontiguousarray(a, dtype=np.int64)
     b = np.ascontiguousarray(b, dtype=np.int64)
     out = np.empty(a.shape, dtype=np.int64)
+    targs, vals = _tail_args(tail, a.shape)
     _add_codes(a.reshape(-1), np.int64(a_zero), np.int64(a_mult), b.reshape(-1), np.int64(b_zero),
                np.int64(b_mult), np.int64(shift), np.int64(zero_point), np.int64(qmin),
-               np.int64(qmax), out.reshape(-1))
-    return out
+               np.int64(qmax), out.reshape(-1), *targs)
+    return out if tail is None else (out, vals)
 
 
 @njit(cache=True, nogil=True)
@@ -606,7 +658,8 @@ def _requant_one(v, m, n, z, lo, hi):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def _requant_chain(v, m1, n1, z1, lo1, hi1, two, m2, n2, z2, lo2, hi2, out):  # pragma: no cover - numba
+def _requant_chain(v, m1, n1, z1, lo1, hi1, two, m2, n2, z2, lo2, hi2, out, snap, has_snap, dz, ds,
+                   vals, has_vals):  # pragma: no cover - numba
     vmax = np.int64(0)
     for i in range(v.shape[0]):
         a = v[i]
@@ -617,10 +670,11 @@ def _requant_chain(v, m1, n1, z1, lo1, hi1, two, m2, n2, z2, lo2, hi2, out):  # 
         if two:
             r = _requant_one(r - z1, m2, n2, z2, lo2, hi2)
         out[i] = r
+    _finish(out, snap, has_snap, dz, ds, vals, has_vals)
     return vmax
 
 
-def requant_chain(v: np.ndarray, first, second=None) -> np.ndarray | None:
+def requant_chain(v: np.ndarray, first, second=None, tail=None):
     """``second(first(v))`` in one pass, or ``first(v)`` without ``second``: each requantizer
     ``r`` (a :class:`quant.aggregate.Requantizer`) is ``clamp(round_shift(u r.multiplier,
     r.shift) + r.zero_point, qmin, qmax)`` of its centred input ``u`` (``v``, then the first
@@ -632,6 +686,9 @@ def requant_chain(v: np.ndarray, first, second=None) -> np.ndarray | None:
     :data:`quant.reference.PRODUCT_LIMIT` up): the caller then takes the validated path,
     which refuses it with its error.
 
+    ``tail`` (optional) ``(snap, scale, zero)``: as in :func:`add_codes`, the codes are
+    snapped and dequantized in the same pass and ``(codes, values)`` returned.
+
     Shapes: ``v`` any shape, int64; returns int64 of that shape.
     """
     from quant.reference import PRODUCT_LIMIT
@@ -640,17 +697,61 @@ def requant_chain(v: np.ndarray, first, second=None) -> np.ndarray | None:
     out = np.empty(v.shape, dtype=np.int64)
     two = second is not None
     s = second if two else first
+    targs, vals = _tail_args(tail, v.shape)
     vmax = _requant_chain(v.reshape(-1), np.int64(first.multiplier), np.int64(first.shift),
                           np.int64(first.zero_point), np.int64(first.spec.qmin),
                           np.int64(first.spec.qmax), two, np.int64(s.multiplier),
                           np.int64(s.shift), np.int64(s.zero_point), np.int64(s.spec.qmin),
-                          np.int64(s.spec.qmax), out.reshape(-1))
+                          np.int64(s.spec.qmax), out.reshape(-1), *targs)
     if int(vmax) * abs(first.multiplier) * (1 << max(0, -first.shift)) >= PRODUCT_LIMIT:
         return None
     if two:
         umax = max(abs(first.spec.qmin - first.zero_point), abs(first.spec.qmax - first.zero_point))
         if umax * abs(second.multiplier) * (1 << max(0, -second.shift)) >= PRODUCT_LIMIT:
             return None
+    return out if tail is None else (out, vals)
+
+
+@njit(cache=True, nogil=True)
+def _message_table(x0, x1, xz, w0, w1, wz, has_msg, m, n, z, lo, hi, out):  # pragma: no cover - numba
+    for a in range(x1 - x0 + 1):
+        u = x0 + a - xz
+        for b in range(w1 - w0 + 1):
+            v = u * (w0 + b - wz)
+            if has_msg:
+                v = _requant_one(v, m, n, z, lo, hi) - z
+            out[a, b] = v
+
+
+def message_table(x_range: tuple[int, int], x_zero: int, w_range: tuple[int, int], w_zero: int,
+                  msg=None) -> np.ndarray | None:
+    """Every message ``(x - z_x)(w - z_w)`` of the code ranges ``x_range`` and ``w_range``
+    (inclusive), requantized by ``msg`` (a :class:`quant.aggregate.Requantizer`, optional) and
+    centred (``msg``'s codes minus its zero point): :func:`requant_chain` on every pair.
+
+    Returns (levels_x, levels_w) int16 when every entry is within ``+-32767``, else int32
+    (written row by row); ``None``, computing nothing, when a product could leave the range
+    :func:`quant.reference.requantize` admits (the caller then takes the validated path).
+    """
+    from quant.reference import PRODUCT_LIMIT
+
+    (x0, x1), (w0, w1) = x_range, w_range
+    pmax = max(abs(x0 - x_zero), abs(x1 - x_zero)) * max(abs(w0 - w_zero), abs(w1 - w_zero))
+    if msg is None:
+        m = n = z = 0
+        emax = pmax
+        lo = hi = 0
+    else:
+        m, n, z = msg.multiplier, msg.shift, msg.zero_point
+        lo, hi = msg.spec.qmin, msg.spec.qmax
+        if pmax * abs(m) * (1 << max(0, -n)) >= PRODUCT_LIMIT:
+            return None
+        emax = max(abs(lo - z), abs(hi - z))
+    dtype = np.int16 if emax <= np.iinfo(np.int16).max else np.int32
+    out = np.empty((x1 - x0 + 1, w1 - w0 + 1), dtype=dtype)
+    _message_table(np.int64(x0), np.int64(x1), np.int64(x_zero), np.int64(w0), np.int64(w1),
+                   np.int64(w_zero), msg is not None, np.int64(m), np.int64(n), np.int64(z),
+                   np.int64(lo), np.int64(hi), out)
     return out
 
 

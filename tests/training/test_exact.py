@@ -220,6 +220,68 @@ def test_requant_chain_equals_reference(seed):
         requantize_t(torch.from_numpy(big), huge.multiplier, huge.shift, 0, huge.spec)
 
 
+@pytest.mark.parametrize("skew", [-42, -5, 0, 17, 42])
+@pytest.mark.parametrize("bt", [None, "BT*"])
+def test_kernel_tail_equals_snap_and_dequantize(skew, bt):
+    # the add and requantization kernels' tail: BT's snap (the two add ops' arithmetic) and
+    # the dequantization in the same call equal snap_codes with a record and dequantize
+    from quant.aggregate import Requantizer
+    from quant.quantizers import QLRQuantizer
+    from quant.spec import QuantSpec
+    from training.exact import _tail, snap_codes
+    from training.exact_kernels import add_codes, dequantize, requant_chain
+
+    q = QLRQuantizer(2, bt_mode=bt) if bt else QLRQuantizer(8)
+    if bt:
+        q.skew.fill_(skew)
+    spec, s, z = q.code_spec, float(np.float32(0.0123 * (1 + abs(skew)))), 3
+    tail = _tail(q, s, z)
+    rng = np.random.default_rng(skew + 50)
+    v = rng.integers(-(1 << 14), 1 << 14, (40, 7))
+    first = Requantizer(int(rng.integers(1 << 11, 1 << 12)), 18, z, spec)
+    plain = requant_chain(v, first)
+    codes, vals = requant_chain(v, first, None, tail)
+    a, b = rng.integers(0, 256, (2, 40, 7))
+    plain_add = add_codes(a, 7, 3001, b, 250, -977, 13, z, spec.qmin, spec.qmax)
+    codes_add, vals_add = add_codes(a, 7, 3001, b, 250, -977, 13, z, spec.qmin, spec.qmax, tail)
+    for raw, got, got_vals in ((plain, codes, vals), (plain_add, codes_add, vals_add)):
+        assert len(np.unique(raw)) > 4
+        want = snap_codes(q, torch.from_numpy(raw), record=[]).numpy()
+        assert got.dtype == np.int64 and np.array_equal(got, want)
+        assert got_vals.dtype == np.float32
+        assert np.array_equal(got_vals.view(np.int32), dequantize(want, z, s).view(np.int32))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_message_table_kernel_equals_tensor_ops(seed):
+    # every pair's requantized, centred message (or the bare product), as the validated
+    # tensor ops compute it; a product past the reference's limit is left to them (None)
+    from quant.aggregate import Requantizer
+    from quant.spec import QuantSpec
+    from quant.torch_ops import requantize
+    from training.exact_kernels import message_table
+
+    rng = np.random.default_rng(seed)
+    xs, ws = QuantSpec([2, 4, 8][seed % 3]), QuantSpec([8, 4][seed % 2], signed=seed % 4 == 3)
+    xz = int(rng.integers(xs.qmin, xs.qmax + 1))
+    wz = int(rng.integers(ws.qmin, ws.qmax + 1))
+    ms = QuantSpec([4, 8, 2][seed % 3])
+    msg = None if seed % 5 == 4 else Requantizer(int(rng.integers(1, 1 << 16)),
+                                                  [3, 17, -2, 0][seed % 4],
+                                                  int(rng.integers(ms.qmin, ms.qmax + 1)), ms)
+    x = torch.arange(xs.qmin, xs.qmax + 1, dtype=torch.int64)
+    w = torch.arange(ws.qmin, ws.qmax + 1, dtype=torch.int64)
+    want = (x - xz)[:, None] * (w - wz)[None, :]
+    if msg is not None:
+        want = requantize(want, msg.multiplier, msg.shift, msg.zero_point, msg.spec).to(
+            torch.int64) - msg.zero_point
+    got = message_table((xs.qmin, xs.qmax), xz, (ws.qmin, ws.qmax), wz, msg)
+    assert got.dtype == (np.int16 if int(want.abs().max()) <= 32767 else np.int32)
+    assert np.array_equal(got.astype(np.int64), want.numpy())
+    huge = Requantizer((1 << 31) - 1, -30, 0, QuantSpec(8))
+    assert message_table((0, 255), 0, (0, 255), 0, huge) is None
+
+
 @pytest.mark.parametrize("scale", [1.0, 0.1, 3.0e-5, 7.25e3])
 def test_dequantize_kernel_equals_torch_bits(scale):
     from quant.torch_ops import dequantize as dequantize_t
