@@ -227,7 +227,6 @@ def test_kernel_tail_equals_snap_and_dequantize(skew, bt):
     # the dequantization in the same call equal snap_codes with a record and dequantize
     from quant.aggregate import Requantizer
     from quant.quantizers import QLRQuantizer
-    from quant.spec import QuantSpec
     from training.exact import _tail, snap_codes
     from training.exact_kernels import add_codes, dequantize, requant_chain
 
