@@ -506,10 +506,11 @@ def propagate_stage(prop, x: QT, edge: QT, graph, mult_bits: int,
     return wrap(last, fake, snap_codes(last, codes.to(torch.int64), record))
 
 
-#: message tables kept: a forward at K = 10 uses 20 (two propagations per step), and the
-#: evaluation's 20 are the next training step's; at the 8-bit code spec of BT a table is
-#: 128 KiB (int16)
-MESSAGE_TABLES_KEPT = 64
+#: message tables kept.  A table's key holds the message requantizer, which the scales of
+#: every training step change, so few are met again (about one lookup in ten, training
+#: SMP at K = 10); one table of BT's 8-bit codes is 128 KiB (int16) and takes about 30 us
+#: to build, so a short cache keeps the hits that come close together and little memory
+MESSAGE_TABLES_KEPT = 8
 
 
 @lru_cache(maxsize=MESSAGE_TABLES_KEPT)
