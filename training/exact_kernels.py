@@ -104,24 +104,28 @@ def _aggregate_table_narrow(indptr, src, col, x, table_t, lo, hi, saturate, out,
 
 
 
-def compact_codes(codes: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray | None]:
+def compact_codes(codes: np.ndarray, levels: int, offset: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
     """The codes renumbered over the values that occur, when at most half of the ``levels``
     occur (BT and BT* codes take four of 256 values), so the kernels' tables shrink to
     those rows.
 
     Parameters
     ----------
-    codes : (N, C) integers in ``[0, levels)`` (codes minus the smallest code)
+    codes : (N, C) integers in ``[offset, offset + levels)``
     levels : int
         The table's rows (values a code can take).
+    offset : int
+        The smallest code (row 0 of the table); the kernels subtract it as they read.
 
     Returns
     -------
-    index : (N, C) the position of each code among the values that occur, or the codes
-        themselves when more than half of the levels occur; uint8 when ``levels <= 256``
-        (every code of at most 8 bits: a node's codes are then one small row the kernels
-        read with fewer cache lines), else int32
-    used : (U,) int64 the values that occur, ascending, or ``None`` (no renumbering)
+    index : (N, C) the position of each code (minus ``offset``) among the values that
+        occur, or the codes minus ``offset`` when more than half of the levels occur; uint8
+        when ``levels <= 256`` (every code of at most 8 bits: a node's codes are then one
+        small row the kernels read with fewer cache lines), else int32
+    used : (U,) int64 the values (minus ``offset``) that occur, ascending, or ``None`` (no
+        renumbering)
     """
     codes = np.ascontiguousarray(codes, dtype=np.int64)
     dtype = np.uint8 if levels <= 256 else np.int32
@@ -129,24 +133,24 @@ def compact_codes(codes: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarra
         return codes.astype(dtype), None
     flat = codes.reshape(-1)
     present = np.zeros(levels, dtype=np.bool_)
-    if not _mark_present(flat, present):
+    if not _mark_present(flat, np.int64(offset), present):
         lo, hi = min_max(flat)
-        raise ValueError(f"codes must be in [0, {levels}), not in [{lo}, {hi}]")
+        raise ValueError(f"codes must be in [{offset}, {offset + levels}), not in [{lo}, {hi}]")
     used = np.flatnonzero(present)
     out = np.empty(codes.shape, dtype=dtype)
     if 2 * used.size > levels:
-        _renumber(flat, np.arange(levels, dtype=dtype), out.reshape(-1))
+        _renumber(flat, np.int64(offset), np.arange(levels, dtype=dtype), out.reshape(-1))
         return out, None
     position = (np.cumsum(present, dtype=np.int32) - 1).astype(dtype)
-    _renumber(flat, position, out.reshape(-1))
+    _renumber(flat, np.int64(offset), position, out.reshape(-1))
     return out, used
 
 
 @njit(cache=True, nogil=True)
-def _mark_present(codes, present):  # pragma: no cover - numba
+def _mark_present(codes, offset, present):  # pragma: no cover - numba
     n = present.shape[0]
     for i in range(codes.shape[0]):
-        c = codes[i]
+        c = codes[i] - offset
         if c < 0 or c >= n:
             return False
         present[c] = True
@@ -154,9 +158,9 @@ def _mark_present(codes, present):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def _renumber(codes, position, out):  # pragma: no cover - numba
+def _renumber(codes, offset, position, out):  # pragma: no cover - numba
     for i in range(codes.shape[0]):
-        out[i] = position[codes[i]]
+        out[i] = position[codes[i] - offset]
 
 
 def aggregate_table(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: np.ndarray,
@@ -183,7 +187,7 @@ def aggregate_table(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: np.
     (N, C) int64 accumulators.
     """
     out = np.empty((indptr.shape[0] - 1, x.shape[1]), dtype=np.int64)
-    xs, used = compact_codes(np.asarray(x) - x_min, table.shape[0])
+    xs, used = compact_codes(x, table.shape[0], x_min)
     if used is not None:                       # only the rows of the codes that occur
         table = table[used]
     table_t = np.ascontiguousarray(table.T)

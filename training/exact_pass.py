@@ -85,7 +85,7 @@ class PendingPass:
         src, col, table = table_operands(g, e.codes, x.codes, key)
         xv = torch_ops.dequantize(torch.arange(x.spec.qmin, x.spec.qmax + 1), x.scale, x.zero)
         wv = torch_ops.dequantize(torch.arange(e.spec.qmin, e.spec.qmax + 1), e.scale, e.zero)
-        xc, used = compact_codes(x.codes.numpy() - x.spec.qmin, table.shape[0])
+        xc, used = compact_codes(x.codes.numpy(), table.shape[0], x.spec.qmin)
         if used is not None:                   # only the rows of the codes that occur
             table, xv = table[used], xv[torch.from_numpy(used)]
         pairs = pair_table(table, xv.numpy(), wv.numpy(), s, z, qmin, qmax)

@@ -148,3 +148,17 @@ def test_compact_codes_refuses_codes_outside_the_levels():
         compact_codes(np.array([[0, 16]]), 16)
     with pytest.raises(ValueError, match=r"not in \[-1, 3\]"):
         compact_codes(np.array([[3, -1]]), 256)
+    with pytest.raises(ValueError, match=r"codes must be in \[-8, 8\), not in \[-9, 0\]"):
+        compact_codes(np.array([[0, -9]]), 16, -8)
+
+
+def test_compact_codes_subtracts_the_offset_as_it_reads():
+    from training.exact_kernels import compact_codes
+
+    x = np.array([[-8, 7], [-8, -2]])
+    index, used = compact_codes(x, 16, -8)
+    assert index.dtype == np.uint8 and np.array_equal(used, [0, 6, 15])
+    assert np.array_equal(used[index] - 8, x)
+    many = np.arange(-8, 8).reshape(4, 4)
+    index, used = compact_codes(many, 16, -8)
+    assert used is None and np.array_equal(index, many + 8)
