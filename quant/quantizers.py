@@ -144,7 +144,6 @@ class _LearnedStepFake(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: torch.Tensor):  # noqa: D102
         x, s, codes = ctx.saved_tensors
-        zt = torch.tensor(float(ctx.z), dtype=torch.float32)
         need_x, need_s = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         gx = gs = None
         if (need_x or need_s) and _fused_ok(x, s) and g.dtype == torch.float32 \
@@ -154,6 +153,7 @@ class _LearnedStepFake(torch.autograd.Function):
                 gs = t1.sum() + t2.sum()
             return gx, gs, None, None, None, None
         if need_x or need_s:
+            zt = torch.tensor(float(ctx.z), dtype=torch.float32)
             xs = x / s
             v = xs + zt
             keep = (v >= ctx.spec.qmin).logical_and_(v <= ctx.spec.qmax)
@@ -354,6 +354,11 @@ class FakeQuantizer(nn.Module):
     def _alpha(self) -> torch.Tensor | None:
         return None
 
+    def _alpha_value(self) -> float | None:
+        """alpha as a Python float (``None`` without one): :meth:`qparams`' cache key, read
+        without the autograd view :meth:`_alpha` makes."""
+        return None
+
     def _on_first_call(self, x: torch.Tensor) -> None:
         """Called once with the first input (before its range is recorded)."""
 
@@ -497,12 +502,11 @@ class FakeQuantizer(nn.Module):
         with those three values and returned while they are unchanged.
         """
         self._check_ready()
-        a = self._alpha()
-        key = (self.min_val.item(), self.max_val.item(), None if a is None else a.item())
+        key = (self.min_val.item(), self.max_val.item(), self._alpha_value())
         cached = getattr(self, "_qparams_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
-        fast = self._scalar_range(a)
+        fast = self._scalar_range(self._alpha())
         if fast is None:
             lo, hi = self.scaled_range()
         else:
@@ -585,6 +589,9 @@ class _LearnableRange(FakeQuantizer):
 
     def _alpha(self) -> torch.Tensor:
         return self.alpha.reshape(())
+
+    def _alpha_value(self) -> float:
+        return self.alpha.item()
 
     def _grid_bits(self) -> int:
         return self.bits
