@@ -342,33 +342,37 @@ def add_stage(q, a: QT, ca: float, b: QT, cb: float, mult_bits: int,
 def _add_op(q, fake: torch.Tensor | None, a: QT, ma: int, b: QT, mb: int, n: int, s: float,
             z: int, spec: QuantSpec, record: list | None) -> QT:
     """The :class:`QT` of the ``add`` op ``(a, ma) + (b, mb) >> n`` to quantizer ``q``'s codes
-    (scale ``s``, zero point ``z``, ``spec``), then BT's snap: without ``record`` the snap and
-    the dequantization run in the add's own pass."""
+    (scale ``s``, zero point ``z``, ``spec``), then BT's snap."""
+    return _stage_out(q, fake, "add", lambda tail: _add_codes_tail(
+        a.codes, a.zero, ma, b.codes, b.zero, mb, n, z, spec, tail), record)
+
+
+def _stage_out(q, fake: torch.Tensor | None, op: str, compute, record: list | None) -> QT:
+    """The :class:`QT` of a stage whose integer op ``op`` ends in quantizer ``q``'s codes.
+
+    ``compute(tail)`` returns ``(codes, values)`` as :func:`_requantize_tail` does.  Without
+    ``record`` it gets the stage's :func:`_tail`, so BT's snap and the dequantization run in
+    the op's own kernel; with ``record`` (or where that kernel does not run) the codes are
+    recorded as ``op`` and the snap's two ``add`` ops follow (:func:`snap_codes`)."""
     if record is None:
-        codes, exact = _add_codes_tail(a.codes, a.zero, ma, b.codes, b.zero, mb, n, z, spec,
-                                       _tail(q, s, z))
+        s, z, _ = qparams(q)
+        codes, exact = compute(_tail(q, s, z))
         if exact is not None:
             return wrap(q, fake, codes, exact)
     else:
-        codes = _add_codes(a.codes, a.zero, ma, b.codes, b.zero, mb, n, z, spec)
-        record.append(("add", codes))
+        codes, _ = compute(None)
+        record.append((op, codes))
     return wrap(q, fake, snap_codes(q, codes.to(torch.int64), record))
-
-
-def _add_codes(a: torch.Tensor, a_zero: int, ma: int, b: torch.Tensor, b_zero: int, mb: int, n: int,
-               z: int, spec: QuantSpec) -> torch.Tensor:
-    """The ``add`` op's codes: :func:`quant.torch_ops.add_requantize` (int32), or for two CPU
-    int64 tensors of one shape the same arithmetic in one numba pass
-    (:func:`training.exact_kernels.add_codes`, int64)."""
-    return _add_codes_tail(a, a_zero, ma, b, b_zero, mb, n, z, spec)[0]
 
 
 def _add_codes_tail(a: torch.Tensor, a_zero: int, ma: int, b: torch.Tensor, b_zero: int, mb: int,
                     n: int, z: int, spec: QuantSpec, tail: tuple | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(codes, values)``: :func:`_add_codes`, and with ``tail`` (:func:`_tail`) on the numba
-    pass the snapped codes and their dequantized values from the same pass; ``values`` is
-    ``None`` (and the codes are not snapped) wherever that pass does not run."""
+    """``(codes, values)`` of the ``add`` op: :func:`quant.torch_ops.add_requantize` (int32
+    codes), or for two CPU int64 tensors of one shape the same arithmetic in one numba pass
+    (:func:`training.exact_kernels.add_codes`, int64).  With ``tail`` (:func:`_tail`) that
+    pass also gives the snapped codes and their dequantized values; ``values`` is ``None``
+    (and the codes are not snapped) wherever it does not run."""
     if (a.device.type == "cpu" and b.device.type == "cpu" and a.dtype == torch.int64
             and b.dtype == torch.int64 and a.shape == b.shape):
         from quant.reference import _check_multiplier, _check_shift
@@ -469,14 +473,8 @@ def linear_stage(lin, x: QT, dropout: float, mult_bits: int, record: list | None
                                    torch.tensor(sw, dtype=torch.float32))
     fake = lin.q_out(F.linear(xv, wq, bias)) if need else None
     r = linear_requant(x.scale, lin, mult_bits)
-    if record is None:
-        codes, exact = _requantize_tail(acc, r, None, _tail(lin.q_out, *qparams(lin.q_out)[:2]))
-        if exact is not None:
-            return wrap(lin.q_out, fake, codes, exact)
-    else:
-        codes = _requantize(acc, r)
-        record.append(("linear", codes))
-    return wrap(lin.q_out, fake, snap_codes(lin.q_out, codes.to(torch.int64), record))
+    return _stage_out(lin.q_out, fake, "linear", lambda tail: _requantize_tail(acc, r, None, tail),
+                      record)
 
 
 def propagate_stage(prop, x: QT, edge: QT, graph, mult_bits: int,
@@ -495,15 +493,8 @@ def propagate_stage(prop, x: QT, edge: QT, graph, mult_bits: int,
         raise ValueError("BT inside a propagation step (message / aggregate) has no integer form")
     if fake is not None:
         acc = one_pass.accumulators(params)
-    if record is None:
-        codes, exact = aggregate_fast(graph, edge.codes, x.codes, params, acc,
-                                      tail=_tail(last, *qparams(last)[:2]))
-        if exact is not None:
-            return wrap(last, fake, codes, exact)
-    else:
-        codes = aggregate_fast(graph, edge.codes, x.codes, params, acc)
-        record.append(("propagate", codes))
-    return wrap(last, fake, snap_codes(last, codes.to(torch.int64), record))
+    return _stage_out(last, fake, "propagate", lambda tail: _aggregate_tail(
+        graph, edge.codes, x.codes, params, acc, tail), record)
 
 
 #: message tables kept.  A table's key holds the message requantizer, which the scales of
@@ -584,7 +575,7 @@ def table_operands(graph, w: torch.Tensor, x: torch.Tensor, key: tuple
 
 
 def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationParams,
-                   acc: torch.Tensor | None = None, tail: tuple | None = None):
+                   acc: torch.Tensor | None = None) -> torch.Tensor:
     """One propagation op, equal to :func:`training.integer.aggregate` (and so to
     :func:`quant.aggregate.aggregate_reference`), in one pass over the edges.
 
@@ -600,13 +591,18 @@ def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationP
     ``acc`` (N, F) int64, optional: the accumulators, already computed (by
     :class:`training.exact_pass.PendingPass`); only the requantizations are left.
 
-    ``tail`` (optional, :func:`_tail`): the result is then ``(codes, values)`` as
-    :func:`_requantize_tail` returns it (codes snapped and dequantized in the requantizing
-    pass, or ``values`` ``None``).
-
     Shapes: ``w`` (E,) edge codes in the graph's canonical order, ``x`` (N, F) codes;
     returns (N, F) int64 (CPU) or int32.
     """
+    return _aggregate_tail(graph, w, x, params, acc)[0]
+
+
+def _aggregate_tail(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationParams,
+                    acc: torch.Tensor | None = None, tail: tuple | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(codes, values)``: :func:`aggregate_fast`, and with ``tail`` (:func:`_tail`) on the
+    numba requantization the snapped codes and their dequantized values from the same call;
+    ``values`` is ``None`` (and the codes are not snapped) wherever that call does not run."""
     from training import integer
 
     lo, hi = acc_range(params.acc_bits)
@@ -625,12 +621,9 @@ def aggregate_fast(graph, w: torch.Tensor, x: torch.Tensor, params: AggregationP
         p = table.reshape(-1)[idx]
         pmax = int(table.abs().max())
         if graph.max_degree * pmax > min(hi, -lo):
-            codes = integer.aggregate(graph.indptr_t, graph.indices_t, w, x, params)[0]
-            return codes if tail is None else (codes, None)
+            return integer.aggregate(graph.indptr_t, graph.indices_t, w, x, params)[0], None
         acc = torch.zeros(graph.num_nodes, x.shape[1], dtype=torch.int64, device=x.device)
         acc.index_add_(0, dst, p)
-    if tail is None:
-        return _requantize(acc, params.out, params.upd)
     return _requantize_tail(acc, params.out, params.upd, tail)
 
 
