@@ -366,20 +366,36 @@ def _exact_message_pass(indptr, src, col, x, pairs, lo, hi, saturate, want_cut, 
     return ncut
 
 @njit(cache=True, nogil=True)
-def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, saturate, want_cut, want_coef,
-                               out_i, out_f, coef, edge_bits, lanes):  # pragma: no cover - numba
+def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, flags, out_i, out_f, coef,
+                               edge_bits, lanes):  # pragma: no cover - numba
     # rows of at most four channels: scalar accumulators; the same order of every addition.
     # ``lanes`` is a tuple of C zeros: its length is a compile-time constant, so each channel
-    # count gets its own machine code, without the unused lanes.  The four lanes are
-    # written out: with a per-lane helper function (returning the updated accumulators)
+    # count gets its own machine code, without the unused lanes.  ``flags`` holds three
+    # tuples (saturate, want_cut, want_coef), each empty or one zero, so the options too are
+    # compile-time constants: tested at run time inside the edge loop they took registers,
+    # and the loop spilled its table and index addresses to the stack.  The node codes and
+    # the pair table are read through flat unsigned offsets (``pairs`` row-major, 4 int32 per
+    # pair) for the same reason; together about a quarter less time per pass.  The four lanes
+    # are written out: with a per-lane helper function (returning the updated accumulators)
     # numba's code ran several times slower on Tolokers.  Each edge's clipped lanes are
     # stored as one byte (bit k: lane k), without a branch; _clip_positions lists them
     # afterwards: where many messages clip, a branch per message (or per edge) in this loop
     # mispredicts and stalls its loads.
     c = len(lanes)
+    saturate = len(flags[0]) > 0
+    want_cut = len(flags[1]) > 0
+    want_coef = len(flags[2]) > 0
     n = out_i.shape[0]
     zero = np.float32(0.0)
-    pairs_f = pairs.view(np.float32)
+    one = np.uint64(1)
+    two = np.uint64(2)
+    three = np.uint64(3)
+    four = np.uint64(4)
+    row = np.uint64(pairs.shape[1]) * four          # int32 entries per edge code
+    flat = pairs.reshape(-1)
+    flat_f = flat.view(np.float32)
+    xf = x.reshape(-1)
+    cc = np.uint64(c)
     for i in range(n):
         i0 = np.int64(0)
         i1 = np.int64(0)
@@ -393,42 +409,41 @@ def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, saturate, wan
         c1 = zero
         c2 = zero
         c3 = zero
-        start = indptr[i]
-        m = indptr[i + 1] - start
-        sr = src[start:start + m]
-        cl = col[start:start + m]
-        for j in range(m):
-            b = cl[j]
-            s = sr[j]
-            a = x[s, 0]
-            i0 = _sat(i0 + pairs[b, a, 0], lo, hi, saturate)
-            f0 += pairs_f[b, a, 1]
+        e = indptr[i]
+        end = indptr[i + 1]
+        while e < end:
+            base = np.uint64(col[e]) * row
+            r = np.uint64(src[e]) * cc
+            p = base + np.uint64(xf[r]) * four
+            i0 = _sat(i0 + flat[p], lo, hi, saturate)
+            f0 += flat_f[p + one]
             if want_coef:
-                c0 += pairs_f[b, a, 2]
-            bits = pairs[b, a, 3]
+                c0 += flat_f[p + two]
+            bits = flat[p + three]
             if c > 1:
-                a = x[s, 1]
-                i1 = _sat(i1 + pairs[b, a, 0], lo, hi, saturate)
-                f1 += pairs_f[b, a, 1]
+                p = base + np.uint64(xf[r + one]) * four
+                i1 = _sat(i1 + flat[p], lo, hi, saturate)
+                f1 += flat_f[p + one]
                 if want_coef:
-                    c1 += pairs_f[b, a, 2]
-                bits |= pairs[b, a, 3] << 1
+                    c1 += flat_f[p + two]
+                bits |= flat[p + three] << 1
             if c > 2:
-                a = x[s, 2]
-                i2 = _sat(i2 + pairs[b, a, 0], lo, hi, saturate)
-                f2 += pairs_f[b, a, 1]
+                p = base + np.uint64(xf[r + two]) * four
+                i2 = _sat(i2 + flat[p], lo, hi, saturate)
+                f2 += flat_f[p + one]
                 if want_coef:
-                    c2 += pairs_f[b, a, 2]
-                bits |= pairs[b, a, 3] << 2
+                    c2 += flat_f[p + two]
+                bits |= flat[p + three] << 2
             if c > 3:
-                a = x[s, 3]
-                i3 = _sat(i3 + pairs[b, a, 0], lo, hi, saturate)
-                f3 += pairs_f[b, a, 1]
+                p = base + np.uint64(xf[r + three]) * four
+                i3 = _sat(i3 + flat[p], lo, hi, saturate)
+                f3 += flat_f[p + one]
                 if want_coef:
-                    c3 += pairs_f[b, a, 2]
-                bits |= pairs[b, a, 3] << 3
+                    c3 += flat_f[p + two]
+                bits |= flat[p + three] << 3
             if want_cut:
-                edge_bits[start + j] = bits
+                edge_bits[e] = bits
+            e += one
         out_i[i, 0] = i0
         out_f[i, 0] = f0
         if want_coef:
@@ -524,9 +539,10 @@ def exact_message_pass(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: 
         buf = np.empty(-(-e // 8), dtype=np.uint64)       # whole words, the last one zeroed
         buf[-1:] = 0
         edge_bits = buf.view(np.uint8)[:e]
-        _exact_message_pass_narrow(indptr, src, col, xs, pairs, int(lo), int(hi), bool(saturate),
-                                   bool(want_cut), bool(want_coef), out_i, out_f, coef,
-                                   edge_bits, (0,) * c)
+        flags = tuple((0,) if f else () for f in (saturate, want_cut, want_coef))
+        _exact_message_pass_narrow(_unsigned(indptr), src, col, xs, np.ascontiguousarray(pairs),
+                                   int(lo), int(hi), flags, out_i, out_f, coef, edge_bits,
+                                   (0,) * c)
         k = 0
         if want_cut:
             words = buf if sys.byteorder == "little" else buf[:0]   # else byte by byte
