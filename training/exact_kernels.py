@@ -20,8 +20,6 @@ its order are unchanged.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 from numba import njit
 
@@ -367,7 +365,7 @@ def _exact_message_pass(indptr, src, col, x, pairs, lo, hi, saturate, want_cut, 
 
 @njit(cache=True, nogil=True)
 def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, flags, out_i, out_f, coef,
-                               edge_bits, lanes):  # pragma: no cover - numba
+                               cut, lanes):  # pragma: no cover - numba
     # rows of at most four channels: scalar accumulators; the same order of every addition.
     # ``lanes`` is a tuple of C zeros: its length is a compile-time constant, so each channel
     # count gets its own machine code, without the unused lanes.  ``flags`` holds three
@@ -377,10 +375,13 @@ def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, flags, out_i,
     # the pair table are read through flat unsigned offsets (``pairs`` row-major, 4 int32 per
     # pair) for the same reason; together about a quarter less time per pass.  The four lanes
     # are written out: with a per-lane helper function (returning the updated accumulators)
-    # numba's code ran several times slower on Tolokers.  Each edge's clipped lanes are
-    # stored as one byte (bit k: lane k), without a branch; _clip_positions lists them
-    # afterwards: where many messages clip, a branch per message (or per edge) in this loop
-    # mispredicts and stalls its loads.
+    # numba's code ran several times slower on Tolokers.  The clipped messages' flat
+    # positions e * C + k are written without a branch: every lane's position is stored at
+    # the count so far and the count advanced by the lane's clip flag (0 or 1), so ``cut``
+    # holds E * C entries and a store lands at most at the message's own position.  Where
+    # many messages clip, a branch per message (or per edge) mispredicts and stalls the
+    # loop's loads; one byte of flags per edge, listed by a second pass, took a quarter
+    # longer than these stores.  Returns the number of clipped messages.
     c = len(lanes)
     saturate = len(flags[0]) > 0
     want_cut = len(flags[1]) > 0
@@ -396,6 +397,7 @@ def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, flags, out_i,
     flat_f = flat.view(np.float32)
     xf = x.reshape(-1)
     cc = np.uint64(c)
+    ncut = np.uint64(0)
     for i in range(n):
         i0 = np.int64(0)
         i1 = np.int64(0)
@@ -419,30 +421,44 @@ def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, flags, out_i,
             f0 += flat_f[p + one]
             if want_coef:
                 c0 += flat_f[p + two]
-            bits = flat[p + three]
+            b0 = np.uint64(flat[p + three])
             if c > 1:
                 p = base + np.uint64(xf[r + one]) * four
                 i1 = _sat(i1 + flat[p], lo, hi, saturate)
                 f1 += flat_f[p + one]
                 if want_coef:
                     c1 += flat_f[p + two]
-                bits |= flat[p + three] << 1
+                b1 = np.uint64(flat[p + three])
             if c > 2:
                 p = base + np.uint64(xf[r + two]) * four
                 i2 = _sat(i2 + flat[p], lo, hi, saturate)
                 f2 += flat_f[p + one]
                 if want_coef:
                     c2 += flat_f[p + two]
-                bits |= flat[p + three] << 2
+                b2 = np.uint64(flat[p + three])
             if c > 3:
                 p = base + np.uint64(xf[r + three]) * four
                 i3 = _sat(i3 + flat[p], lo, hi, saturate)
                 f3 += flat_f[p + one]
                 if want_coef:
                     c3 += flat_f[p + two]
-                bits |= flat[p + three] << 3
+                b3 = np.uint64(flat[p + three])
             if want_cut:
-                edge_bits[e] = bits
+                q = e * cc
+                cut[ncut] = q
+                if c > 1:
+                    ncut += b0
+                    cut[ncut] = q + one
+                    b0 = b1
+                if c > 2:
+                    ncut += b0
+                    cut[ncut] = q + two
+                    b0 = b2
+                if c > 3:
+                    ncut += b0
+                    cut[ncut] = q + three
+                    b0 = b3
+                ncut += b0
             e += one
         out_i[i, 0] = i0
         out_f[i, 0] = f0
@@ -463,35 +479,7 @@ def _exact_message_pass_narrow(indptr, src, col, x, pairs, lo, hi, flags, out_i,
             out_f[i, 3] = f3
             if want_coef:
                 coef[i, 3] = c3
-
-
-@njit(cache=True, nogil=True)
-def _clip_positions(edge_bits, words, lanes, cut):  # pragma: no cover - numba
-    # the flat positions e * C + k of the set bits of edge_bits (one byte per edge, bit k:
-    # lane k), ascending; ``words``: the bytes as little-endian 8-byte words, whose zero
-    # words (eight edges without a clipped message) are skipped.  Within a word every
-    # lane's position is stored and the count advanced by its bit (no branch).  ``cut``
-    # holds E * C entries: a store lands at most at the edge's own last position.
-    c = len(lanes)
-    n = 0
-    for wi in range(words.shape[0]):
-        w = words[wi]
-        if w == 0:
-            continue
-        for t in range(8):
-            b = (w >> np.uint64(8 * t)) & np.uint64(0xFF)
-            p = (wi * 8 + t) * c
-            for k in range(c):
-                cut[n] = p + k
-                n += np.int64((b >> np.uint64(k)) & np.uint64(1))
-    for e in range(words.shape[0] * 8, edge_bits.shape[0]):
-        b = edge_bits[e]
-        if b:
-            p = e * c
-            for k in range(c):
-                cut[n] = p + k
-                n += (b >> k) & 1
-    return n
+    return ncut
 
 
 def exact_message_pass(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: np.ndarray,
@@ -535,18 +523,11 @@ def exact_message_pass(indptr: np.ndarray, src: np.ndarray, col: np.ndarray, x: 
     xs = _unsigned(np.asarray(x, dtype=np.uint8 if pairs.shape[1] <= 256 else np.int32))
     src, col = _unsigned(src), _unsigned(col)
     if 0 < c <= NARROW:
-        e = src.shape[0] if want_cut else 0
-        buf = np.empty(-(-e // 8), dtype=np.uint64)       # whole words, the last one zeroed
-        buf[-1:] = 0
-        edge_bits = buf.view(np.uint8)[:e]
         flags = tuple((0,) if f else () for f in (saturate, want_cut, want_coef))
-        _exact_message_pass_narrow(_unsigned(indptr), src, col, xs, np.ascontiguousarray(pairs),
-                                   int(lo), int(hi), flags, out_i, out_f, coef, edge_bits,
-                                   (0,) * c)
-        k = 0
-        if want_cut:
-            words = buf if sys.byteorder == "little" else buf[:0]   # else byte by byte
-            k = _clip_positions(edge_bits, words, (0,) * c, cut)
+        k = _exact_message_pass_narrow(_unsigned(indptr), src, col, xs, np.ascontiguousarray(pairs),
+                                       int(lo), int(hi), flags, out_i, out_f, coef,
+                                       cut.view(np.uint64), (0,) * c)
+        k = int(k)
     else:
         k = _exact_message_pass(indptr, src, col, xs, pairs, int(lo), int(hi), bool(saturate),
                                 bool(want_cut), bool(want_coef), np.empty(c, dtype=np.int64),
