@@ -86,7 +86,9 @@ class ModelConfig:
         Integer-exact forward (:mod:`training.exact`): every quantized stage computes the
         integer model's codes, so fake-quant and integer accuracy are equal by construction.
         ``None``: on, except with ``paper_code`` (the published fake-quant forward) and for
-        EMP and FP32, which have no integer form; see :attr:`exact_forward`.
+        EMP and FP32, which have no integer form; see :attr:`exact_forward`.  With
+        ``paper_code`` and ``exact`` left ``None``, training keeps the published forward and
+        evaluation runs the integer-exact one (:attr:`exact_eval`).
     """
 
     model: str = "smp"
@@ -119,6 +121,17 @@ class ModelConfig:
         if self.bits is None or self.model == "emp":
             return False
         return (not self.paper_code) if self.exact is None else bool(self.exact)
+
+    @property
+    def exact_eval(self) -> bool:
+        """Whether evaluation (``model.eval()``) runs the integer-exact forward, so that the
+        accuracy of every evaluation, best-epoch selection included, is the integer model's:
+        whenever training does (:attr:`exact_forward`), and in the published-code mode,
+        whose training keeps the published float fake-quant forward, unless ``exact`` is
+        ``False``.  FP32 and EMP have no integer form."""
+        if self.bits is None or self.model == "emp":
+            return False
+        return self.exact_forward or (self.paper_code and self.exact is None)
 
     @property
     def bt_zero_exact(self) -> bool:

@@ -286,7 +286,8 @@ def _pct(s: dict | None) -> str:
 
 
 def _forward(m: dict) -> str:
-    """The forward a run was trained with: ``float`` (FP32), ``exact`` or ``fake-quant``.
+    """The forward a run was trained with: ``float`` (FP32), ``exact`` or ``fake-quant`` (with
+    ``, exact evaluation`` where its evaluations ran the integer-exact forward).
 
     Runs that predate the ``exact_forward`` field resolve it from their model configuration
     (a configuration without the ``exact`` field predates the integer-exact forward)."""
@@ -297,7 +298,9 @@ def _forward(m: dict) -> str:
         from training.config import ModelConfig
 
         exact = ModelConfig(**m["model_config"]).exact_forward
-    return "exact" if exact else "fake-quant"
+    if exact:
+        return "exact"
+    return "fake-quant, exact evaluation" if m.get("exact_eval") else "fake-quant"
 
 
 def _per_seed_stats(values: list[float]) -> dict:
@@ -388,8 +391,10 @@ def render() -> None:
              "*goal*: the project's integer-accuracy goal (the paper's number or better).",
              "*reinit*: epochs between alpha grid searches (`-`: only at the first call).",
              "*method*: `exact` for runs trained with the integer-exact forward (fake-quant and integer",
-             "accuracy equal by construction), `fake-quant` for runs trained with the float fake-quant",
-             "forward (the published-code mode); `+ FP32 teacher`: distillation from an FP32 twin and a",
+             "accuracy equal by construction), `fake-quant, exact evaluation` for runs trained with the",
+             "published float fake-quant forward and evaluated (best epoch included) with the integer-exact",
+             "one (the published-code mode; equal by construction too), `fake-quant` for runs trained and",
+             "evaluated with the float forward; `+ FP32 teacher`: distillation from an FP32 twin and a",
              "warm start from its weights, the method chosen on Cora validation accuracy (docs/training.md).",
              "Rows with a teacher come from the `*-kd-init` runs.", ""]
     notes = {"cora": "Corrected mode (docs/training.md).",

@@ -231,8 +231,9 @@ class DecoupledGNN(nn.Module):
 
     def forward(self, x: torch.Tensor, graph: PropGraph, record: list | None = None) -> torch.Tensor:
         """Logits (N, C).  With ``cfg.exact_forward`` every stage computes the integer model's
-        codes and ``record`` (a list, optional) receives them in the export's op order."""
-        if self.cfg.exact_forward:
+        codes and ``record`` (a list, optional) receives them in the export's op order; with
+        ``cfg.exact_eval`` the evaluation forward (``eval()``) does."""
+        if self.cfg.exact_forward or (self.cfg.exact_eval and not self.training):
             return self._forward_exact(x, graph, record)
         h0 = self.head(x)
         w = self.q_edge(graph.edge_weight).detach()  # constant weights: alpha kept at its init
@@ -296,7 +297,7 @@ class DeepGCN(nn.Module):
 
     def forward(self, x: torch.Tensor, graph: PropGraph, record: list | None = None) -> torch.Tensor:
         """Logits (N, C); ``record`` as :meth:`DecoupledGNN.forward`."""
-        if self.cfg.exact_forward:
+        if self.cfg.exact_forward or (self.cfg.exact_eval and not self.training):
             return self._forward_exact(x, graph, record)
         w = self.q_edge(graph.edge_weight).detach()  # constant weights: alpha kept at its init
         h = x

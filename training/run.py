@@ -99,7 +99,7 @@ def run_seeds(data: GraphData, mcfg: ModelConfig, tcfg: TrainConfig, *, device: 
             int_va, int_te = accuracy(pred, y, masks[1]), accuracy(pred, y, masks[2])
             same = bool(torch.equal(pred.cpu(), fpred.cpu().to(torch.int64)))
             forward_equal = same if forward_equal is None else (forward_equal and same)
-            if mcfg.exact_forward and not same:
+            if mcfg.exact_eval and not same:
                 log.error("seed %d: the integer-exact forward's predictions differ from the "
                           "integer model's", seed)
             if i == 0:
@@ -136,6 +136,7 @@ def run_seeds(data: GraphData, mcfg: ModelConfig, tcfg: TrainConfig, *, device: 
         "integer_unavailable": int_reason,
         "integer_equals_numpy_reference": ref_equal,
         "exact_forward": mcfg.exact_forward,
+        "exact_eval": mcfg.exact_eval,
         "integer_equals_forward": forward_equal,
         "model_config": mcfg.to_dict(),
         "train_config": tcfg.to_dict(),

@@ -171,7 +171,8 @@ def stage_gaps(model: torch.nn.Module, im: IntModel, graph: PropGraph, x_raw: np
                int_env: dict | None = None) -> list[StageGap]:
     """Compare ``model`` (fake-quant) with its lowered ``im`` stage by stage.
 
-    Integer-exact models (``cfg.exact_forward``) are compared by :func:`exact_stage_gaps`.
+    Models whose evaluation forward is integer-exact (``cfg.exact_eval``, ``model`` in
+    eval mode) are compared by :func:`exact_stage_gaps`.
 
     Parameters
     ----------
@@ -182,7 +183,7 @@ def stage_gaps(model: torch.nn.Module, im: IntModel, graph: PropGraph, x_raw: np
     """
     from training import integer
 
-    if getattr(model.cfg, "exact_forward", False):
+    if getattr(model.cfg, "exact_eval", False) and not model.training:
         return exact_stage_gaps(model, im, graph, x_raw, int_env)
     x_raw = np.asarray(x_raw)
     normalize = next(op.normalize for op in im.ops if isinstance(op, InputOp))

@@ -345,3 +345,41 @@ def test_snap_lookup_equals_the_two_add_ops(skew):
     assert got.dtype == torch.int64 and torch.equal(got, want)
     with pytest.raises(IndexError):
         snap_codes(q, torch.tensor([[3, 256]]))
+
+
+@pytest.mark.parametrize("model", ["smp", "gcn"])
+@pytest.mark.parametrize("config", ["int4", "int2", "int2-bt", "int2-btstar"])
+def test_published_code_mode_evaluates_with_the_exact_forward(model, config):
+    # --paper-code trains with the published float forward, and its evaluation forward is
+    # the integer-exact one: every stage equals the exported model's, on the published BT
+    # grid (no exact zero) and SMP update too
+    bits, bt = CONFIGS[config]
+    kw = {"layers": 2} if model == "gcn" else {}
+    d, g, res = train_tiny(model, bits, epochs=3, bt=bt, paper_code=True, **kw)
+    cfg = res.model.cfg
+    assert not cfg.exact_forward and cfg.exact_eval
+    logits, im, ref = _assert_stages_equal(res.model, d, g)
+    assert np.array_equal(integer.predict(im, d.x).numpy(), logits.argmax(1).numpy())
+
+
+def test_published_code_mode_accuracies_are_equal_and_exact_false_keeps_the_float_forward():
+    import dataclasses
+
+    from trainer_fixtures import tiny_graph
+
+    from training.config import ModelConfig, TrainConfig
+    from training.run import run_seeds
+
+    d = tiny_graph(1)
+    cfg = ModelConfig(model="smp", bits=2, layers=3, hidden=8, paper_code=True)
+    m = run_seeds(d, cfg, TrainConfig(epochs=4, seeds=(0, 1))).metrics
+    assert m["test_acc"]["fake_quant"] == m["test_acc"]["integer"]
+    assert m["val_acc"]["fake_quant"] == m["val_acc"]["integer"]
+    assert m["exact_forward"] is False and m["exact_eval"] is True
+    assert m["integer_equals_forward"] is True
+    # exact=False: the float fake-quant forward in evaluation too (what stage_gap's
+    # --forward fake-quant compares)
+    flt = dataclasses.replace(cfg, exact=False)
+    assert not flt.exact_forward and not flt.exact_eval
+    assert not ModelConfig(model="emp", bits=2, paper_code=True).exact_eval
+    assert not ModelConfig(model="smp", bits=None, paper_code=True).exact_eval
