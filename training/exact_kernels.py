@@ -12,10 +12,11 @@ The kernels run single-threaded (the trainer's thread count is its own) and are 
 first use and cached on disk by numba.
 
 Index arrays reach the kernels as unsigned views (:func:`_unsigned`) and each row's edges as
-slices indexed from zero.  numba guards every load through a signed index it cannot prove
-non-negative with a negative-index fix-up; through unsigned indices and ``range(m)`` loop
-variables there is none, and LLVM schedules the per-edge loads freely.  The arithmetic and
-its order are unchanged.
+slices indexed from zero (the training walk: an unsigned edge counter over unsigned row
+pointers, and flat unsigned offsets into its tables).  numba guards every load through a
+signed index it cannot prove non-negative with a negative-index fix-up; through unsigned
+indices and ``range(m)`` loop variables there is none, and LLVM schedules the per-edge loads
+freely.  The arithmetic and its order are unchanged.
 """
 
 from __future__ import annotations
