@@ -266,14 +266,18 @@ def _requantize_tail(v: torch.Tensor, first: Requantizer, second: Requantizer | 
 
         out = requant_chain(v.numpy(), first, second, tail)
         if out is not None:
-            if tail is None:
-                return torch.from_numpy(out), None
-            return torch.from_numpy(out[0]), torch.from_numpy(out[1])
+            return _from_kernel(*out)
     y = torch_ops.requantize(v, first.multiplier, first.shift, first.zero_point, first.spec)
     if second is not None:
         y = torch_ops.requantize(y.to(torch.int64) - first.zero_point, second.multiplier,
                                  second.shift, second.zero_point, second.spec)
     return y, None
+
+
+def _from_kernel(codes: np.ndarray, values: np.ndarray | None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A numba kernel's ``(codes, values)`` as tensors (``values`` may be ``None``)."""
+    return torch.from_numpy(codes), None if values is None else torch.from_numpy(values)
 
 
 def _dequantize(codes: torch.Tensor, s: float, z: int) -> torch.Tensor:
@@ -380,11 +384,9 @@ def _add_codes_tail(a: torch.Tensor, a_zero: int, ma: int, b: torch.Tensor, b_ze
 
         _check_multiplier(ma, "a_mult", signed=True)
         _check_multiplier(mb, "b_mult", signed=True)
-        out = add_codes(a.numpy(), a_zero, ma, b.numpy(), b_zero, mb, _check_shift(n),
-                        spec.check_zero_point(z), spec.qmin, spec.qmax, tail)
-        if tail is None:
-            return torch.from_numpy(out), None
-        return torch.from_numpy(out[0]), torch.from_numpy(out[1])
+        return _from_kernel(*add_codes(a.numpy(), a_zero, ma, b.numpy(), b_zero, mb,
+                                       _check_shift(n), spec.check_zero_point(z), spec.qmin,
+                                       spec.qmax, tail))
     return torch_ops.add_requantize(a, a_zero, ma, b, b_zero, mb, n, z, spec), None
 
 

@@ -602,13 +602,14 @@ def add_codes(a: np.ndarray, a_zero: int, a_mult: int, b: np.ndarray, b_zero: in
     shifts, half-up rounding), on two int64 arrays of one shape.
 
     The caller has validated the multipliers, shift and zero point (as
-    :func:`quant.torch_ops.add_requantize` does).  Returns int64 of that shape.
+    :func:`quant.torch_ops.add_requantize` does).  Returns ``(codes, values)``: int64 codes of
+    that shape, and ``values`` ``None`` without a ``tail``.
 
     ``tail`` (optional) ``(snap, scale, zero)``: in the same call each code then goes through
     BT's snap, the export's two ``add`` ops ``level = clamp(round_shift(y Ma + Mb, n), l0,
     l1)`` and ``clamp(level step, qmin, qmax)`` with ``snap = (Ma, Mb, n, l0, l1, step, qmin,
     qmax)`` (``None``: no snap), and is dequantized as :func:`dequantize` does with ``scale``
-    and ``zero``; the result is then ``(codes, values)``, values float32.
+    and ``zero``; ``values`` are then those float32 values (of the snapped codes).
     """
     a = np.ascontiguousarray(a, dtype=np.int64)
     b = np.ascontiguousarray(b, dtype=np.int64)
@@ -617,7 +618,7 @@ def add_codes(a: np.ndarray, a_zero: int, a_mult: int, b: np.ndarray, b_zero: in
     _add_codes(a.reshape(-1), np.int64(a_zero), np.int64(a_mult), b.reshape(-1), np.int64(b_zero),
                np.int64(b_mult), np.int64(shift), np.int64(zero_point), np.int64(qmin),
                np.int64(qmax), out.reshape(-1), *targs)
-    return out if tail is None else (out, vals)
+    return out, vals
 
 
 @njit(cache=True, nogil=True)
@@ -692,9 +693,10 @@ def requant_chain(v: np.ndarray, first, second=None, tail=None):
     which refuses it with its error.
 
     ``tail`` (optional) ``(snap, scale, zero)``: as in :func:`add_codes`, the codes are
-    snapped and dequantized in the same pass and ``(codes, values)`` returned.
+    snapped and dequantized in the same pass.
 
-    Shapes: ``v`` any shape, int64; returns int64 of that shape.
+    Shapes: ``v`` any shape, int64; returns ``(codes, values)`` as :func:`add_codes`: int64
+    codes of that shape, float32 values with a ``tail``, else ``None``.
     """
     from quant.reference import PRODUCT_LIMIT
 
@@ -714,7 +716,7 @@ def requant_chain(v: np.ndarray, first, second=None, tail=None):
         umax = max(abs(first.spec.qmin - first.zero_point), abs(first.spec.qmax - first.zero_point))
         if umax * abs(second.multiplier) * (1 << max(0, -second.shift)) >= PRODUCT_LIMIT:
             return None
-    return out if tail is None else (out, vals)
+    return out, vals
 
 
 @njit(cache=True, nogil=True)

@@ -179,7 +179,8 @@ def test_add_codes_equals_reference(seed):
     n = [0, 5, 17, -2][seed % 4]
     za, zb, z = int(rng.integers(0, 256)), int(rng.integers(0, 256)), int(spec.qmin + seed % 2)
     want = add_requantize(a, za, ma, b, zb, mb, n, z, spec)
-    got = add_codes(a, za, ma, b, zb, mb, n, z, spec.qmin, spec.qmax)
+    got, vals = add_codes(a, za, ma, b, zb, mb, n, z, spec.qmin, spec.qmax)
+    assert vals is None
     assert got.dtype == np.int64 and np.array_equal(got, want)
 
 
@@ -211,7 +212,8 @@ def test_requant_chain_equals_reference(seed):
     if second is not None:
         want = requantize(want.astype(np.int64) - first.zero_point, second.multiplier,
                           second.shift, second.zero_point, second.spec)
-    got = requant_chain(v, first, second)
+    got, vals = requant_chain(v, first, second)
+    assert vals is None
     assert got.dtype == np.int64 and np.array_equal(got, want)
     big = np.full((2, 2), 1 << 40, dtype=np.int64)
     huge = Requantizer((1 << 31) - 1, -8, 0, QuantSpec(8))
@@ -238,10 +240,10 @@ def test_kernel_tail_equals_snap_and_dequantize(skew, bt):
     rng = np.random.default_rng(skew + 50)
     v = rng.integers(-(1 << 14), 1 << 14, (40, 7))
     first = Requantizer(int(rng.integers(1 << 11, 1 << 12)), 18, z, spec)
-    plain = requant_chain(v, first)
+    plain, _ = requant_chain(v, first)
     codes, vals = requant_chain(v, first, None, tail)
     a, b = rng.integers(0, 256, (2, 40, 7))
-    plain_add = add_codes(a, 7, 3001, b, 250, -977, 13, z, spec.qmin, spec.qmax)
+    plain_add, _ = add_codes(a, 7, 3001, b, 250, -977, 13, z, spec.qmin, spec.qmax)
     codes_add, vals_add = add_codes(a, 7, 3001, b, 250, -977, 13, z, spec.qmin, spec.qmax, tail)
     for raw, got, got_vals in ((plain, codes, vals), (plain_add, codes_add, vals_add)):
         assert len(np.unique(raw)) > 4
