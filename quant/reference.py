@@ -34,6 +34,13 @@ PRODUCT_LIMIT = 1 << 62
 # validation helpers
 # ---------------------------------------------------------------------------------------
 
+
+def product_fits(vmax: int, multiplier: int, shift: int) -> bool:
+    """Whether ``|v| <= vmax`` times ``multiplier``, left-shifted by ``max(0, -shift)``, stays
+    below :data:`PRODUCT_LIMIT`: the range :func:`requantize` admits (Python ints, exact)."""
+    return vmax * abs(multiplier) * (1 << max(0, -shift)) < PRODUCT_LIMIT
+
+
 def check_scale(scale: float, field: str = "scale") -> np.float32:
     """Return ``scale`` as float32 after checking it is finite and > 0."""
     try:
@@ -221,7 +228,7 @@ def requantize(v: np.ndarray, multiplier: int, shift: int, zero_point: int,
     z = spec.check_zero_point(zero_point)
     if v.size:
         vmax = int(np.abs(v).max())
-        if vmax * m * (1 << max(0, -n)) >= PRODUCT_LIMIT:
+        if not product_fits(vmax, m, n):
             raise invalid("v * multiplier", vmax * m, f"below 2**62 (multiplier={m}, shift={n})")
     out = round_shift(v * m, n) + z
     return np.clip(out, spec.qmin, spec.qmax).astype(np.int32)

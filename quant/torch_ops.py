@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 
 from quant.errors import QuantError, invalid
-from quant.reference import (PRODUCT_LIMIT, _check_multiplier, _check_shift, add_shifted,
-                             check_scale, shift_half_up)
+from quant.reference import (_check_multiplier, _check_shift, add_shifted, check_scale,
+                             product_fits, shift_half_up)
 from quant.spec import QuantSpec, Rounding
 
 __all__ = ["add_requantize", "check_finite", "dequantize", "linear_accumulate", "quantize",
@@ -134,7 +134,7 @@ def round_shift(v: torch.Tensor, n: int) -> torch.Tensor:
 def _check_product(v: torch.Tensor, m: int, n: int) -> None:
     if v.numel():
         vmax = int(v.abs().max())
-        if vmax * abs(m) * (1 << max(0, -n)) >= PRODUCT_LIMIT:
+        if not product_fits(vmax, m, n):
             raise invalid("v * multiplier", vmax * m, f"below 2**62 (multiplier={m}, shift={n})")
 
 

@@ -698,7 +698,7 @@ def requant_chain(v: np.ndarray, first, second=None, tail=None):
     Shapes: ``v`` any shape, int64; returns ``(codes, values)`` as :func:`add_codes`: int64
     codes of that shape, float32 values with a ``tail``, else ``None``.
     """
-    from quant.reference import PRODUCT_LIMIT
+    from quant.reference import product_fits
 
     v = np.ascontiguousarray(v, dtype=np.int64)
     out = np.empty(v.shape, dtype=np.int64)
@@ -710,11 +710,11 @@ def requant_chain(v: np.ndarray, first, second=None, tail=None):
                           np.int64(first.spec.qmax), two, np.int64(s.multiplier),
                           np.int64(s.shift), np.int64(s.zero_point), np.int64(s.spec.qmin),
                           np.int64(s.spec.qmax), out.reshape(-1), *targs)
-    if int(vmax) * abs(first.multiplier) * (1 << max(0, -first.shift)) >= PRODUCT_LIMIT:
+    if not product_fits(int(vmax), first.multiplier, first.shift):
         return None
     if two:
         umax = max(abs(first.spec.qmin - first.zero_point), abs(first.spec.qmax - first.zero_point))
-        if umax * abs(second.multiplier) * (1 << max(0, -second.shift)) >= PRODUCT_LIMIT:
+        if not product_fits(umax, second.multiplier, second.shift):
             return None
     return out, vals
 
@@ -740,7 +740,7 @@ def message_table(x_range: tuple[int, int], x_zero: int, w_range: tuple[int, int
     (written row by row); ``None``, computing nothing, when a product could leave the range
     :func:`quant.reference.requantize` admits (the caller then takes the validated path).
     """
-    from quant.reference import PRODUCT_LIMIT
+    from quant.reference import product_fits
 
     (x0, x1), (w0, w1) = x_range, w_range
     pmax = max(abs(x0 - x_zero), abs(x1 - x_zero)) * max(abs(w0 - w_zero), abs(w1 - w_zero))
@@ -751,7 +751,7 @@ def message_table(x_range: tuple[int, int], x_zero: int, w_range: tuple[int, int
     else:
         m, n, z = msg.multiplier, msg.shift, msg.zero_point
         lo, hi = msg.spec.qmin, msg.spec.qmax
-        if pmax * abs(m) * (1 << max(0, -n)) >= PRODUCT_LIMIT:
+        if not product_fits(pmax, m, n):
             return None
         emax = max(abs(lo - z), abs(hi - z))
     dtype = np.int16 if emax <= np.iinfo(np.int16).max else np.int32

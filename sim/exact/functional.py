@@ -16,7 +16,7 @@ import numpy as np
 
 from quant.aggregate import AggregationParams, AggregationResult, Requantizer, aggregate_reference
 from quant.errors import invalid
-from quant.reference import PRODUCT_LIMIT, acc_range, linear_accumulate
+from quant.reference import acc_range, linear_accumulate, product_fits
 from quant.spec import QuantSpec
 from sim.exact import kernels
 from sim.graphs.csr import validate_csr
@@ -35,7 +35,7 @@ def stage_bound_safe(vmax: int, rq: Requantizer | None) -> bool:
     """True if ``|v| <= vmax`` can never trip the reference's int64 guard in ``rq``."""
     if rq is None:
         return True
-    return vmax * rq.multiplier * (1 << max(0, -rq.shift)) < PRODUCT_LIMIT
+    return product_fits(vmax, rq.multiplier, rq.shift)
 
 
 def rq_args(rq: Requantizer | None) -> tuple:
